@@ -1,0 +1,61 @@
+package fxcore
+
+import (
+	"context"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+)
+
+// Module provides the service identity, the config Source, the logger, the
+// Prometheus registry (as prometheus.Registerer and prometheus.Gatherer) and
+// the Stopping signal.
+var Module = fx.Module("martyfx.core",
+	fx.Provide(
+		NewSource,
+		ProvideConfig[Config]("", DefaultConfig),
+		ProvideConfig[ServiceConfig]("service", func() ServiceConfig { return ServiceConfig{} }),
+		ProvideConfig[LogConfig]("log", DefaultLogConfig),
+		NewServiceInfo,
+		NewLogger,
+		NewRegistry,
+		func(r *prometheus.Registry) prometheus.Registerer { return r },
+		func(r *prometheus.Registry) prometheus.Gatherer { return r },
+		NewStopping,
+	),
+	fx.Invoke(reportUnusedSections, syncLogger),
+)
+
+// ProvideConfig returns a constructor of T that loads the section from the
+// Source over the defaults and validates it. Modules use it in fx.Provide:
+//
+//	fx.Provide(fxcore.ProvideConfig[Config]("grpc", DefaultConfig))
+func ProvideConfig[T Validator](section string, defaults func() T) func(*Source) (T, error) {
+	return func(src *Source) (T, error) {
+		return Load(src, section, defaults())
+	}
+}
+
+// reportUnusedSections warns at start about config file sections no module
+// read: a typo, or a module missing from the app.
+func reportUnusedSections(lc fx.Lifecycle, src *Source, log *zap.Logger) {
+	lc.Append(fx.StartHook(func() {
+		if unused := src.UnusedSections(); len(unused) > 0 {
+			log.Warn("config file has sections no module read",
+				zap.String("file", src.File()), zap.String("sections", strings.Join(unused, ", ")))
+		}
+	}))
+}
+
+func syncLogger(lc fx.Lifecycle, log *zap.Logger) {
+	lc.Append(fx.StopHook(func(context.Context) { _ = log.Sync() }))
+}
+
+// ShutdownOnError is for background loops that must not die silently: it
+// logs err and asks the app to stop with exit code 1.
+func ShutdownOnError(sd fx.Shutdowner, log *zap.Logger, what string, err error) {
+	log.Error(what+" failed; shutting down", zap.Error(err))
+	_ = sd.Shutdown(fx.ExitCode(1))
+}

@@ -1,0 +1,72 @@
+package fxhttp
+
+import (
+	"fmt"
+	"net/http"
+
+	"go.uber.org/fx"
+
+	"github.com/martyfx/martyfx/fxcore"
+)
+
+// Value groups behind the AsXxx helpers.
+const (
+	routesGroup      = "martyfx.http.routes"
+	adminRoutesGroup = "martyfx.http.admin_routes"
+	middlewareGroup  = "martyfx.http.middleware"
+)
+
+// Route is a handler for a Go 1.22 ServeMux pattern ("GET /v1/orders/{id}").
+type Route struct {
+	Pattern string
+	Handler http.Handler
+}
+
+// Middleware wraps handlers. Order is explicit: lower runs first (outermost).
+type Middleware struct {
+	Name  string
+	Order int
+	Wrap  func(http.Handler) http.Handler
+}
+
+// AsRoute registers a route on the public server. ctor returns an
+// http.Handler (its parameters are injected by Fx), or is an http.Handler.
+func AsRoute(pattern string, ctor any) fx.Option {
+	return asRoute(routesGroup, "fxhttp.AsRoute", pattern, ctor)
+}
+
+// AsAdminRoute registers a route on the admin server (probes, metrics,
+// diagnostics). ctor is as for AsRoute.
+func AsAdminRoute(pattern string, ctor any) fx.Option {
+	return asRoute(adminRoutesGroup, "fxhttp.AsAdminRoute", pattern, ctor)
+}
+
+func asRoute(group, helper, pattern string, ctor any) fx.Option {
+	what := fmt.Sprintf("%s(%q)", helper, pattern)
+	return fxcore.Group(group, what, ctor, func(v any) (Route, error) {
+		h, ok := v.(http.Handler)
+		if !ok || h == nil {
+			return Route{}, fmt.Errorf("got %T, want an http.Handler", v)
+		}
+		return Route{Pattern: pattern, Handler: h}, nil
+	})
+}
+
+// AsMiddleware registers user middleware on the public server at an explicit
+// position: order < 0 runs before the built-in stack, order >= 0 after it
+// (closest to the handler); equal orders keep registration order undefined,
+// so give each its own. ctor returns a func(http.Handler) http.Handler.
+func AsMiddleware(ctor any, order int) fx.Option {
+	what := fmt.Sprintf("fxhttp.AsMiddleware(order %d)", order)
+	return fxcore.Group(middlewareGroup, what, ctor, func(v any) (Middleware, error) {
+		switch m := v.(type) {
+		case func(http.Handler) http.Handler:
+			return Middleware{Name: fmt.Sprintf("%T", ctor), Order: order, Wrap: m}, nil
+		case Middleware:
+			m.Order = order
+			return m, nil
+		default:
+			return Middleware{}, fmt.Errorf("got %T, want func(http.Handler) http.Handler", v)
+		}
+	})
+}

@@ -1,0 +1,59 @@
+package fxmonitor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/martyfx/martyfx/fxcore"
+)
+
+// Value groups behind the AsXxx helpers.
+const (
+	checksGroup = "martyfx.monitor.checks"
+)
+
+// Kind says which probes a check feeds; a check may feed several.
+type Kind uint8
+
+// The probe kinds.
+const (
+	Startup Kind = 1 << iota
+	Liveness
+	Readiness
+)
+
+// Check is a health check.
+type Check struct {
+	// Name is unique in the app and labels the check's metrics.
+	Name string
+	// Kinds is the set of probes the check feeds (Startup|Readiness...).
+	Kinds Kind
+	// Critical failures turn the probe 503; others report degraded with 200.
+	Critical bool
+	// Timeout fails a check that hangs (default 2s).
+	Timeout time.Duration
+	// Interval runs the check in the background; 0 runs it on request.
+	Interval time.Duration
+	// FailureThreshold is how many consecutive failures flip it to failing (default 1).
+	FailureThreshold int
+	// Func returns nil when healthy.
+	Func func(ctx context.Context) error
+}
+
+// AsCheck registers a health check. ctor returns a Check (its parameters are
+// injected by Fx), or is a Check.
+func AsCheck(ctor any) fx.Option {
+	return fxcore.Group(checksGroup, "fxmonitor.AsCheck", ctor, func(v any) (Check, error) {
+		c, ok := v.(Check)
+		if !ok {
+			return Check{}, fmt.Errorf("got %T, want fxmonitor.Check", v)
+		}
+		if c.Name == "" || c.Func == nil || c.Kinds == 0 {
+			return Check{}, fmt.Errorf("check %q needs a Name, Kinds and a Func", c.Name)
+		}
+		return c, nil
+	})
+}

@@ -1,0 +1,89 @@
+// Package martyfx turns a Go program into a production microservice on Uber
+// Fx. A service is a list of fx.Options:
+//
+//	func main() {
+//		martyfx.Run(
+//			fxgrpc.AsService(&ordersv1.OrderService_ServiceDesc, orders.NewServer),
+//			fxhttp.AsRoute("POST /v1/orders", orders.NewCreateHandler),
+//		)
+//	}
+//
+// Modules holds every martyfx module, configured from the environment
+// (MARTY_*, OTEL_*) and an optional YAML file (MARTY_CONFIG_FILE).
+package martyfx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"go.uber.org/fx"
+
+	"github.com/martyfx/martyfx/fxcore"
+)
+
+// Modules is every martyfx module, wired together, plus the Fx event log
+// routed to zap. Use it as fx.New(append(martyfx.Modules, mine...)...).
+var Modules = []fx.Option{
+	fxcore.Module,
+	fx.WithLogger(fxcore.NewFxLogger),
+}
+
+// Run builds the app from Modules plus opts, starts it within
+// MARTY_START_TIMEOUT, runs until SIGINT or SIGTERM (or a module's
+// fx.Shutdowner call), stops it within MARTY_STOP_TIMEOUT and exits the
+// process: 0 on a clean stop, 1 when start or stop fails, or the exit code a
+// module asked for.
+func Run(opts ...fx.Option) {
+	os.Exit(run(opts...))
+}
+
+func run(opts ...fx.Option) int {
+	src, err := fxcore.NewSource()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	core, err := fxcore.Load(src, "", fxcore.DefaultConfig())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	all := append(append([]fx.Option{}, Modules...), opts...)
+	all = append(all,
+		fx.Replace(src),
+		fx.StartTimeout(core.StartTimeout),
+		fx.StopTimeout(core.StopTimeout),
+	)
+	var stopping *fxcore.Stopping
+	all = append(all, fx.Populate(&stopping))
+	app := fx.New(all...)
+	if err := app.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, "martyfx: build app:", err)
+		return 1
+	}
+
+	startCtx, cancel := context.WithTimeout(context.Background(), core.StartTimeout)
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		fmt.Fprintln(os.Stderr, "martyfx: start:", err)
+		stopCtx, cancel := context.WithTimeout(context.Background(), core.StopTimeout)
+		defer cancel()
+		_ = app.Stop(stopCtx)
+		return 1
+	}
+
+	sig := <-app.Wait()
+	// Readiness goes NOT_SERVING before any stop hook runs.
+	stopping.Begin()
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), core.StopTimeout)
+	defer cancelStop()
+	if err := app.Stop(stopCtx); err != nil {
+		fmt.Fprintln(os.Stderr, "martyfx: stop:", err)
+		if errors.Is(err, context.DeadlineExceeded) || sig.ExitCode == 0 {
+			return 1
+		}
+	}
+	return sig.ExitCode
+}
