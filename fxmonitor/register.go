@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/martyfx/martyfx/fxcore"
@@ -12,7 +13,10 @@ import (
 
 // Value groups behind the AsXxx helpers.
 const (
-	checksGroup = "martyfx.monitor.checks"
+	checksGroup     = "martyfx.monitor.checks"
+	alertRulesGroup = "martyfx.monitor.alert_rules"
+	collectorsGroup = "martyfx.monitor.collectors"
+	notifiersGroup  = "martyfx.monitor.notifiers"
 )
 
 // Kind says which probes a check feeds; a check may feed several.
@@ -55,5 +59,46 @@ func AsCheck(ctor any) fx.Option {
 			return Check{}, fmt.Errorf("check %q needs a Name, Kinds and a Func", c.Name)
 		}
 		return c, nil
+	})
+}
+
+// AsAlertRule registers an alert rule. ctor returns an AlertRule (its
+// parameters are injected by Fx), or is an AlertRule.
+func AsAlertRule(ctor any) fx.Option {
+	return fxcore.Group(alertRulesGroup, "fxmonitor.AsAlertRule", ctor, func(v any) (AlertRule, error) {
+		r, ok := v.(AlertRule)
+		if !ok {
+			return AlertRule{}, fmt.Errorf("got %T, want fxmonitor.AlertRule", v)
+		}
+		if err := r.validate(); err != nil {
+			return AlertRule{}, err
+		}
+		return r, nil
+	})
+}
+
+// AsCollector registers a Prometheus collector on the app's registry. ctor
+// returns a prometheus.Collector, or is one. A collector whose metrics are
+// already registered fails the start with an error naming the metric.
+func AsCollector(ctor any) fx.Option {
+	return fxcore.Group(collectorsGroup, "fxmonitor.AsCollector", ctor, func(v any) (prometheus.Collector, error) {
+		c, ok := v.(prometheus.Collector)
+		if !ok || c == nil {
+			return nil, fmt.Errorf("got %T, want a prometheus.Collector", v)
+		}
+		return c, nil
+	})
+}
+
+// AsNotifier registers an alert Notifier beside the built-in ones (the log
+// notifier, and the Alertmanager notifier when MARTY_MONITOR_ALERTMANAGER_URL
+// is set). ctor returns a Notifier, or is one.
+func AsNotifier(ctor any) fx.Option {
+	return fxcore.Group(notifiersGroup, "fxmonitor.AsNotifier", ctor, func(v any) (Notifier, error) {
+		n, ok := v.(Notifier)
+		if !ok || n == nil {
+			return nil, fmt.Errorf("got %T, want an fxmonitor.Notifier", v)
+		}
+		return n, nil
 	})
 }

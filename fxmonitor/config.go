@@ -1,0 +1,187 @@
+package fxmonitor
+
+import (
+	"net/url"
+	"time"
+
+	"github.com/martyfx/martyfx/fxcore"
+)
+
+// Config is the "monitor" section: MARTY_MONITOR_<FIELD>.
+type Config struct {
+	// CheckTimeout fails a check that has no Timeout of its own and hangs
+	// (MARTY_MONITOR_CHECK_TIMEOUT, default 2s).
+	CheckTimeout time.Duration `koanf:"check_timeout"`
+	// CheckTTL is how long the result of an on-request check (one without an
+	// Interval) is served from cache (MARTY_MONITOR_CHECK_TTL, default 1s).
+	CheckTTL time.Duration `koanf:"check_ttl"`
+	// Disk is the built-in disk usage check (MARTY_MONITOR_DISK_*).
+	Disk DiskConfig `koanf:"disk"`
+	// Memory is the built-in memory usage check (MARTY_MONITOR_MEMORY_*).
+	Memory MemoryConfig `koanf:"memory"`
+	// System samples CPU, memory and disk into marty_system_* gauges
+	// (MARTY_MONITOR_SYSTEM_*).
+	System SystemConfig `koanf:"system"`
+	// AlertInterval is how often alert rules are evaluated
+	// (MARTY_MONITOR_ALERT_INTERVAL, default 15s).
+	AlertInterval time.Duration `koanf:"alert_interval"`
+	// AlertResend is how often a firing alert is sent again to notifiers
+	// that need it (Alertmanager) (MARTY_MONITOR_ALERT_RESEND, default 1m).
+	AlertResend time.Duration `koanf:"alert_resend"`
+	// AlertmanagerURL, when set, adds the Alertmanager notifier posting to
+	// <url>/api/v2/alerts (MARTY_MONITOR_ALERTMANAGER_URL).
+	AlertmanagerURL string `koanf:"alertmanager_url"`
+	// AlertmanagerTimeout bounds one POST (MARTY_MONITOR_ALERTMANAGER_TIMEOUT, default 5s).
+	AlertmanagerTimeout time.Duration `koanf:"alertmanager_timeout"`
+	// AlertmanagerRetries is how many times a failed POST is retried with
+	// exponential backoff (MARTY_MONITOR_ALERTMANAGER_RETRIES, default 3).
+	AlertmanagerRetries int `koanf:"alertmanager_retries"`
+	// LogAlerts keeps the log notifier (MARTY_MONITOR_LOG_ALERTS, default true).
+	LogAlerts bool `koanf:"log_alerts"`
+	// Breaker holds the defaults of every circuit breaker
+	// (MARTY_MONITOR_BREAKER_<FIELD>).
+	Breaker BreakerSettings `koanf:"breaker"`
+	// Breakers overrides settings per breaker name
+	// (MARTY_MONITOR_BREAKERS_<NAME>_<FIELD>); unset fields take Breaker's.
+	Breakers map[string]BreakerSettings `koanf:"breakers"`
+	// BreakerCheck adds a non-critical readiness check that fails while a
+	// breaker is open (MARTY_MONITOR_BREAKER_CHECK, default true).
+	BreakerCheck bool `koanf:"breaker_check"`
+}
+
+// DiskConfig configures the built-in disk usage check.
+type DiskConfig struct {
+	// Enabled turns the check on (default true).
+	Enabled bool `koanf:"enabled"`
+	// Path is the file system to watch (default ".").
+	Path string `koanf:"path"`
+	// MaxPercent is the used share, in percent, above which it fails (default 90).
+	MaxPercent float64 `koanf:"max_percent"`
+}
+
+// MemoryConfig configures the built-in memory usage check.
+type MemoryConfig struct {
+	// Enabled turns the check on (default true).
+	Enabled bool `koanf:"enabled"`
+	// MaxPercent is the used share of system memory, in percent, above
+	// which it fails (default 90).
+	MaxPercent float64 `koanf:"max_percent"`
+}
+
+// SystemConfig configures the gopsutil system metrics.
+type SystemConfig struct {
+	// Enabled turns the marty_system_* gauges on (default true).
+	Enabled bool `koanf:"enabled"`
+	// Interval is the sampling period (default 15s).
+	Interval time.Duration `koanf:"interval"`
+}
+
+// BreakerSettings configures a circuit breaker. Zero fields take the defaults.
+type BreakerSettings struct {
+	// MaxRequests is how many trial calls pass while half-open (default 1).
+	MaxRequests uint32 `koanf:"max_requests"`
+	// Interval clears the failure counts while closed (default 60s; 0 keeps
+	// the default, a negative value never clears).
+	Interval time.Duration `koanf:"interval"`
+	// Timeout is how long the breaker stays open before half-opening (default 30s).
+	Timeout time.Duration `koanf:"timeout"`
+	// ConsecutiveFailures trips the breaker (default 5).
+	ConsecutiveFailures uint32 `koanf:"consecutive_failures"`
+	// FailureRatio, when > 0, also trips it once at least MinRequests calls
+	// were made in the interval and this share of them failed (0..1).
+	FailureRatio float64 `koanf:"failure_ratio"`
+	// MinRequests is the sample size FailureRatio needs (default 10).
+	MinRequests uint32 `koanf:"min_requests"`
+}
+
+// DefaultBreakerSettings returns the defaults of every breaker.
+func DefaultBreakerSettings() BreakerSettings {
+	return BreakerSettings{MaxRequests: 1, Interval: 60 * time.Second, Timeout: 30 * time.Second,
+		ConsecutiveFailures: 5, MinRequests: 10}
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		CheckTimeout:        2 * time.Second,
+		CheckTTL:            time.Second,
+		Disk:                DiskConfig{Enabled: true, Path: ".", MaxPercent: 90},
+		Memory:              MemoryConfig{Enabled: true, MaxPercent: 90},
+		System:              SystemConfig{Enabled: true, Interval: 15 * time.Second},
+		AlertInterval:       15 * time.Second,
+		AlertResend:         time.Minute,
+		AlertmanagerTimeout: 5 * time.Second,
+		AlertmanagerRetries: 3,
+		LogAlerts:           true,
+		Breaker:             DefaultBreakerSettings(),
+		BreakerCheck:        true,
+	}
+}
+
+// Validate checks the values.
+func (c Config) Validate() error {
+	positive := []struct {
+		key string
+		v   time.Duration
+	}{
+		{"check_timeout", c.CheckTimeout}, {"check_ttl", c.CheckTTL}, {"system.interval", c.System.Interval},
+		{"alert_interval", c.AlertInterval}, {"alert_resend", c.AlertResend},
+		{"alertmanager_timeout", c.AlertmanagerTimeout},
+	}
+	for _, p := range positive {
+		if p.v <= 0 {
+			return fxcore.Invalid(p.key, p.v.String(), "a positive duration")
+		}
+	}
+	if c.Disk.Enabled && c.Disk.Path == "" {
+		return fxcore.Invalid("disk.path", c.Disk.Path, "a path on the file system to watch")
+	}
+	if c.Disk.MaxPercent <= 0 || c.Disk.MaxPercent > 100 {
+		return fxcore.Invalid("disk.max_percent", c.Disk.MaxPercent, "a percentage in (0, 100]")
+	}
+	if c.Memory.MaxPercent <= 0 || c.Memory.MaxPercent > 100 {
+		return fxcore.Invalid("memory.max_percent", c.Memory.MaxPercent, "a percentage in (0, 100]")
+	}
+	if c.AlertmanagerRetries < 0 {
+		return fxcore.Invalid("alertmanager_retries", c.AlertmanagerRetries, "a non-negative integer")
+	}
+	if c.AlertmanagerURL != "" {
+		u, err := url.Parse(c.AlertmanagerURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fxcore.Invalid("alertmanager_url", c.AlertmanagerURL, "an http(s) URL such as http://alertmanager:9093")
+		}
+	}
+	if err := c.Breaker.validate("breaker."); err != nil {
+		return err
+	}
+	for name, s := range c.Breakers {
+		if err := s.validate("breakers." + name + "."); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s BreakerSettings) validate(prefix string) error {
+	if s.Timeout < 0 {
+		return fxcore.Invalid(prefix+"timeout", s.Timeout.String(), "a positive duration")
+	}
+	if s.FailureRatio < 0 || s.FailureRatio > 1 {
+		return fxcore.Invalid(prefix+"failure_ratio", s.FailureRatio, "a ratio in [0, 1]")
+	}
+	return nil
+}
+
+// BreakersConfig is the circuit breaker part of Config, for NewBreakers.
+type BreakersConfig struct {
+	// Defaults apply to every breaker (zero fields take DefaultBreakerSettings).
+	Defaults BreakerSettings
+	// Named overrides settings per breaker name (matched case-insensitively,
+	// with "-" and "." read as "_"); unset fields take Defaults.
+	Named map[string]BreakerSettings
+}
+
+// BreakersConfig returns the circuit breaker part of the config.
+func (c Config) BreakersConfig() BreakersConfig {
+	return BreakersConfig{Defaults: c.Breaker, Named: c.Breakers}
+}

@@ -1,0 +1,21 @@
+// Package fxmonitor is martyfx's monitoring module: health checks served as
+// Kubernetes probes (/livez, /readyz, /startupz), Prometheus metrics
+// (/metrics, user collectors, gopsutil system gauges), named circuit breakers
+// on sony/gobreaker v2, and alert rules evaluated in-process with
+// Prometheus' semantics, sent to notifiers (logs, Alertmanager) and exported
+// as a Prometheus rule file.
+//
+// Add Module (with fxcore.Module and fxhttp.Module for the admin server) and
+// register checks, collectors, rules and notifiers with AsCheck,
+// AsCollector, AsAlertRule and AsNotifier:
+//
+//	fx.New(fxcore.Module, fxhttp.Module, fxmonitor.Module,
+//		fxmonitor.AsCheck(func(db *sql.DB) fxmonitor.Check {
+//			return fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true,
+//				Func: db.PingContext}
+//		}),
+//	)
+//
+// Other modules read *Health (Healthy, OnChange) and *Breakers (Get) from
+// the graph.
+package fxmonitor
