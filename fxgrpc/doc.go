@@ -1,0 +1,19 @@
+// Package fxgrpc is martyfx's gRPC module: a production gRPC server built
+// from AsService registrations, with grpc-go's health service driven by
+// readiness, reflection, OpenTelemetry tracing, Prometheus metrics, cheap
+// call logging, panic recovery, request validation and an optional auth
+// hook; a grpc-gateway REST mount (AsGateway) on fxhttp's public server; and
+// instrumented clients (NewClient, *Clients) with a default deadline,
+// retries of UNAVAILABLE, round-robin balancing and circuit breakers.
+//
+//	fx.New(
+//		fxcore.Module, fxhttp.Module, fxmonitor.Module, fxgrpc.Module,
+//		fxgrpc.AsService(&pb.Orders_ServiceDesc, orders.NewServer),
+//		fxgrpc.AsGateway(pb.RegisterOrdersHandler),
+//	).Run()
+//
+// The server listens in OnStart on MARTY_GRPC_ADDR (default :50051). At stop
+// it turns health NOT_SERVING, waits MARTY_GRPC_DRAIN_DELAY, and stops
+// gracefully within the stop deadline, after which calls still running are
+// cut off.
+package fxgrpc

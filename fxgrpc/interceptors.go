@@ -1,0 +1,344 @@
+package fxgrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// The built-in chain, outermost first, for unary and stream calls alike
+// (tracing is not an interceptor: otelgrpc's stats handler wraps it all):
+//
+//  1. metrics: grpc_server_started_total, grpc_server_handled_total{grpc_code},
+//     grpc_server_handling_seconds (go-grpc-middleware's prometheus provider);
+//  2. logging: one zap line per finished call, level by code;
+//  3. recovery: a panic becomes codes.Internal, its stack is logged;
+//  4. user interceptors with position < 0;
+//  5. auth: the AuthFunc, when one is in the graph (not for health and reflection);
+//  6. validation: Validate() / ValidateAll() errors become InvalidArgument
+//     with a google.rpc.BadRequest detail;
+//  7. user interceptors with position >= 0, then the handler.
+//
+// Metrics and logging sit outside recovery so a panic is counted and logged
+// as the Internal it is answered with.
+func buildChain(metrics *grpcprom.ServerMetrics, log *callLogger, auth AuthFunc,
+	unary []UnaryInterceptor, stream []StreamInterceptor,
+) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	slices.SortStableFunc(unary, func(a, b UnaryInterceptor) int { return a.Position - b.Position })
+	slices.SortStableFunc(stream, func(a, b StreamInterceptor) int { return a.Position - b.Position })
+
+	var us []grpc.UnaryServerInterceptor
+	var ss []grpc.StreamServerInterceptor
+	if metrics != nil {
+		us = append(us, metrics.UnaryServerInterceptor())
+		ss = append(ss, metrics.StreamServerInterceptor())
+	}
+	if log != nil {
+		us = append(us, log.unary)
+		ss = append(ss, log.stream)
+	}
+	us = append(us, recoverUnary(log.base()))
+	ss = append(ss, recoverStream(log.base()))
+	for _, u := range unary {
+		if u.Position < 0 {
+			us = append(us, u.Interceptor)
+		}
+	}
+	for _, s := range stream {
+		if s.Position < 0 {
+			ss = append(ss, s.Interceptor)
+		}
+	}
+	if auth != nil {
+		us = append(us, authUnary(auth))
+		ss = append(ss, authStream(auth))
+	}
+	us = append(us, validateUnary)
+	ss = append(ss, validateStream)
+	for _, u := range unary {
+		if u.Position >= 0 {
+			us = append(us, u.Interceptor)
+		}
+	}
+	for _, s := range stream {
+		if s.Position >= 0 {
+			ss = append(ss, s.Interceptor)
+		}
+	}
+	return us, ss
+}
+
+// ---- recovery ----
+
+func recoverUnary(log *zap.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = panicked(ctx, log, info.FullMethod, r)
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(log *zap.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = panicked(ss.Context(), log, info.FullMethod, r)
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+// panicked logs a recovered panic with its stack and returns the Internal
+// status the caller gets; the panic value stays in the log, not on the wire.
+func panicked(ctx context.Context, log *zap.Logger, method string, r any) error {
+	fields := []zap.Field{zap.String("grpc.method", method), zap.Any("panic", r), zap.StackSkip("stack", 2)}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		fields = append(fields, zap.Stringer("trace_id", sc.TraceID()))
+	}
+	log.Error("grpc handler panicked", fields...)
+	return status.Error(codes.Internal, "internal error")
+}
+
+// ---- logging ----
+
+// callLogger writes one line per finished call. It is built to cost nothing
+// when the level is disabled and one zap entry when enabled: no start line,
+// no per-call field extraction beyond what is written.
+type callLogger struct {
+	log                      *zap.Logger
+	ok, clientErr, serverErr zapcore.Level
+	okOn, clientOn, serverOn bool
+}
+
+func newCallLogger(log *zap.Logger, cfg Config) *callLogger {
+	l := &callLogger{log: log.WithOptions(zap.WithCaller(false))}
+	l.ok, l.okOn = level(cfg.LogOKLevel)
+	l.clientErr, l.clientOn = level(cfg.LogClientErrorLevel)
+	l.serverErr, l.serverOn = level(cfg.LogServerErrorLevel)
+	return l
+}
+
+func (l *callLogger) base() *zap.Logger {
+	if l == nil {
+		return zap.NewNop()
+	}
+	return l.log
+}
+
+func (l *callLogger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	l.finished(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (l *callLogger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	l.finished(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+func (l *callLogger) finished(ctx context.Context, method string, start time.Time, err error) {
+	code := codes.OK
+	if err != nil {
+		code = status.Code(err)
+	}
+	var lvl zapcore.Level
+	switch {
+	case code == codes.OK:
+		if !l.okOn {
+			return
+		}
+		lvl = l.ok
+	case isClientError(code):
+		if !l.clientOn {
+			return
+		}
+		lvl = l.clientErr
+	default:
+		if !l.serverOn {
+			return
+		}
+		lvl = l.serverErr
+	}
+	ce := l.log.Check(lvl, "grpc call")
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 6)
+	fields = append(fields,
+		zap.String("grpc.method", method),
+		zap.Stringer("grpc.code", code),
+		zap.Duration("duration", time.Since(start)),
+	)
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		fields = append(fields, zap.Stringer("peer", p.Addr))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		fields = append(fields, zap.Stringer("trace_id", sc.TraceID()))
+	}
+	if err != nil {
+		fields = append(fields, zap.String("error", status.Convert(err).Message()))
+	}
+	ce.Write(fields...)
+}
+
+// isClientError reports the codes that say the caller got something wrong.
+func isClientError(c codes.Code) bool {
+	switch c {
+	case codes.Canceled, codes.InvalidArgument, codes.NotFound, codes.AlreadyExists,
+		codes.PermissionDenied, codes.Unauthenticated, codes.FailedPrecondition,
+		codes.OutOfRange, codes.Aborted, codes.ResourceExhausted:
+		return true
+	}
+	return false
+}
+
+// ---- auth ----
+
+// skipAuth is true for the health and reflection services, which probes and
+// tools call without credentials.
+func skipAuth(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
+		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+func authError(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Unauthenticated, err.Error())
+}
+
+func authUnary(auth AuthFunc) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if skipAuth(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		ctx, err := auth(ctx, info.FullMethod)
+		if err != nil {
+			return nil, authError(err)
+		}
+		return handler(ctx, req)
+	}
+}
+
+func authStream(auth AuthFunc) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if skipAuth(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		ctx, err := auth(ss.Context(), info.FullMethod)
+		if err != nil {
+			return authError(err)
+		}
+		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *ctxStream) Context() context.Context { return s.ctx }
+
+// ---- validation ----
+
+type validatorAll interface{ ValidateAll() error }
+type validator interface{ Validate() error }
+
+// validate runs the message's own validation (protoc-gen-validate style,
+// or any hand-written Validate method) and turns a failure into
+// InvalidArgument with a google.rpc.BadRequest listing the violations.
+func validate(msg any) error {
+	var err error
+	switch v := msg.(type) {
+	case validatorAll:
+		err = v.ValidateAll()
+	case validator:
+		err = v.Validate()
+	default:
+		return nil
+	}
+	if err == nil {
+		return nil
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	return InvalidArgument(err)
+}
+
+// InvalidArgument returns an InvalidArgument status for a validation error,
+// with each violation in a google.rpc.BadRequest detail. Errors with
+// Field() and Reason() methods (protoc-gen-validate) give the field;
+// multi-errors (AllErrors() or errors.Join) give one violation each.
+func InvalidArgument(err error) error {
+	br := &errdetails.BadRequest{}
+	for _, e := range flattenErrors(err) {
+		v := &errdetails.BadRequest_FieldViolation{Description: e.Error()}
+		if fe, ok := e.(interface {
+			Field() string
+			Reason() string
+		}); ok {
+			v.Field, v.Description = fe.Field(), fe.Reason()
+		}
+		br.FieldViolations = append(br.FieldViolations, v)
+	}
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("invalid request: %v", err))
+	if withDetails, derr := st.WithDetails(br); derr == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+func flattenErrors(err error) []error {
+	if m, ok := err.(interface{ AllErrors() []error }); ok {
+		return m.AllErrors()
+	}
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		return joined.Unwrap()
+	}
+	return []error{err}
+}
+
+func validateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := validate(req); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func validateStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, validatingStream{ss})
+}
+
+// validatingStream validates every message the client sends.
+type validatingStream struct{ grpc.ServerStream }
+
+func (s validatingStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return validate(m)
+}
