@@ -1,0 +1,76 @@
+package fxtracing
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxcore"
+)
+
+// Module provides trace.TracerProvider, *sdktrace.TracerProvider and
+// propagation.TextMapPropagator, configured from the OTEL_* variables and
+// the "tracing" Config section. At start it starts the exporters and makes
+// the provider and propagator the OpenTelemetry globals; at stop it flushes
+// pending spans within the stop deadline. A flush that fails (collector
+// down, deadline reached) is logged, never a failed stop.
+var Module = fx.Module("martyfx.tracing",
+	fx.Provide(
+		fxcore.ProvideConfig[Config]("tracing", DefaultConfig),
+		newModuleProvider,
+		func(tp *sdktrace.TracerProvider) trace.TracerProvider { return tp },
+		NewPropagator,
+	),
+	fx.Invoke(func(*sdktrace.TracerProvider) {}),
+)
+
+type providerParams struct {
+	fx.In
+
+	Lifecycle  fx.Lifecycle
+	Config     Config
+	Source     *fxcore.Source
+	Info       fxcore.ServiceInfo
+	Log        *zap.Logger
+	Propagator propagation.TextMapPropagator
+	Processors []sdktrace.SpanProcessor `group:"martyfx.tracing.span_processors"`
+}
+
+func newModuleProvider(p providerParams) (*sdktrace.TracerProvider, error) {
+	t, err := newTracing(context.Background(), p.Config, p.Source, p.Info, p.Processors)
+	if err != nil {
+		return nil, err
+	}
+	log := p.Log.Named("tracing")
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			if err := t.start(ctx); err != nil {
+				return err
+			}
+			otel.SetTracerProvider(t.tp)
+			otel.SetTextMapPropagator(p.Propagator)
+			exporters, protocol, endpoint := t.describe()
+			fields := []zap.Field{zap.String("exporter", exporters)}
+			if protocol != "" {
+				fields = append(fields, zap.String("protocol", protocol), zap.String("endpoint", endpoint))
+			}
+			fields = append(fields,
+				zap.String("sampler", t.s.samplerDesc),
+				zap.Strings("propagators", t.s.propagators))
+			log.Info("tracing started", fields...)
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			if err := t.shutdown(ctx); err != nil {
+				log.Warn("tracing: pending spans were not all flushed at shutdown", zap.Error(err))
+			}
+			return nil
+		},
+	})
+	return t.tp, nil
+}
