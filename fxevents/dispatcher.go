@@ -1,0 +1,382 @@
+package fxevents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+)
+
+const tracerName = "github.com/martyfx/martyfx/fxevents"
+
+// ErrUnknownHandler is returned by HandleOne for a handler name that is not
+// registered.
+var ErrUnknownHandler = errors.New("fxevents: unknown handler")
+
+// HandlerInfo describes a registered handler: transports create one durable
+// consumer per handler, named after it, subscribed to its event types.
+type HandlerInfo struct {
+	Name       string
+	EventTypes []string
+}
+
+// Result is the outcome of one attempt (Dispatcher.HandleOne).
+type Result struct {
+	// Err is the attempt's error; nil when the handler succeeded.
+	Err error
+	// Retry says the event must be delivered again after RetryAfter (the
+	// attempt failed and attempts remain, or the context ended first).
+	Retry bool
+	// RetryAfter is the backoff before the next attempt.
+	RetryAfter time.Duration
+	// DeadLettered says the dispatcher stored the event as a dead letter:
+	// acknowledge it, it must not be delivered again.
+	DeadLettered bool
+}
+
+// DispatcherParams are what NewDispatcher needs; Module fills it from the
+// graph.
+type DispatcherParams struct {
+	Config     Config
+	Source     string // the service name, Envelope.Source
+	Log        *zap.Logger
+	Registerer prometheus.Registerer
+	Tracer     trace.TracerProvider          // nil: otel.GetTracerProvider()
+	Propagator propagation.TextMapPropagator // nil: W3C trace context + baggage
+	Codec      Codec                         // nil: DefaultCodec()
+	Handlers   []Handler
+	Middleware []HandlerMiddleware
+	// DeadLetters keeps dead letters; nil: an in-memory ring of
+	// Config.DeadLetterCapacity that re-drives through this dispatcher.
+	DeadLetters DeadLetterStore
+}
+
+// Dispatcher runs handlers: one attempt at a time (HandleOne) or every
+// attempt with backoff (Run), each with the middleware, a span continuing
+// the publisher's trace, metrics, the handler timeout, panic recovery and
+// dead-lettering. Every bus uses it; transports hand it what they receive.
+type Dispatcher struct {
+	cfg      Config
+	source   string
+	log      *zap.Logger
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
+	codec    Codec
+	m        *metrics
+	dead     DeadLetterStore
+	handlers []*handlerEntry
+	byName   map[string]*handlerEntry
+	byType   map[string][]*handlerEntry
+}
+
+type handlerEntry struct {
+	idx   int
+	name  string
+	types []string
+	h     Handler // with middleware
+	raw   Handler
+	ms    map[string]*handlerMetrics
+	d     *Dispatcher
+}
+
+func (e *handlerEntry) metricsFor(typ string) *handlerMetrics {
+	if hm, ok := e.ms[typ]; ok {
+		return hm
+	}
+	return e.d.m.forHandler(e.name, typ)
+}
+
+// NewDispatcher checks the handlers (unique names) and builds the
+// dispatcher. It registers the marty_events_* metrics on p.Registerer.
+func NewDispatcher(p DispatcherParams) (*Dispatcher, error) {
+	if p.Log == nil {
+		p.Log = zap.NewNop()
+	}
+	if p.Registerer == nil {
+		p.Registerer = prometheus.NewRegistry()
+	}
+	if p.Tracer == nil {
+		p.Tracer = otel.GetTracerProvider()
+	}
+	if p.Propagator == nil {
+		p.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	if p.Codec == nil {
+		p.Codec = DefaultCodec()
+	}
+	m, err := newMetrics(p.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
+	}
+	d := &Dispatcher{
+		cfg: p.Config, source: p.Source, log: p.Log.Named("events"),
+		tracer: p.Tracer.Tracer(tracerName), prop: p.Propagator, codec: p.Codec, m: m,
+		byName: map[string]*handlerEntry{}, byType: map[string][]*handlerEntry{},
+	}
+	mw := slices.Clone(p.Middleware)
+	sort.SliceStable(mw, func(i, j int) bool { return mw[i].Order < mw[j].Order })
+	for _, h := range p.Handlers {
+		name := h.Name()
+		if name == "" {
+			return nil, fmt.Errorf("fxevents: handler %T has an empty name", h)
+		}
+		if _, dup := d.byName[name]; dup {
+			return nil, fmt.Errorf("fxevents: two handlers are named %q; handler names must be unique", name)
+		}
+		wrapped := h
+		for i := len(mw) - 1; i >= 0; i-- {
+			wrapped = mw[i].Wrap(wrapped)
+		}
+		e := &handlerEntry{idx: len(d.handlers), name: name, types: slices.Clone(h.EventTypes()), h: wrapped, raw: h,
+			ms: map[string]*handlerMetrics{}, d: d}
+		for _, t := range e.types {
+			e.ms[t] = m.forHandler(name, t)
+			d.byType[t] = append(d.byType[t], e)
+		}
+		d.handlers = append(d.handlers, e)
+		d.byName[name] = e
+	}
+	d.dead = p.DeadLetters
+	if d.dead == nil {
+		d.dead = NewDeadLetters(p.Config.DeadLetterCapacity, d.redrive)
+	}
+	return d, nil
+}
+
+// redrive runs a dead letter's handler again with every attempt.
+func (d *Dispatcher) redrive(ctx context.Context, dl DeadLetter) error {
+	return d.Run(ctx, dl.Handler, dl.Envelope)
+}
+
+// Handlers lists the registered handlers in registration order.
+func (d *Dispatcher) Handlers() []HandlerInfo {
+	out := make([]HandlerInfo, len(d.handlers))
+	for i, e := range d.handlers {
+		out[i] = HandlerInfo{Name: e.name, EventTypes: slices.Clone(e.types)}
+	}
+	return out
+}
+
+// HandlersFor lists the names of the handlers of an event type.
+func (d *Dispatcher) HandlersFor(eventType string) []string {
+	es := d.byType[eventType]
+	out := make([]string, len(es))
+	for i, e := range es {
+		out[i] = e.name
+	}
+	return out
+}
+
+// DeadLetters returns the dead-letter store.
+func (d *Dispatcher) DeadLetters() DeadLetterStore { return d.dead }
+
+// Codec returns the codec events are encoded with.
+func (d *Dispatcher) Codec() Codec { return d.codec }
+
+// Backoff returns the delay after failed attempt number attempt (1-based):
+// BackoffInitial·2^(attempt-1), capped at BackoffMax, with ±20% jitter.
+func (d *Dispatcher) Backoff(attempt int) time.Duration {
+	return backoff(d.cfg.BackoffInitial, d.cfg.BackoffMax, attempt)
+}
+
+func backoff(initial, maxDelay time.Duration, attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	delay := initial
+	for i := 1; i < attempt && delay < maxDelay; i++ {
+		delay *= 2
+	}
+	delay = min(delay, maxDelay)
+	jitter := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(delay) * jitter)
+}
+
+// metaCarrier adapts Envelope.Metadata to a TextMapCarrier, creating the
+// map only when something is set.
+type metaCarrier struct{ m *map[string]string }
+
+func (c metaCarrier) Get(key string) string { return (*c.m)[key] }
+func (c metaCarrier) Set(key, value string) {
+	if *c.m == nil {
+		*c.m = map[string]string{}
+	}
+	(*c.m)[key] = value
+}
+func (c metaCarrier) Keys() []string {
+	out := make([]string, 0, len(*c.m))
+	for k := range *c.m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// startPublish builds ev's envelope and starts its publish span; the
+// envelope's metadata carries the span's context, baggage and correlation id.
+func (d *Dispatcher) startPublish(ctx context.Context, ev Event) (trace.Span, Envelope, error) {
+	env, err := NewEnvelope(d.source, ev, d.codec)
+	if err != nil {
+		return nil, Envelope{}, err
+	}
+	ctx, span := d.tracer.Start(ctx, "publish "+env.Type, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("messaging.system", "martyfx"),
+			attribute.String("messaging.operation.type", "publish"),
+			attribute.String("messaging.destination.name", env.Type),
+			attribute.String("messaging.message.id", env.ID),
+		)
+	}
+	d.prop.Inject(ctx, metaCarrier{&env.Metadata})
+	if corr := CorrelationID(ctx); corr != "" && corr != env.ID {
+		metaCarrier{&env.Metadata}.Set(MetaCorrelationID, corr)
+	}
+	return span, env, nil
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// HandleOne runs attempt number attempt (1-based) of the named handler on
+// env: middleware, a consumer span whose parent is the publisher's span
+// (from env.Metadata), the correlation id and codec in ctx, the handler
+// timeout, panic recovery and the metrics. On failure it says whether to
+// retry and after how long; after the last attempt (or a Permanent error) it
+// stores a dead letter, logs and counts it, and says so. If ctx ended, the
+// result asks for a retry and nothing is dead-lettered.
+func (d *Dispatcher) HandleOne(ctx context.Context, handler string, env Envelope, attempt int) Result {
+	e, ok := d.byName[handler]
+	if !ok {
+		return Result{Err: fmt.Errorf("%w %q", ErrUnknownHandler, handler), DeadLettered: false}
+	}
+	return d.handleOne(ctx, e, env, attempt)
+}
+
+func (d *Dispatcher) handleOne(ctx context.Context, e *handlerEntry, env Envelope, attempt int) Result {
+	hm := e.metricsFor(env.Type)
+	hctx := d.prop.Extract(ctx, metaCarrier{&env.Metadata})
+	hctx, span := d.tracer.Start(hctx, "process "+env.Type, trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("messaging.system", "martyfx"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", env.Type),
+			attribute.String("messaging.message.id", env.ID),
+			attribute.String("messaging.consumer.group.name", e.name),
+			attribute.Int("messaging.delivery.attempt", attempt),
+		)
+	}
+	hctx = WithCorrelationID(hctx, env.CorrelationID())
+	hctx = WithCodec(hctx, d.codec)
+	cancel := context.CancelFunc(func() {})
+	if d.cfg.HandlerTimeout > 0 {
+		hctx, cancel = context.WithTimeout(hctx, d.cfg.HandlerTimeout)
+	}
+	start := time.Now()
+	err := safeHandle(hctx, e.h, env)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && hctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("handler timeout %s exceeded: %w", d.cfg.HandlerTimeout, err)
+	}
+	cancel()
+	hm.duration.Observe(time.Since(start).Seconds())
+	endSpan(span, err)
+	if err == nil {
+		hm.handled.Inc()
+		return Result{}
+	}
+	hm.failed.Inc()
+	if ctx.Err() != nil {
+		return Result{Err: err, Retry: true}
+	}
+	if attempt < d.cfg.MaxAttempts && !IsPermanent(err) {
+		hm.retried.Inc()
+		delay := d.Backoff(attempt)
+		d.log.Debug("event handler failed; retrying", zap.String("handler", e.name), zap.String("type", env.Type),
+			zap.String("event_id", env.ID), zap.Int("attempt", attempt), zap.Duration("retry_after", delay), zap.Error(err))
+		return Result{Err: err, Retry: true, RetryAfter: delay}
+	}
+	d.deadLetter(ctx, e.name, env, err, attempt, hm)
+	return Result{Err: err, DeadLettered: true}
+}
+
+// DeadLetter stores env as a dead letter of handler with err after attempts
+// attempts, logging and counting it. Transports call it for messages they
+// give up on themselves; HandleOne and Run already do.
+func (d *Dispatcher) DeadLetter(ctx context.Context, handler string, env Envelope, err error, attempts int) {
+	var hm *handlerMetrics
+	if e, ok := d.byName[handler]; ok {
+		hm = e.metricsFor(env.Type)
+	} else {
+		hm = d.m.forHandler(handler, env.Type)
+	}
+	d.deadLetter(ctx, handler, env, err, attempts, hm)
+}
+
+func (d *Dispatcher) deadLetter(ctx context.Context, handler string, env Envelope, err error, attempts int, hm *handlerMetrics) {
+	hm.dead.Inc()
+	d.log.Error("event dead-lettered", zap.String("handler", handler), zap.String("type", env.Type),
+		zap.String("event_id", env.ID), zap.String("aggregate_id", env.AggregateID), zap.Int("attempts", attempts),
+		zap.String("trace_id", trace.SpanContextFromContext(d.prop.Extract(context.Background(), metaCarrier{&env.Metadata})).TraceID().String()),
+		zap.Error(err))
+	dl := DeadLetter{Handler: handler, Envelope: env, Error: err.Error(), Attempts: attempts, At: time.Now().UTC()}
+	if aerr := d.dead.Add(context.WithoutCancel(ctx), dl); aerr != nil {
+		d.log.Error("store dead letter", zap.String("event_id", env.ID), zap.Error(aerr))
+	}
+}
+
+// Run runs the named handler on env with every attempt, sleeping the backoff
+// between them; it returns nil on success, the last error once the event
+// was dead-lettered, or ctx's error if ctx ended first (not dead-lettered).
+func (d *Dispatcher) Run(ctx context.Context, handler string, env Envelope) error {
+	e, ok := d.byName[handler]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownHandler, handler)
+	}
+	return d.run(ctx, e, env)
+}
+
+func (d *Dispatcher) run(ctx context.Context, e *handlerEntry, env Envelope) error {
+	for attempt := 1; ; attempt++ {
+		res := d.handleOne(ctx, e, env, attempt)
+		if !res.Retry {
+			return res.Err
+		}
+		if ctx.Err() != nil {
+			return errors.Join(res.Err, ctx.Err())
+		}
+		t := time.NewTimer(res.RetryAfter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(res.Err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// safeHandle calls h, turning a panic into an error with the stack.
+func safeHandle(ctx context.Context, h Handler, env Envelope) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return h.Handle(ctx, env)
+}

@@ -1,0 +1,156 @@
+package fxevents
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor"
+)
+
+// Module provides the events Config (section "events"), the Codec, the
+// Registry of event types, the *Dispatcher, the DeadLetterStore and the
+// Bus (memory or outbox, per MARTY_EVENTS_BUS), starts the bus and, for the
+// outbox, the relay; it serves /events/dead on the admin server and adds a
+// non-critical readiness check.
+var Module = fx.Module("martyfx.events",
+	fx.Provide(
+		fxcore.ProvideConfig[Config]("events", DefaultConfig),
+		DefaultCodec,
+		newRegistry,
+		newDispatcher,
+		newBus,
+		func(d *Dispatcher) DeadLetterStore { return d.DeadLetters() },
+	),
+	fx.Invoke(func(Bus) {}), // the relay runs even when nothing publishes
+	fxhttp.AsAdminRoute("GET /events/dead", newDeadListRoute),
+	fxhttp.AsAdminRoute("POST /events/dead/{id}/retry", newDeadRetryRoute),
+	fxhttp.AsAdminRoute("POST /events/dead/retry", newDeadRetryAllRoute),
+	fxmonitor.AsCheck(newHealthCheck),
+)
+
+type handlersIn struct {
+	fx.In
+	Handlers   []Handler           `group:"martyfx.events.handlers"`
+	Middleware []HandlerMiddleware `group:"martyfx.events.middleware"`
+}
+
+func newRegistry(in handlersIn) (*Registry, error) {
+	r, _ := NewRegistry()
+	for _, h := range in.Handlers {
+		if t, ok := h.(Typed); ok {
+			for _, p := range t.Prototypes() {
+				if err := r.Register(p); err != nil {
+					return nil, fmt.Errorf("%w (handler %s)", err, h.Name())
+				}
+			}
+		}
+	}
+	return r, nil
+}
+
+type dispatcherIn struct {
+	fx.In
+	Handlers   []Handler           `group:"martyfx.events.handlers"`
+	Middleware []HandlerMiddleware `group:"martyfx.events.middleware"`
+	Config     Config
+	Info       fxcore.ServiceInfo
+	Log        *zap.Logger
+	Registerer prometheus.Registerer
+	Codec      Codec
+	Tracer     trace.TracerProvider          `optional:"true"`
+	Propagator propagation.TextMapPropagator `optional:"true"`
+	DB         *gorm.DB                      `optional:"true"`
+}
+
+func newDispatcher(in dispatcherIn) (*Dispatcher, error) {
+	p := DispatcherParams{
+		Config: in.Config, Source: in.Info.Name, Log: in.Log, Registerer: in.Registerer,
+		Tracer: in.Tracer, Propagator: in.Propagator, Codec: in.Codec,
+		Handlers: in.Handlers, Middleware: in.Middleware,
+	}
+	if in.Config.Bus == BusOutbox {
+		if in.DB == nil {
+			return nil, fmt.Errorf("fxevents: MARTY_EVENTS_BUS=outbox needs a *gorm.DB in the graph: add fxrepo.Module")
+		}
+		p.DeadLetters = newOutboxDeadLetters(in.DB, in.Config)
+	}
+	for _, h := range in.Handlers {
+		if needsInbox(h) && in.DB == nil {
+			return nil, fmt.Errorf("fxevents: handler %s is Idempotent, which needs a *gorm.DB in the graph: add fxrepo.Module", h.Name())
+		}
+	}
+	return NewDispatcher(p)
+}
+
+type busIn struct {
+	fx.In
+	LC         fx.Lifecycle
+	Shutdowner fx.Shutdowner
+	Config     Config
+	Log        *zap.Logger
+	Registerer prometheus.Registerer
+	Dispatcher *Dispatcher
+	Transport  Transport `optional:"true"`
+	DB         *gorm.DB  `optional:"true"`
+}
+
+func newBus(in busIn) (Bus, error) {
+	if in.Config.Bus == BusOutbox {
+		return newOutboxBus(in)
+	}
+	b := NewMemoryBus(in.Dispatcher, in.Transport)
+	if err := in.Registerer.Register(gaugeCollector{
+		desc: prometheus.NewDesc("marty_events_queue_depth", "Events waiting in a handler's queue (memory bus).", []string{"handler"}, nil),
+		fn: func(emit func(float64, ...string)) {
+			for name, n := range b.Depths() {
+				emit(float64(n), name)
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
+	}
+	in.LC.Append(fx.Hook{
+		OnStart: func(context.Context) error { b.Start(); return nil },
+		OnStop:  b.Stop,
+	})
+	return b, nil
+}
+
+// healthReporter is implemented by the buses for the readiness check.
+type healthReporter interface {
+	health(ctx context.Context) error
+}
+
+func (b *MemoryBus) health(context.Context) error {
+	if full := b.FullQueues(); len(full) > 0 {
+		return fmt.Errorf("fxevents: handler queues full: %v", full)
+	}
+	return nil
+}
+
+func newHealthCheck(bus Bus, cfg Config) fxmonitor.Check {
+	c := fxmonitor.Check{
+		Name: "events", Kinds: fxmonitor.Readiness, Critical: false,
+		Interval: 5 * time.Second, FailureThreshold: 3, Timeout: 2 * time.Second,
+		Func: func(ctx context.Context) error {
+			if h, ok := bus.(healthReporter); ok {
+				return h.health(ctx)
+			}
+			return nil
+		},
+	}
+	if cfg.Bus == BusOutbox {
+		c.FailureThreshold = 1
+	}
+	return c
+}

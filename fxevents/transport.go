@@ -1,0 +1,23 @@
+package fxevents
+
+import "context"
+
+// Transport is a message broker behind the bus. It is optional: when the
+// graph has a Transport (natsjs.Module provides one), the memory bus's
+// Publish and the outbox relay send envelopes to it INSTEAD of dispatching to
+// the app's handlers in process, and count an event delivered only once
+// Publish returned nil. The transport's consumers then feed the handlers:
+// for every HandlerInfo of Dispatcher.Handlers, a durable consumer receives
+// the handler's EventTypes and calls Dispatcher.HandleOne for each message,
+// acknowledging or redelivering as the Result says.
+//
+// A Transport is provided as an fxevents.Transport:
+//
+//	fx.Provide(fx.Annotate(natsjs.NewTransport, fx.As(new(fxevents.Transport))))
+type Transport interface {
+	// Publish sends the envelopes, in order, and returns nil only when the
+	// broker has durably accepted every one of them. Envelopes of the same
+	// AggregateID must stay in the given order. It may be called from
+	// several goroutines at once.
+	Publish(ctx context.Context, envs ...Envelope) error
+}

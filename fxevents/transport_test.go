@@ -1,0 +1,129 @@
+package fxevents_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/martyfx/martyfx/fxevents"
+)
+
+// captureTransport is a Transport that keeps what it is given (a broker's
+// stand-in for the contract; natsjs tests the real one).
+type captureTransport struct {
+	mu   sync.Mutex
+	envs []fxevents.Envelope
+	fail error
+}
+
+func (c *captureTransport) Publish(_ context.Context, envs ...fxevents.Envelope) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail != nil {
+		return c.fail
+	}
+	c.envs = append(c.envs, envs...)
+	return nil
+}
+
+func TestTransportReplacesLocalDispatchAndHandleOneRunsHandlers(t *testing.T) {
+	tr := &captureTransport{}
+	var local atomic.Int32
+	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=2", "MARTY_EVENTS_BACKOFF_INITIAL=1s"},
+		fx.Supply(fx.Annotate(tr, fx.As(new(fxevents.Transport)))),
+		fxevents.AsHandler(fxevents.HandlerFunc("billing", func(_ context.Context, e OrderCreated) error {
+			local.Add(1)
+			if e.Seq < 0 {
+				return errors.New("negative")
+			}
+			return nil
+		})),
+	)
+	ctx := context.Background()
+	require.NoError(t, ta.bus.Publish(ctx, OrderCreated{OrderID: "o1", Seq: 1}, OrderCreated{OrderID: "o1", Seq: -1}))
+	require.Len(t, tr.envs, 2)
+	require.Equal(t, int32(0), local.Load(), "with a transport, Publish does not dispatch locally")
+	require.Equal(t, 2.0, metric(t, ta.reg, "marty_events_published_total", map[string]string{"type": "orders.order_created"}))
+
+	tr.fail = errors.New("broker down")
+	err := ta.bus.Publish(ctx, OrderCreated{OrderID: "o2"})
+	require.ErrorContains(t, err, "fxevents: transport publish: broker down")
+	require.Equal(t, 2.0, metric(t, ta.reg, "marty_events_published_total", map[string]string{"type": "orders.order_created"}),
+		"a refused event is not counted published")
+
+	// What a transport's consumer does with what it receives.
+	require.Equal(t, []fxevents.HandlerInfo{{Name: "billing", EventTypes: []string{"orders.order_created"}}}, ta.disp.Handlers())
+	require.Equal(t, fxevents.Result{}, ta.disp.HandleOne(ctx, "billing", tr.envs[0], 1))
+	res := ta.disp.HandleOne(ctx, "billing", tr.envs[1], 1)
+	require.EqualError(t, res.Err, "negative")
+	require.True(t, res.Retry)
+	require.InDelta(t, float64(1e9), float64(res.RetryAfter), 0.2e9)
+	require.False(t, res.DeadLettered)
+	res = ta.disp.HandleOne(ctx, "billing", tr.envs[1], 2)
+	require.False(t, res.Retry)
+	require.True(t, res.DeadLettered)
+	dls, _ := ta.disp.DeadLetters().List(ctx, 0)
+	require.Len(t, dls, 1)
+	require.Equal(t, tr.envs[1].ID, dls[0].Envelope.ID)
+	require.Equal(t, int32(3), local.Load())
+
+	res = ta.disp.HandleOne(ctx, "nobody", tr.envs[0], 1)
+	require.ErrorIs(t, res.Err, fxevents.ErrUnknownHandler)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	res = ta.disp.HandleOne(cancelled, "billing", tr.envs[1], 2)
+	require.True(t, res.Retry, "a delivery cut off by the context is retried, not dead-lettered")
+}
+
+func TestMalformedPayloadIsDeadLetteredWithoutRetry(t *testing.T) {
+	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=5"},
+		fxevents.AsHandler(fxevents.HandlerFunc("billing", func(context.Context, OrderCreated) error { return nil })),
+	)
+	env := fxevents.Envelope{ID: "x", Type: "orders.order_created", Payload: []byte(`{"seq":"not a number"`)}
+	res := ta.disp.HandleOne(context.Background(), "billing", env, 1)
+	require.True(t, res.DeadLettered, "a payload that cannot decode will never succeed")
+	require.ErrorContains(t, res.Err, "decode orders.order_created")
+}
+
+type protoEvent struct{ *wrapperspb.StringValue }
+
+func (protoEvent) EventType() string { return "test.proto" }
+
+func TestDefaultCodecJSONAndProtobufAndRegistryDecode(t *testing.T) {
+	codec := fxevents.DefaultCodec()
+	env, err := fxevents.NewEnvelope("svc", protoEvent{wrapperspb.String("hello")}, codec)
+	require.NoError(t, err)
+	require.Equal(t, fxevents.ContentTypeProtobuf, env.ContentType())
+	out := protoEvent{&wrapperspb.StringValue{}}
+	require.NoError(t, codec.Decode(env.ContentType(), env.Payload, out))
+	require.Equal(t, "hello", out.GetValue())
+	require.ErrorContains(t, codec.Decode(fxevents.ContentTypeProtobuf, env.Payload, &OrderCreated{}), "not a proto.Message")
+	require.ErrorContains(t, codec.Decode("text/csv", nil, &OrderCreated{}), "unsupported content type")
+
+	env, err = fxevents.NewEnvelope("svc", OrderCreated{OrderID: "o1", Seq: 3}, codec)
+	require.NoError(t, err)
+	require.Nil(t, env.Metadata, "a JSON event carries no metadata by itself")
+	require.Len(t, env.ID, 36)
+	reg, err := fxevents.NewRegistry(OrderCreated{}, &OrderShipped{})
+	require.NoError(t, err)
+	ev, err := reg.Decode(env, codec)
+	require.NoError(t, err)
+	require.Equal(t, OrderCreated{OrderID: "o1", Seq: 3}, ev)
+	env2, err := fxevents.NewEnvelope("svc", &OrderShipped{OrderID: "o2"}, codec)
+	require.NoError(t, err)
+	ev, err = reg.Decode(env2, codec)
+	require.NoError(t, err)
+	require.Equal(t, &OrderShipped{OrderID: "o2"}, ev)
+	_, err = reg.Decode(fxevents.Envelope{Type: "nope"}, codec)
+	require.ErrorContains(t, err, `"nope" is not registered`)
+
+	type other struct{ OrderCreated }
+	require.ErrorContains(t, reg.Register(other{}), "is both")
+}
