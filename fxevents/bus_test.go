@@ -295,7 +295,7 @@ func TestBackPressureFailReturnsErrBufferFull(t *testing.T) {
 	defer close(release)
 	ctx := context.Background()
 	require.NoError(t, ta.bus.Publish(ctx, OrderCreated{OrderID: "1"}))
-	<-started // the worker holds event 1
+	<-started                                                           // the worker holds event 1
 	require.NoError(t, ta.bus.Publish(ctx, OrderCreated{OrderID: "2"})) // fills the queue
 	err := ta.bus.Publish(ctx, OrderCreated{OrderID: "3"})
 	require.ErrorIs(t, err, fxevents.ErrBufferFull)

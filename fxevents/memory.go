@@ -45,16 +45,16 @@ type MemoryBus struct {
 	stopCh  chan struct{}
 	stopOne sync.Once
 
-	base     context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	abandon  atomic.Bool
-	started  bool
-	seed     maphash.Seed
+	base    context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	abandon atomic.Bool
+	started bool
+	seed    maphash.Seed
 }
 
 type handlerQueue struct {
-	e     *handlerEntry
+	e        *handlerEntry
 	chans    []chan Envelope
 	rr       atomic.Uint64
 	inflight atomic.Int64

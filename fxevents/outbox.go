@@ -13,6 +13,8 @@ var ErrNoTransaction = errors.New("fxevents: publish outside a transaction (MART
 
 func newOutboxDeadLetters(db *gorm.DB, cfg Config) DeadLetterStore { return nil }
 
-func newOutboxBus(in busIn) (Bus, error) { return nil, errors.New("fxevents: outbox not implemented yet") }
+func newOutboxBus(in busIn) (Bus, error) {
+	return nil, errors.New("fxevents: outbox not implemented yet")
+}
 
 func needsInbox(h Handler) bool { return false }
