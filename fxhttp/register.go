@@ -14,6 +14,7 @@ const (
 	routesGroup      = "martyfx.http.routes"
 	adminRoutesGroup = "martyfx.http.admin_routes"
 	middlewareGroup  = "martyfx.http.middleware"
+	errorStatusGroup = "martyfx.http.error_status"
 )
 
 // Route is a handler for a Go 1.22 ServeMux pattern ("GET /v1/orders/{id}").
@@ -68,5 +69,26 @@ func AsMiddleware(ctor any, order int) fx.Option {
 		default:
 			return Middleware{}, fmt.Errorf("got %T, want func(http.Handler) http.Handler", v)
 		}
+	})
+}
+
+// AsErrorStatus registers a mapping from errors to HTTP statuses used by
+// WriteError (fxrepo registers ErrNotFound -> 404 and ErrConflict -> 409 this
+// way). ctor returns an ErrorStatus or a func(error) (int, bool) (its
+// parameters are injected by Fx), or is one. Mappers are consulted after the
+// error's own HTTPStatus() method, first match wins.
+func AsErrorStatus(ctor any) fx.Option {
+	return fxcore.Group(errorStatusGroup, "fxhttp.AsErrorStatus", ctor, func(v any) (ErrorStatus, error) {
+		switch f := v.(type) {
+		case ErrorStatus:
+			if f != nil {
+				return f, nil
+			}
+		case func(error) (int, bool):
+			if f != nil {
+				return ErrorStatus(f), nil
+			}
+		}
+		return nil, fmt.Errorf("got %T, want an fxhttp.ErrorStatus (func(error) (int, bool))", v)
 	})
 }

@@ -1,0 +1,30 @@
+// Package fxhttp runs the service's public HTTP server and its admin server
+// (probes, metrics, diagnostics) under Fx's lifecycle.
+//
+// Routes are Go 1.22 ServeMux patterns registered through value groups:
+//
+//	fx.New(
+//		fxcore.Module, fxhttp.Module,
+//		fxhttp.AsRoute("GET /v1/orders/{id}", orders.NewGetHandler),
+//		fxhttp.AsAdminRoute("GET /debug/info", diag.NewInfoHandler),
+//	)
+//
+// Every request goes through a built-in stack, outermost first: panic
+// recovery (500 problem+json, stack logged, the server lives on), request id
+// (X-Request-Id accepted or generated, echoed, logged and put on the span),
+// tracing (a server span named "METHOD /route/{pattern}" with the
+// OpenTelemetry HTTP semantic-convention attributes; probe and metrics paths
+// are not traced), Prometheus RED metrics labelled by route pattern (never the
+// raw path), an access log line and a request body size limit (413). User
+// middleware registered with AsMiddleware runs outside that stack (order < 0)
+// or inside it, per route (order >= 0).
+//
+// DecodeJSON, WriteJSON, WriteProblem and WriteError are the small helpers a
+// JSON API needs; WriteError maps errors to statuses through the hooks
+// registered with AsErrorStatus and errors that have an HTTPStatus() int
+// method. NewClient returns an instrumented *http.Client.
+//
+// Listening happens in OnStart, so a port in use fails Start with the address;
+// stopping marks the app as stopping (readiness goes NOT_SERVING), waits the
+// drain delay, then shuts down gracefully within the stop deadline.
+package fxhttp

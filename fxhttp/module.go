@@ -1,0 +1,48 @@
+package fxhttp
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxcore"
+)
+
+// Module provides the "http" Config and *Server, and runs the server in the
+// app's lifecycle. It needs fxcore.Module; fxtracing.Module is optional (the
+// global OpenTelemetry provider and propagator are used without it).
+var Module = fx.Module("martyfx.http",
+	fx.Provide(
+		fxcore.ProvideConfig[Config]("http", DefaultConfig),
+		NewServer,
+	),
+	fx.Invoke(func(lc fx.Lifecycle, s *Server) {
+		lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
+	}),
+)
+
+// Params are NewServer's dependencies. Fx fills them in; without Fx, fill
+// the fields by hand (only Config and Log are required).
+type Params struct {
+	fx.In
+
+	Config Config
+	Log    *zap.Logger
+	// Registerer receives the RED metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer `optional:"true"`
+	// Stopping is signalled first thing in Stop (readiness goes NOT_SERVING).
+	Stopping *fxcore.Stopping `optional:"true"`
+	// Shutdowner stops the app when a server dies after start.
+	Shutdowner fx.Shutdowner `optional:"true"`
+	// TracerProvider defaults to otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider `optional:"true"`
+	// Propagator defaults to otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator `optional:"true"`
+
+	Routes      []Route       `group:"martyfx.http.routes"`
+	AdminRoutes []Route       `group:"martyfx.http.admin_routes"`
+	Middleware  []Middleware  `group:"martyfx.http.middleware"`
+	ErrorStatus []ErrorStatus `group:"martyfx.http.error_status"`
+}

@@ -1,0 +1,237 @@
+package fxhttp
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+)
+
+// RequestIDHeader is the header carrying the request id both ways.
+const RequestIDHeader = "X-Request-Id"
+
+// stack is the built-in middleware of one server, fused into one handler so
+// a request costs one wrapper, one context value and one request copy:
+// recovery, request id, tracing, RED metrics, access log, body limit, in
+// that order, around the ServeMux.
+type stack struct {
+	server    string
+	next      http.Handler // the ServeMux
+	routes    map[string]*routeInfo
+	unmatched *routeInfo
+	metrics   *serverMetrics
+	inflight  prometheus.Gauge
+	tracer    trace.Tracer
+	prop      propagation.TextMapPropagator
+	propKeys  []string
+	log       *zap.Logger
+	logMode   string
+	logRatio  float64
+	maxBody   int64
+	mappers   []ErrorStatus
+}
+
+// reqState is everything a request needs, in one allocation.
+type reqState struct {
+	rec   recorder
+	body  bodyReader
+	info  requestInfo
+	attrs [16]attribute.KeyValue
+}
+
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &reqState{}
+	st.rec.w = w
+
+	// Request id: the client's when it is sane, else a new one.
+	id := r.Header.Get(RequestIDHeader)
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header()[RequestIDHeader] = []string{id}
+	st.info = requestInfo{id: id, mappers: s.mappers, limit: s.maxBody}
+	ctx := context.WithValue(r.Context(), infoKey{}, &st.info)
+
+	// Tracing, except for probes and scrapes.
+	var span trace.Span
+	if !untracedPaths[r.URL.Path] {
+		if hasAny(r.Header, s.propKeys) {
+			ctx = s.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
+		attrs := append(requestAttrs(st.attrs[:0], r), requestIDKey.String(id))
+		ctx, span = s.tracer.Start(ctx, spanName(r.Method, ""), serverKind, trace.WithAttributes(attrs...))
+	}
+	r2 := r.WithContext(ctx)
+
+	// Body limit: refuse a declared oversize body at once, cut the others.
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = bodyReader{rc: r.Body, rec: &st.rec, limit: s.maxBody, remaining: s.maxBody}
+		r2.Body = &st.body
+	}
+
+	s.inflight.Inc()
+	defer func() { s.finish(st, r2, span, start, recover()) }()
+	if s.maxBody > 0 && r.ContentLength > s.maxBody {
+		st.rec.Header().Set("Connection", "close")
+		writeProblem(&st.rec, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("body is larger than %d bytes", s.maxBody), r.URL.Path, id)
+		return
+	}
+	s.next.ServeHTTP(&st.rec, r2)
+}
+
+// finish runs after the handler, panicking or not: recovery, metrics, span,
+// access log.
+func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start time.Time, panicked any) {
+	s.inflight.Dec()
+	abort := false
+	if panicked != nil {
+		abort = true
+		if panicked != http.ErrAbortHandler {
+			s.log.Error("http handler panicked",
+				zap.String("panic", fmt.Sprint(panicked)),
+				zap.String("method", r.Method),
+				zap.String("path", r.URL.Path),
+				zap.String("pattern", r.Pattern),
+				zap.String("request_id", st.info.id),
+				zap.ByteString("stack", debug.Stack()),
+			)
+			if !st.rec.wroteHeader && !st.rec.hijacked {
+				writeProblem(&st.rec, http.StatusInternalServerError, "", r.URL.Path, st.info.id)
+				abort = false
+			}
+		}
+		if span != nil {
+			span.SetStatus(codes.Error, fmt.Sprintf("panic: %v", panicked))
+		}
+	}
+	status := st.rec.status
+	if status == 0 {
+		status = http.StatusOK // net/http writes 200 for a handler that wrote nothing
+		if abort {
+			status = http.StatusInternalServerError
+		}
+	}
+	elapsed := time.Since(start)
+	ri := s.routes[r.Pattern]
+	if ri == nil {
+		ri = s.unmatched
+	}
+	method := standardMethod(r.Method)
+	ri.observe(method, status, elapsed.Seconds())
+
+	if span != nil {
+		if r.Pattern != "" {
+			if method != "" && method == ri.method {
+				span.SetName(ri.spanName)
+			} else {
+				span.SetName(spanName(r.Method, ri.route))
+			}
+		}
+		if span.IsRecording() {
+			attrs := st.attrs[:0]
+			if r.Pattern != "" {
+				attrs = append(attrs, semconv.HTTPRoute(ri.route))
+			}
+			attrs = append(attrs, semconv.HTTPResponseStatusCode(status))
+			if st.rec.bytes > 0 {
+				attrs = append(attrs, semconv.HTTPResponseBodySize(int(st.rec.bytes)))
+			}
+			if st.body.read > 0 {
+				attrs = append(attrs, semconv.HTTPRequestBodySize(int(st.body.read)))
+			}
+			span.SetAttributes(attrs...)
+			if status >= 500 && panicked == nil {
+				span.SetStatus(codes.Error, "")
+			}
+		}
+		span.End()
+	}
+
+	if s.logMode != AccessLogOff && !untracedPaths[r.URL.Path] &&
+		(s.logMode == AccessLogAll || status >= 500 || rand.Float64() < s.logRatio) {
+		s.accessLog(st, r, span, ri, status, elapsed)
+	}
+	if abort {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *stack) accessLog(st *reqState, r *http.Request, span trace.Span, ri *routeInfo, status int, elapsed time.Duration) {
+	ce := s.log.Check(zap.InfoLevel, "http request")
+	if ce == nil {
+		return
+	}
+	var buf [12]zap.Field
+	fields := append(buf[:0],
+		zap.String("method", r.Method),
+		zap.String("path", r.URL.Path),
+		zap.String("route", ri.route),
+		zap.Int("status", status),
+		zap.Int64("bytes", st.rec.bytes),
+		zap.Duration("duration", elapsed),
+		zap.String("request_id", st.info.id),
+	)
+	if span != nil {
+		if sc := span.SpanContext(); sc.IsValid() {
+			fields = append(fields, zap.String("trace_id", sc.TraceID().String()), zap.String("span_id", sc.SpanID().String()))
+		}
+	}
+	if st.info.err != nil {
+		fields = append(fields, zap.Error(st.info.err))
+	}
+	ce.Write(fields...)
+}
+
+// spanName follows the HTTP semantic conventions: "{method} {route}", just
+// the method when no route matched, "HTTP" for a non-standard method.
+func spanName(method, route string) string {
+	m := standardMethod(method)
+	if m == "" {
+		m = "HTTP"
+	}
+	if route == "" {
+		return m
+	}
+	return m + " " + route
+}
+
+// validRequestID accepts 1 to 128 visible ASCII characters.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	var out [32]byte
+	u, v := rand.Uint64(), rand.Uint64()
+	for i := range 8 {
+		b[i] = byte(u >> (8 * i))
+		b[8+i] = byte(v >> (8 * i))
+	}
+	hex.Encode(out[:], b[:])
+	return string(out[:])
+}
