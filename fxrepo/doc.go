@@ -1,0 +1,28 @@
+// Package fxrepo is martyfx's data layer: a GORM *gorm.DB on PostgreSQL
+// (production) or SQLite (the embedded default, pure Go), opened and pinged
+// with retry at start, migrated with goose SQL migrations and GORM
+// auto-migration, instrumented (spans, query histogram, pool metrics, zap
+// logs with trace ids, readiness check), a generic Repository and a
+// UnitOfWork that carries its transaction in the context.
+//
+// Every query, in the framework and in users' code, goes through DB(ctx, db):
+// it returns the unit of work's transaction when ctx carries one, so code that
+// knows nothing about transactions (an outbox writer, a repository) joins the
+// caller's transaction.
+//
+//	fx.New(
+//		fxcore.Module, fxrepo.Module,
+//		fxrepo.AsModel(&Order{}),
+//		fxrepo.AsMigrations("orders", ordersMigrations),
+//		fx.Provide(func(db *gorm.DB) *fxrepo.Repository[Order, int64] {
+//			return fxrepo.NewRepository[Order, int64](db)
+//		}),
+//	)
+//
+//	err := uow.Do(ctx, func(ctx context.Context) error {
+//		if err := orders.Create(ctx, o); err != nil {
+//			return err
+//		}
+//		return bus.Publish(ctx, OrderCreated{ID: o.ID}) // same transaction
+//	})
+package fxrepo
