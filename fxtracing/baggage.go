@@ -9,8 +9,8 @@ import (
 
 // SetBaggage returns ctx with the W3C baggage member key=value added (or
 // replaced). Baggage travels to downstream services with the propagator
-// (OTEL_PROPAGATORS includes baggage by default). The key must be a valid
-// baggage key (an HTTP token); the value may be any string.
+// (OTEL_PROPAGATORS includes baggage by default). The key must not be
+// empty; key and value must be valid UTF-8 (the propagator encodes them).
 func SetBaggage(ctx context.Context, key, value string) (context.Context, error) {
 	m, err := baggage.NewMemberRaw(key, value)
 	if err != nil {

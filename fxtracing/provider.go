@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/contrib/propagators/autoprop"
 	"go.opentelemetry.io/otel/propagation"
@@ -18,8 +19,16 @@ import (
 // opens nothing and starts no goroutine, so a graph that fails to build
 // leaks nothing. start adds the exporters.
 type tracing struct {
-	tp *sdktrace.TracerProvider
-	s  settings
+	tp        *sdktrace.TracerProvider
+	s         settings
+	exporters []*exporterHandle
+}
+
+// exporterHandle is an exporter behind its batch processor, with the means
+// to abandon its exports when the flush at shutdown runs out of time.
+type exporterHandle struct {
+	bsp sdktrace.SpanProcessor
+	exp *abortableExporter
 }
 
 func newTracing(ctx context.Context, cfg Config, src *fxcore.Source, info fxcore.ServiceInfo, processors []sdktrace.SpanProcessor) (*tracing, error) {
@@ -53,20 +62,99 @@ func (t *tracing) start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("fxtracing: create %s exporter: %w", name, err)
 		}
-		t.tp.RegisterSpanProcessor(sdktrace.NewBatchSpanProcessor(exp,
+		h := &exporterHandle{exp: newAbortable(exp)}
+		h.bsp = sdktrace.NewBatchSpanProcessor(h.exp,
 			sdktrace.WithMaxQueueSize(t.s.batch.queueSize),
 			sdktrace.WithMaxExportBatchSize(t.s.batch.batchSize),
 			sdktrace.WithBatchTimeout(t.s.batch.delay),
 			sdktrace.WithExportTimeout(t.s.batch.timeout),
-		))
+		)
+		t.exporters = append(t.exporters, h)
+		t.tp.RegisterSpanProcessor(h.bsp)
 	}
 	return nil
 }
 
-// shutdown flushes and stops the exporters within ctx.
+// shutdown flushes pending spans and stops the exporters, all by ctx's
+// deadline. When the flush runs out of time (a collector that hangs), the
+// exports still in flight are abandoned so that no goroutine or connection
+// outlives the stop, and the flush's error is returned.
 func (t *tracing) shutdown(ctx context.Context) error {
 	defer fastPaths.Delete(t.tp)
-	return t.tp.Shutdown(ctx)
+	flushCtx, cancel := beforeDeadline(ctx)
+	err := t.tp.Shutdown(flushCtx)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	for _, h := range t.exporters {
+		h.exp.abort()
+	}
+	for _, h := range t.exporters {
+		// Processors the provider had no time left for; no-op for the others.
+		_ = h.bsp.Shutdown(ctx)
+	}
+	for _, h := range t.exporters {
+		select {
+		case <-h.exp.closed:
+		case <-ctx.Done():
+		}
+	}
+	return err
+}
+
+// beforeDeadline returns a context that ends a little before ctx's deadline
+// (a tenth of the time left, at most 100ms), so that a flush cut short
+// leaves time to abandon the exports and stop in time.
+func beforeDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(time.Until(deadline)/10, 100*time.Millisecond)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
+}
+
+// abortableExporter lets shutdown cut short the exports in flight (their
+// own timeout is OTEL_BSP_EXPORT_TIMEOUT, 30s by default) and makes sure the
+// wrapped exporter is shut down, closing its connections, even when the
+// processor hands it an expired context.
+type abortableExporter struct {
+	sdktrace.SpanExporter
+	aborted context.Context
+	abort   context.CancelFunc
+	closed  chan struct{}
+	once    sync.Once
+}
+
+func newAbortable(exp sdktrace.SpanExporter) *abortableExporter {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &abortableExporter{SpanExporter: exp, aborted: ctx, abort: cancel, closed: make(chan struct{})}
+}
+
+// ExportSpans exports until done or aborted.
+func (e *abortableExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(e.aborted, cancel)
+	defer stop()
+	return e.SpanExporter.ExportSpans(ctx, spans)
+}
+
+// Shutdown shuts the wrapped exporter down, with a short grace period of its
+// own when ctx has already expired.
+func (e *abortableExporter) Shutdown(ctx context.Context) error {
+	var err error
+	e.once.Do(func() {
+		defer close(e.closed)
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+		}
+		err = e.SpanExporter.Shutdown(ctx)
+	})
+	return err
 }
 
 // describe is what the start log line says about the setup.

@@ -60,8 +60,9 @@ type batchSettings struct {
 // fastPath says which spans the sampler is known to drop, so that Run can
 // skip making a non-recording span for them.
 type fastPath struct {
-	dropAll           bool // always_off, or the SDK disabled
-	dropUnsampledKids bool // parent-based: a child of an unsampled parent is dropped
+	// dropsUnsampledKids: a child of an unsampled parent is dropped
+	// (parent-based samplers, always_off, the SDK disabled).
+	dropsUnsampledKids bool
 }
 
 // otlpSettings are the OTEL_EXPORTER_OTLP_* values for the traces signal.
@@ -119,7 +120,7 @@ func resolve(cfg Config, src *fxcore.Source, info fxcore.ServiceInfo) (settings,
 		return s, err
 	}
 	if s.disabled {
-		s.sampler, s.samplerDesc, s.fast = sdktrace.NeverSample(), "disabled", fastPath{dropAll: true}
+		s.sampler, s.samplerDesc, s.fast = sdktrace.NeverSample(), "disabled", fastPath{dropsUnsampledKids: true}
 	}
 	s.propagators = resolvePropagatorNames(src)
 	if s.batch, err = resolveBatch(cfg, src); err != nil {
@@ -306,11 +307,11 @@ func resolveSampler(src *fxcore.Source) (sdktrace.Sampler, string, fastPath, err
 	case "always_on":
 		return sdktrace.AlwaysSample(), name, fastPath{}, nil
 	case "always_off":
-		return sdktrace.NeverSample(), name, fastPath{dropAll: true}, nil
+		return sdktrace.NeverSample(), name, fastPath{dropsUnsampledKids: true}, nil
 	case "parentbased_always_on":
-		return sdktrace.ParentBased(sdktrace.AlwaysSample()), name, fastPath{dropUnsampledKids: true}, nil
+		return sdktrace.ParentBased(sdktrace.AlwaysSample()), name, fastPath{dropsUnsampledKids: true}, nil
 	case "parentbased_always_off":
-		return sdktrace.ParentBased(sdktrace.NeverSample()), name, fastPath{dropUnsampledKids: true}, nil
+		return sdktrace.ParentBased(sdktrace.NeverSample()), name, fastPath{dropsUnsampledKids: true}, nil
 	case "traceidratio", "parentbased_traceidratio":
 		r, err := ratio()
 		if err != nil {
@@ -320,7 +321,7 @@ func resolveSampler(src *fxcore.Source) (sdktrace.Sampler, string, fastPath, err
 		if name == "traceidratio" {
 			return sdktrace.TraceIDRatioBased(r), desc, fastPath{}, nil
 		}
-		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), desc, fastPath{dropUnsampledKids: true}, nil
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(r)), desc, fastPath{dropsUnsampledKids: true}, nil
 	}
 	quoted := make([]string, len(samplerNames))
 	for i, n := range samplerNames {

@@ -22,13 +22,14 @@ const ScopeName = "github.com/martyfx/martyfx/fxtracing"
 //
 // The span comes from the provider of the recording span in ctx, else from
 // the global provider (which Module sets). When that is a provider fxtracing
-// built and its sampler is known to drop the span (always_off, or a
-// parent-based sampler under an unsampled parent), Run calls fn(ctx)
-// directly: no span, no allocation; fn then sees the parent's span context
-// instead of an equally unsampled child's.
+// built, the parent in ctx is not sampled, and the sampler is known to drop
+// the children of such parents (any parentbased_* sampler, or always_off),
+// Run calls fn(ctx) directly: no span, no allocation. fn then sees the
+// parent's span context instead of a child's with a fresh span ID; the trace
+// ID and the unsampled flag it propagates are the same.
 func Run(ctx context.Context, name string, fn func(context.Context) error, opts ...trace.SpanStartOption) error {
 	tr, fp := tracerFor(ctx)
-	if fp.dropAll || (fp.dropUnsampledKids && unsampledParent(ctx)) {
+	if fp.dropsUnsampledKids && unsampledParent(ctx) {
 		return fn(ctx)
 	}
 	ctx, span := tr.Start(ctx, name, opts...)
