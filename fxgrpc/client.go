@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -38,6 +39,7 @@ type ClientOption func(*clientOptions)
 
 type clientOptions struct {
 	tp          trace.TracerProvider
+	prop        propagation.TextMapPropagator
 	metrics     *grpcprom.ClientMetrics
 	timeout     time.Duration
 	maxAttempts int
@@ -49,6 +51,12 @@ type clientOptions struct {
 // WithTracerProvider sets the tracer provider (default: otel's global one).
 func WithTracerProvider(tp trace.TracerProvider) ClientOption {
 	return func(o *clientOptions) { o.tp = tp }
+}
+
+// WithPropagators sets how trace context is sent (default: otel's global
+// propagator).
+func WithPropagators(p propagation.TextMapPropagator) ClientOption {
+	return func(o *clientOptions) { o.prop = p }
 }
 
 // WithMetrics records grpc_client_* metrics into m, which the caller has
@@ -100,6 +108,9 @@ func NewClient(target string, opts ...ClientOption) (*grpc.ClientConn, error) {
 	if o.tp == nil {
 		o.tp = otel.GetTracerProvider()
 	}
+	if o.prop == nil {
+		o.prop = otel.GetTextMapPropagator()
+	}
 	creds := insecure.NewCredentials()
 	if o.tls != nil {
 		creds = credentials.NewTLS(o.tls)
@@ -118,7 +129,7 @@ func NewClient(target string, opts ...ClientOption) (*grpc.ClientConn, error) {
 	}
 	dial := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(o.tp))),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(o.tp), otelgrpc.WithPropagators(o.prop))),
 		grpc.WithDefaultServiceConfig(serviceConfig(target, o.maxAttempts)),
 		grpc.WithChainUnaryInterceptor(unary...),
 		grpc.WithChainStreamInterceptor(stream...),
@@ -190,6 +201,7 @@ func breakerFailure(err error) bool {
 type Clients struct {
 	cfg      map[string]ClientConfig
 	tp       trace.TracerProvider
+	prop     propagation.TextMapPropagator
 	metrics  *grpcprom.ClientMetrics
 	breakers BreakerSource
 	log      *zap.Logger
@@ -211,15 +223,16 @@ type ClientsParams struct {
 	fx.In
 
 	Config     Config
-	Logger     *zap.Logger           `optional:"true"`
-	Registerer prometheus.Registerer `optional:"true"`
-	Tracer     trace.TracerProvider  `optional:"true"`
-	Breakers   BreakerSource         `optional:"true"`
+	Logger     *zap.Logger                   `optional:"true"`
+	Registerer prometheus.Registerer         `optional:"true"`
+	Tracer     trace.TracerProvider          `optional:"true"`
+	Propagator propagation.TextMapPropagator `optional:"true"`
+	Breakers   BreakerSource                 `optional:"true"`
 }
 
 // NewClients returns the client set and registers the client metrics.
 func NewClients(p ClientsParams) (*Clients, error) {
-	c := &Clients{cfg: p.Config.Clients, tp: p.Tracer, breakers: p.Breakers, log: p.Logger, named: map[string]*grpc.ClientConn{}}
+	c := &Clients{cfg: p.Config.Clients, tp: p.Tracer, prop: p.Propagator, breakers: p.Breakers, log: p.Logger, named: map[string]*grpc.ClientConn{}}
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}
@@ -273,7 +286,7 @@ func (c *Clients) Get(name string) (*grpc.ClientConn, error) {
 		if c.breakers == nil {
 			return nil, fmt.Errorf("fxgrpc: client %q: breaker needs fxmonitor.Module in the app", name)
 		}
-		opts = append(opts, WithBreaker(c.breakers.Breaker("grpc:"+name)))
+		opts = append(opts, WithBreaker(c.breakers.Breaker("grpc."+name)))
 	}
 	conn, err := c.newLocked(cc.Target, opts)
 	if err != nil {
@@ -298,6 +311,9 @@ func (c *Clients) newLocked(target string, opts []ClientOption) (*grpc.ClientCon
 	base := []ClientOption{WithMetrics(c.metrics)}
 	if c.tp != nil {
 		base = append(base, WithTracerProvider(c.tp))
+	}
+	if c.prop != nil {
+		base = append(base, WithPropagators(c.prop))
 	}
 	conn, err := NewClient(target, append(base, opts...)...)
 	if err != nil {

@@ -81,7 +81,7 @@ type ClientConfig struct {
 	// UNAVAILABLE, retried with backoff (default 3; 1 disables retries).
 	MaxAttempts int `koanf:"max_attempts"`
 	// Breaker guards the client with an fxmonitor circuit breaker named
-	// "grpc:<name>" (needs fxmonitor.Module): calls fail fast with
+	// "grpc.<name>" (needs fxmonitor.Module): calls fail fast with
 	// UNAVAILABLE while it is open.
 	Breaker bool `koanf:"breaker"`
 	// TLS dials with TLS; CAFile verifies the server (system roots when

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
 	"github.com/martyfx/martyfx/fxhttp"
@@ -22,7 +21,6 @@ import (
 type gateway struct {
 	s     *Server
 	regs  []GatewayRegister
-	tp    trace.TracerProvider
 	mux   *runtime.ServeMux
 	ready atomic.Bool
 }
@@ -31,12 +29,11 @@ type gatewayParams struct {
 	fx.In
 
 	Server *Server
-	Regs   []GatewayRegister    `group:"martyfx.grpc.gateways"`
-	Tracer trace.TracerProvider `optional:"true"`
+	Regs   []GatewayRegister `group:"martyfx.grpc.gateways"`
 }
 
 func newGateway(p gatewayParams) *gateway {
-	return &gateway{s: p.Server, regs: p.Regs, tp: p.Tracer, mux: runtime.NewServeMux()}
+	return &gateway{s: p.Server, regs: p.Regs, mux: runtime.NewServeMux()}
 }
 
 // start dials the local server and registers the REST handlers.
@@ -44,10 +41,8 @@ func (g *gateway) start(ctx context.Context) error {
 	if len(g.regs) == 0 {
 		return nil
 	}
-	opts := []ClientOption{WithMaxAttempts(1), WithTimeout(0)}
-	if g.tp != nil {
-		opts = append(opts, WithTracerProvider(g.tp))
-	}
+	opts := []ClientOption{WithMaxAttempts(1), WithTimeout(0),
+		WithTracerProvider(g.s.tp), WithPropagators(g.s.prop)}
 	if g.s.TLS() {
 		// The peer is this very process; the server's own certificate is
 		// offered for mTLS.

@@ -38,7 +38,6 @@ func newHealthServer(s *Server) *healthServer {
 	h := &healthServer{Server: health.NewServer(), s: s, ready: true, watchers: map[*watchStream]struct{}{}}
 	h.setAll(healthpb.HealthCheckResponse_NOT_SERVING)
 	if s.readiness != nil {
-		h.ready = s.readiness.Healthy(fxmonitor.Readiness)
 		s.readiness.OnChange(func(kind fxmonitor.Kind, healthy bool) {
 			if kind&fxmonitor.Readiness == 0 {
 				return
@@ -59,10 +58,15 @@ func (h *healthServer) setAll(st healthpb.HealthCheckResponse_ServingStatus) {
 	}
 }
 
-// started is called once the server listens.
+// started is called once the server listens: SERVING if ready.
 func (h *healthServer) started() {
+	ready := true
+	if h.s.readiness != nil {
+		ready = h.s.readiness.Healthy(fxmonitor.Readiness)
+	}
 	h.mu.Lock()
 	h.running = true
+	h.ready = ready
 	h.mu.Unlock()
 	h.update()
 }

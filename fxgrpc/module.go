@@ -8,6 +8,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor"
 )
 
 // Module provides the gRPC server (*Server, started and stopped with the
@@ -20,7 +21,7 @@ var Module = fx.Module("martyfx.grpc",
 		NewServer,
 		NewClients,
 	),
-	fx.Provide(fx.Private, newGateway),
+	fx.Provide(fx.Private, newGateway, monitorReadiness, monitorBreakers),
 	fx.Provide(fx.Annotate(gatewayRoutes, fx.ResultTags(`group:"martyfx.http.routes,flatten"`))),
 	fxhttp.AsAdminRoute("GET /grpc/services", newServicesHandler),
 	fx.Invoke(run),
@@ -34,6 +35,34 @@ func run(lc fx.Lifecycle, s *Server, c *Clients, g *gateway) {
 	lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
 	lc.Append(fx.StartHook(g.start))
 }
+
+type monitorParams struct {
+	fx.In
+
+	Health   *fxmonitor.Health   `optional:"true"`
+	Breakers *fxmonitor.Breakers `optional:"true"`
+}
+
+// monitorReadiness drives health from fxmonitor's readiness when
+// fxmonitor.Module is in the app.
+func monitorReadiness(p monitorParams) Readiness {
+	if p.Health == nil {
+		return nil
+	}
+	return p.Health
+}
+
+// monitorBreakers hands out fxmonitor's breakers to named clients.
+func monitorBreakers(p monitorParams) BreakerSource {
+	if p.Breakers == nil {
+		return nil
+	}
+	return breakerSource{p.Breakers}
+}
+
+type breakerSource struct{ b *fxmonitor.Breakers }
+
+func (s breakerSource) Breaker(name string) Breaker { return s.b.Get(name) }
 
 // newServicesHandler serves the service registry as JSON.
 func newServicesHandler(s *Server) http.Handler {

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -37,17 +38,17 @@ type ServerParams struct {
 
 	Config     Config
 	Logger     *zap.Logger
-	Info       fxcore.ServiceInfo    `optional:"true"`
-	Registerer prometheus.Registerer `optional:"true"`
-	Stopping   *fxcore.Stopping      `optional:"true"`
-	Shutdowner fx.Shutdowner         `optional:"true"`
-	Tracer     trace.TracerProvider  `optional:"true"`
-	Auth       AuthFunc              `optional:"true"`
-	Readiness  Readiness             `optional:"true"`
-	Services   []Service             `group:"martyfx.grpc.services"`
-	Unary      []UnaryInterceptor    `group:"martyfx.grpc.unary_interceptors"`
-	Stream     []StreamInterceptor   `group:"martyfx.grpc.stream_interceptors"`
-	Options    []grpc.ServerOption   `group:"martyfx.grpc.server_options"`
+	Info       fxcore.ServiceInfo            `optional:"true"`
+	Registerer prometheus.Registerer         `optional:"true"`
+	Stopping   *fxcore.Stopping              `optional:"true"`
+	Shutdowner fx.Shutdowner                 `optional:"true"`
+	Tracer     trace.TracerProvider          `optional:"true"`
+	Propagator propagation.TextMapPropagator `optional:"true"`
+	Auth       AuthFunc                      `optional:"true"`
+	Readiness  Readiness                     `optional:"true"`
+	Services   []Service                     `group:"martyfx.grpc.services"`
+	Unary      []UnaryInterceptor            `group:"martyfx.grpc.unary_interceptors"`
+	Stream     []StreamInterceptor           `group:"martyfx.grpc.stream_interceptors"`
 }
 
 // Server is the app's gRPC server with health, reflection and the
@@ -64,6 +65,8 @@ type Server struct {
 	readiness  Readiness
 	metrics    *grpcprom.ServerMetrics
 	tlsCerts   []tls.Certificate
+	tp         trace.TracerProvider
+	prop       propagation.TextMapPropagator
 
 	mu        sync.Mutex
 	lis       net.Listener
@@ -90,9 +93,14 @@ func NewServer(p ServerParams) (*Server, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
+	prop := p.Propagator
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
+	}
 	s := &Server{
 		cfg: cfg, log: log, services: p.Services, stopping: stopping,
 		shutdowner: p.Shutdowner, readiness: p.Readiness, serveDone: make(chan struct{}),
+		tp: tp, prop: prop,
 	}
 	s.reflection = cfg.Reflection == "on" || (cfg.Reflection == "auto" && !p.Info.IsProduction())
 
@@ -107,6 +115,7 @@ func NewServer(p ServerParams) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(tp),
+			otelgrpc.WithPropagators(prop),
 			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))),
 		)),
 		grpc.ChainUnaryInterceptor(unary...),
@@ -136,7 +145,6 @@ func NewServer(p ServerParams) (*Server, error) {
 		s.tlsCerts = tc.Certificates
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	opts = append(opts, p.Options...)
 	s.srv = grpc.NewServer(opts...)
 
 	seen := map[string]bool{}
