@@ -87,7 +87,11 @@ func NewClient(opts ...ClientOption) *http.Client {
 		base = t
 	}
 	// Our own RED metrics replace otelhttp's OTel metrics.
-	otelOpts := []otelhttp.Option{otelhttp.WithMeterProvider(noop.NewMeterProvider())}
+	otelOpts := []otelhttp.Option{
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+		// Semantic conventions: the client span is named after the method.
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return spanName(r.Method, "") }),
+	}
 	if c.tp != nil {
 		otelOpts = append(otelOpts, otelhttp.WithTracerProvider(c.tp))
 	}

@@ -77,8 +77,8 @@ type routeInfo struct {
 	method  string // the pattern's method, "" when it has none
 	// spanName is "{method} {route}" for requests of the pattern's method.
 	spanName string
-	metrics *serverMetrics
-	series  sync.Map // seriesKey -> *series
+	metrics  *serverMetrics
+	series   sync.Map // seriesKey -> *series
 }
 
 type seriesKey struct {

@@ -252,7 +252,9 @@ func (s *Server) Start(ctx context.Context) error {
 		opened = append(opened, ep)
 	}
 	for _, ep := range opened {
-		ep.srv.TLSConfig = tlsConf
+		if tlsConf != nil {
+			ep.srv.TLSConfig = tlsConf.Clone() // net/http edits it (NextProtos)
+		}
 		s.serving.Add(1)
 		go s.serve(ep)
 		s.log.Info("http server listening", zap.String("server", ep.name), zap.String("addr", ep.addr), zap.Bool("tls", tlsConf != nil))

@@ -1,0 +1,157 @@
+package fxhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+)
+
+type createOrder struct {
+	Item     string `json:"item"`
+	Quantity int    `json:"quantity"`
+}
+
+func decodeRoute() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in createOrder
+		if err := DecodeJSON(w, r, &in); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusCreated, in)
+	})
+}
+
+func TestDecodeJSONStrictOverTCP(t *testing.T) {
+	h := start(t, nil, AsRoute("POST /v1/orders", decodeRoute))
+	post := func(body string, hdr ...string) (*http.Response, string) {
+		return h.do(http.MethodPost, h.url("/v1/orders"), strings.NewReader(body), hdr...)
+	}
+	resp, body := post(`{"item":"book","quantity":2}`, "Content-Type", "application/json; charset=utf-8")
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	require.JSONEq(t, `{"item":"book","quantity":2}`, body)
+
+	for _, c := range []struct{ body, reason string }{
+		{`{"item":"book","color":"red"}`, `unknown field "color"`},
+		{`{"item":"book"} {"item":"pen"}`, "body must hold a single JSON value; found trailing data"},
+		{`{"item":"book"}]`, "body must hold a single JSON value; found trailing data"},
+		{`{"item":"book",}`, "malformed JSON at byte 16: invalid character '}' looking for beginning of object key string"},
+		{`{"item":"bo`, "malformed JSON: the body ends in the middle of a value"},
+		{`{"quantity":"two"}`, `field "quantity" must be a int, not JSON string`},
+		{`[1,2]`, "body must be a fxhttp.createOrder, not JSON array"},
+		{``, "body must not be empty"},
+	} {
+		resp, body := post(c.body)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, c.body)
+		require.Equal(t, c.reason, problemOf(t, resp, body).Detail, c.body)
+	}
+	resp, body = post(`item=book`, "Content-Type", "application/x-www-form-urlencoded")
+	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	require.Contains(t, problemOf(t, resp, body).Detail, "is not JSON")
+	resp, _ = post(`{"item":"x"}`, "Content-Type", "application/merge-patch+json")
+	require.Equal(t, http.StatusCreated, resp.StatusCode, "+json types are JSON")
+}
+
+func TestDecodeJSONOutsideTheServerHasADefaultLimit(t *testing.T) {
+	big := `{"item":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}`
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(big))
+	w := httptest.NewRecorder()
+	var in createOrder
+	err := DecodeJSON(w, r, &in)
+	var de *DecodeError
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, http.StatusRequestEntityTooLarge, de.Status)
+
+	err = DecodeJSON(w, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{}`)), in)
+	require.ErrorContains(t, err, "fxhttp: DecodeJSON: json: Unmarshal(non-pointer")
+	require.Equal(t, http.StatusInternalServerError, StatusOf(r.Context(), err))
+}
+
+type teapotError struct{}
+
+func (teapotError) Error() string   { return "short and stout" }
+func (teapotError) HTTPStatus() int { return http.StatusTeapot }
+
+var (
+	errNotFound = errors.New("repo: not found")
+	errConflict = errors.New("repo: conflict")
+)
+
+func TestWriteErrorMapsThroughHooksAndHTTPStatus(t *testing.T) {
+	errs := map[string]error{
+		"notfound": fmt.Errorf("get order 7: %w", errNotFound),
+		"conflict": errConflict,
+		"teapot":   fmt.Errorf("brew: %w", teapotError{}),
+		"internal": errors.New("password=hunter2 rejected by db"),
+	}
+	h := start(t, nil,
+		AsErrorStatus(func(log *zap.Logger) ErrorStatus {
+			return func(err error) (int, bool) {
+				if errors.Is(err, errNotFound) {
+					return http.StatusNotFound, true
+				}
+				return 0, false
+			}
+		}),
+		AsErrorStatus(func(err error) (int, bool) {
+			if errors.Is(err, errConflict) {
+				return http.StatusConflict, true
+			}
+			return 0, false
+		}),
+		AsRoute("GET /err/{kind}", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, errs[r.PathValue("kind")]) })
+		}),
+	)
+	for kind, want := range map[string]struct {
+		status int
+		detail string
+	}{
+		"notfound": {404, "get order 7: repo: not found"},
+		"conflict": {409, "repo: conflict"},
+		"teapot":   {418, "brew: short and stout"},
+		"internal": {500, ""},
+	} {
+		resp, body := h.get("/err/" + kind)
+		require.Equal(t, want.status, resp.StatusCode, kind)
+		p := problemOf(t, resp, body)
+		require.Equal(t, want.detail, p.Detail, kind)
+		require.Equal(t, "/err/"+kind, p.Instance)
+		require.Equal(t, resp.Header.Get(RequestIDHeader), p.RequestID)
+		require.NotContains(t, body, "hunter2")
+	}
+
+	_, err := newApp(t, nil, AsErrorStatus(func() int { return 1 }))
+	require.ErrorContains(t, err, "fxhttp.AsErrorStatus")
+
+	// Outside a server, the hooks are unknown but the built-in mappings hold.
+	ctx := httptest.NewRequest(http.MethodGet, "/", nil).Context()
+	require.Equal(t, 500, StatusOf(ctx, errNotFound))
+	require.Equal(t, 413, StatusOf(ctx, fmt.Errorf("x: %w", &http.MaxBytesError{Limit: 1})))
+	require.Equal(t, 504, StatusOf(ctx, fmt.Errorf("x: %w", contextDeadline())))
+	require.Equal(t, 200, StatusOf(ctx, nil))
+}
+
+func TestWriteJSONUnencodableIs500(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteJSON(w, http.StatusOK, map[string]any{"f": func() {}})
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+	require.Equal(t, "application/problem+json", w.Header().Get("Content-Type"))
+	b, _ := io.ReadAll(w.Body)
+	require.Contains(t, string(b), `"status":500`)
+}
+
+func contextDeadline() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-ctx.Done()
+	return ctx.Err()
+}
