@@ -153,6 +153,10 @@ type Alert struct {
 	FiredAt time.Time `json:"fired_at,omitzero"`
 	// ResolvedAt is when the condition stopped holding (zero unless resolved).
 	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+	// ValidUntil is when a firing alert should be taken as resolved unless
+	// sent again: 4 × max(evaluation interval, resend interval) after the
+	// evaluation, as Prometheus sets it (Alertmanager's endsAt).
+	ValidUntil time.Time `json:"-"`
 	// Resend is true when the alert was sent to notifiers before in this
 	// state: a reminder for receivers that need one (Alertmanager).
 	Resend bool `json:"-"`

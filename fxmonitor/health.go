@@ -48,30 +48,30 @@ func (k Kind) index() int {
 	return -1
 }
 
-// Status is a check's status.
-type Status uint8
+// CheckStatus is a check's status.
+type CheckStatus uint8
 
 // The check statuses. A check is Unknown until it first passes or reaches
 // its FailureThreshold.
 const (
-	StatusUnknown Status = iota
-	StatusPassing
-	StatusFailing
+	CheckUnknown CheckStatus = iota
+	CheckPassing
+	CheckFailing
 )
 
 // String returns "unknown", "passing" or "failing".
-func (s Status) String() string {
+func (s CheckStatus) String() string {
 	switch s {
-	case StatusPassing:
+	case CheckPassing:
 		return "passing"
-	case StatusFailing:
+	case CheckFailing:
 		return "failing"
 	}
 	return "unknown"
 }
 
 // MarshalText implements encoding.TextMarshaler.
-func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+func (s CheckStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // HealthOptions configures NewHealth.
 type HealthOptions struct {
@@ -136,7 +136,7 @@ type checkState struct {
 	inflight   atomic.Bool // Func is still running (possibly past its timeout)
 
 	mu        sync.Mutex
-	status    Status
+	status    CheckStatus
 	err       error // error of the last run, nil when it passed
 	lastErr   error // most recent error ever
 	lastErrAt time.Time
@@ -153,7 +153,7 @@ type CheckResult struct {
 	Name                string        `json:"name"`
 	Kinds               string        `json:"kinds"`
 	Critical            bool          `json:"critical"`
-	Status              Status        `json:"status"`
+	Status              CheckStatus   `json:"status"`
 	Error               string        `json:"error,omitempty"`
 	LastError           string        `json:"last_error,omitempty"`
 	LastErrorAt         *time.Time    `json:"last_error_at,omitempty"`
@@ -285,7 +285,7 @@ func (h *Health) loop(s *checkState) {
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
 	for {
-		err, dur := h.execute(s)
+		dur, err := h.execute(s)
 		if h.ctx.Err() != nil {
 			return
 		}
@@ -307,9 +307,9 @@ var (
 // execute runs the check's Func bounded by its Timeout. A Func that ignores
 // its context is abandoned at the timeout (and not run again until it
 // returns).
-func (h *Health) execute(s *checkState) (error, time.Duration) {
+func (h *Health) execute(s *checkState) (time.Duration, error) {
 	if !s.inflight.CompareAndSwap(false, true) {
-		return fmt.Errorf("timed out after %s: %w", s.Timeout, errStillRunning), 0
+		return 0, fmt.Errorf("timed out after %s: %w", s.Timeout, errStillRunning)
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(h.ctx, s.Timeout)
@@ -321,23 +321,25 @@ func (h *Health) execute(s *checkState) (error, time.Duration) {
 		done <- err
 	}) {
 		s.inflight.Store(false)
-		return errStopped, 0
+		return 0, errStopped
 	}
+	var err error
 	select {
-	case err := <-done:
-		return err, time.Since(start)
+	case err = <-done:
 	case <-ctx.Done():
 		if h.ctx.Err() != nil {
-			return errStopped, time.Since(start)
+			return time.Since(start), errStopped
 		}
-		// The Func may have returned at the same moment.
 		select {
-		case err := <-done:
-			return err, time.Since(start)
+		case err = <-done: // it returned at the same moment
 		default:
+			return time.Since(start), fmt.Errorf("timed out after %s", s.Timeout)
 		}
-		return fmt.Errorf("timed out after %s", s.Timeout), time.Since(start)
 	}
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && h.ctx.Err() == nil {
+		err = fmt.Errorf("timed out after %s: %w", s.Timeout, err)
+	}
+	return time.Since(start), err
 }
 
 func call(ctx context.Context, fn func(context.Context) error) (err error) {
@@ -358,12 +360,12 @@ func (h *Health) record(s *checkState, err error, dur time.Duration) {
 	old := s.status
 	if err == nil {
 		s.fails = 0
-		s.status = StatusPassing
+		s.status = CheckPassing
 	} else {
 		s.fails++
 		s.lastErr, s.lastErrAt = err, now
 		if s.fails >= s.FailureThreshold {
-			s.status = StatusFailing
+			s.status = CheckFailing
 		}
 	}
 	changed := s.status != old
@@ -376,7 +378,7 @@ func (h *Health) record(s *checkState, err error, dur time.Duration) {
 		return
 	}
 	v := 0.0
-	if status == StatusPassing {
+	if status == CheckPassing {
 		v = 1
 	}
 	for _, g := range s.gauges {
@@ -387,9 +389,9 @@ func (h *Health) record(s *checkState, err error, dur time.Duration) {
 	fields := []zap.Field{zap.String("check", s.Name), zap.String("kinds", s.Kinds.String()),
 		zap.Bool("critical", s.Critical), zap.String("from", old.String()), zap.String("to", status.String())}
 	switch {
-	case status == StatusFailing:
+	case status == CheckFailing:
 		h.log.Warn("health check failing", append(fields, zap.Int("consecutive_failures", fails), zap.Error(err))...)
-	case old == StatusFailing:
+	case old == CheckFailing:
 		h.log.Info("health check recovered", fields...)
 	default:
 		h.log.Info("health check passing", fields...)
@@ -418,7 +420,7 @@ func (h *Health) refresh(ctx context.Context, s *checkState, now time.Time) {
 	ch := make(chan struct{})
 	s.done = ch
 	s.mu.Unlock()
-	err, dur := h.execute(s)
+	dur, err := h.execute(s)
 	if !errors.Is(err, errStopped) {
 		h.record(s, err, dur)
 	}
@@ -504,7 +506,7 @@ func (h *Health) aggregate(kind Kind) bool {
 		s.mu.Lock()
 		st := s.status
 		s.mu.Unlock()
-		if st != StatusPassing {
+		if st != CheckPassing {
 			return false
 		}
 	}

@@ -3,6 +3,7 @@ package fxmonitor
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
@@ -12,21 +13,35 @@ import (
 	"github.com/martyfx/martyfx/fxhttp"
 )
 
-// Module provides *Health, *Breakers and *Alerts, registers the collectors,
-// checks, alert rules and notifiers given with the AsXxx helpers, and serves
-// /livez, /readyz, /startupz, /metrics, /alerts, /alerts/rules.yaml and
-// /statusz on the admin server (fxhttp.Module).
+// Module provides *Health, *Breakers and *Alerts; registers the checks,
+// collectors, alert rules and notifiers given with AsCheck, AsCollector,
+// AsAlertRule and AsNotifier; samples the marty_system_* gauges; and serves
+// on the admin server (fxhttp.Module):
+//
+//	/livez /readyz /startupz   probes (plain text; ?verbose for JSON)
+//	/metrics                   Prometheus / OpenMetrics
+//	/alerts                    pending, firing and resolved alerts (JSON)
+//	/alerts/rules.yaml         the alert rules as a Prometheus rule file
+//	/statusz                   service, checks, breakers and alerts (JSON)
+//
+// A fxmonitor.Clock in the graph (optional) drives alert evaluation.
 var Module = fx.Module("martyfx.monitor",
 	fx.Provide(
 		fxcore.ProvideConfig[Config]("monitor", DefaultConfig),
 		newHealth,
 		newBreakers,
+		newAlerts,
 	),
-	fx.Invoke(registerCollectors, func(*Health, *Breakers) {}),
+	fx.Invoke(registerCollectors, startSystemMetrics, func(*Health, *Breakers, *Alerts) {}),
 	fxhttp.AsAdminRoute("GET /livez", func(h *Health) http.Handler { return h.ProbeHandler(Liveness) }),
 	fxhttp.AsAdminRoute("GET /readyz", func(h *Health) http.Handler { return h.ProbeHandler(Readiness) }),
 	fxhttp.AsAdminRoute("GET /startupz", func(h *Health) http.Handler { return h.ProbeHandler(Startup) }),
 	fxhttp.AsAdminRoute("GET /metrics", MetricsHandler),
+	fxhttp.AsAdminRoute("GET /alerts", func(a *Alerts) http.Handler { return a.AlertsHandler() }),
+	fxhttp.AsAdminRoute("GET /alerts/rules.yaml", func(a *Alerts, info fxcore.ServiceInfo) http.Handler {
+		return a.RulesHandler(info.Name)
+	}),
+	fxhttp.AsAdminRoute("GET /statusz", newStatusPage),
 )
 
 type healthParams struct {
@@ -62,4 +77,76 @@ func newHealth(p healthParams) (*Health, error) {
 
 func newBreakers(cfg Config, reg prometheus.Registerer, log *zap.Logger) *Breakers {
 	return NewBreakers(cfg.BreakersConfig(), reg, log.Named("breaker"))
+}
+
+type alertsParams struct {
+	fx.In
+	Config    Config
+	Info      fxcore.ServiceInfo
+	Rules     []AlertRule `group:"martyfx.monitor.alert_rules"`
+	Notifiers []Notifier  `group:"martyfx.monitor.notifiers"`
+	Clock     Clock       `optional:"true"`
+	Gatherer  prometheus.Gatherer
+	Registry  prometheus.Registerer
+	Log       *zap.Logger
+	Lifecycle fx.Lifecycle
+}
+
+func newAlerts(p alertsParams) (*Alerts, error) {
+	log := p.Log.Named("alerts")
+	var notifiers []Notifier
+	if p.Config.LogAlerts {
+		notifiers = append(notifiers, NewLogNotifier(log))
+	}
+	if p.Config.AlertmanagerURL != "" {
+		am, err := NewAlertmanagerNotifier(p.Config.AlertmanagerURL, AlertmanagerOptions{
+			Timeout: p.Config.AlertmanagerTimeout,
+			Retries: p.Config.AlertmanagerRetries,
+		})
+		if err != nil {
+			return nil, err
+		}
+		notifiers = append(notifiers, am)
+	}
+	notifiers = append(notifiers, p.Notifiers...)
+	a, err := NewAlerts(p.Rules, p.Gatherer, AlertsOptions{
+		Interval:   p.Config.AlertInterval,
+		Resend:     p.Config.AlertResend,
+		Clock:      p.Clock,
+		Notifiers:  notifiers,
+		Labels:     map[string]string{"service": p.Info.Name},
+		Registerer: p.Registry,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(context.Context) error { a.Start(); return nil },
+		OnStop:  a.Stop,
+	})
+	return a, nil
+}
+
+func startSystemMetrics(cfg Config, reg prometheus.Registerer, log *zap.Logger, lc fx.Lifecycle) error {
+	if !cfg.System.Enabled {
+		return nil
+	}
+	path := cfg.Disk.Path
+	if path == "" {
+		path = "."
+	}
+	s, err := NewSystemMetrics(reg, path, cfg.System.Interval, log.Named("system"))
+	if err != nil {
+		return err
+	}
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error { s.Start(ctx); return nil },
+		OnStop:  s.Stop,
+	})
+	return nil
+}
+
+func newStatusPage(info fxcore.ServiceInfo, h *Health, b *Breakers, a *Alerts) http.Handler {
+	return &StatusPage{Info: info, Health: h, Breakers: b, Alerts: a, Started: time.Now()}
 }

@@ -83,7 +83,7 @@ func (h *Health) verdict(kind Kind) Verdict {
 		s.mu.Lock()
 		st := s.status
 		s.mu.Unlock()
-		if st == StatusPassing {
+		if st == CheckPassing {
 			continue
 		}
 		if s.Critical {
@@ -154,7 +154,7 @@ func (h *Health) appendProblems(b []byte, kind Kind, v Verdict) []byte {
 		s.mu.Lock()
 		st, err := s.status, s.err
 		s.mu.Unlock()
-		if st == StatusPassing {
+		if st == CheckPassing {
 			continue
 		}
 		b = append(b, "[-]"...)
