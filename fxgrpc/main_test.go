@@ -189,3 +189,7 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func newApp(t *testing.T, a *app, env []string, opts ...fx.Option) *fx.App {
+	return fx.New(options(t, a, env, opts...)...)
+}
