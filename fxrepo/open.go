@@ -228,4 +228,3 @@ func ping(ctx context.Context, sqlDB *sql.DB, cfg Config, t target, log *zap.Log
 		wait = min(wait*2, cfg.ConnectBackoffMax)
 	}
 }
-

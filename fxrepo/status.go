@@ -1,7 +1,33 @@
 package fxrepo
 
-import "go.uber.org/fx"
+import (
+	"errors"
+	"net/http"
 
-// errorStatusOption maps ErrNotFound and ErrConflict to HTTP statuses once
-// fxhttp offers AsErrorStatus.
-var errorStatusOption = fx.Options()
+	"github.com/martyfx/martyfx/fxhttp"
+)
+
+// errorStatusOption registers HTTPStatusOf with fxhttp, so handlers that
+// write a repository error through fxhttp.WriteError answer 404 or 409.
+var errorStatusOption = fxhttp.AsErrorStatus(fxhttp.ErrorStatus(HTTPStatusOf))
+
+// HTTPStatusOf maps ErrNotFound to 404 and ErrConflict to 409 anywhere in
+// err's chain (also when user code wraps the sentinels itself).
+func HTTPStatusOf(err error) (int, bool) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, true
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict, true
+	}
+	return 0, false
+}
+
+// HTTPStatus is 404 for ErrNotFound and 409 for ErrConflict.
+func (e *Error) HTTPStatus() int {
+	s, ok := HTTPStatusOf(e.Kind)
+	if !ok {
+		return http.StatusInternalServerError
+	}
+	return s
+}
