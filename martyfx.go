@@ -19,6 +19,7 @@ import (
 	"os"
 
 	"go.uber.org/fx"
+	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx/fxcore"
 )
@@ -56,8 +57,11 @@ func run(opts ...fx.Option) int {
 		fx.StartTimeout(core.StartTimeout),
 		fx.StopTimeout(core.StopTimeout),
 	)
-	var stopping *fxcore.Stopping
-	all = append(all, fx.Populate(&stopping))
+	var (
+		stopping *fxcore.Stopping
+		log      *zap.Logger
+	)
+	all = append(all, fx.Populate(&stopping, &log))
 	app := fx.New(all...)
 	if err := app.Err(); err != nil {
 		fmt.Fprintln(os.Stderr, "martyfx: build app:", err)
@@ -74,7 +78,9 @@ func run(opts ...fx.Option) int {
 		return 1
 	}
 
+	log.Info("martyfx: started; stop with SIGINT or SIGTERM")
 	sig := <-app.Wait()
+	log.Info("martyfx: stopping", zap.String("signal", sig.Signal.String()), zap.Int("exit_code", sig.ExitCode))
 	// Readiness goes NOT_SERVING before any stop hook runs.
 	stopping.Begin()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), core.StopTimeout)

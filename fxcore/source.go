@@ -184,7 +184,7 @@ func (s *Source) fromFile(section string, fields []field, merged map[string]any,
 			continue
 		}
 		merged[k] = v
-		origin[k] = fmt.Sprintf("%s in %s", qualified(section, k), s.path)
+		origin[k] = qualified(section, k) + "\x00" + s.path
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
@@ -396,7 +396,7 @@ func explain(rv reflect.Value, merged map[string]any, origin map[string]string, 
 		probe := reflect.New(rv.Type())
 		probe.Elem().Set(rv)
 		if err := decode(probe.Interface(), map[string]any{k: merged[k]}); err != nil {
-			return fmt.Errorf("fxcore: invalid %s=%s: want %s", origin[k], quote(merged[k]), wantFor(fields, k))
+			return invalidError(origin[k], merged[k], wantFor(fields, k))
 		}
 	}
 	return fmt.Errorf("fxcore: invalid configuration (%s)", strings.Join(keys, ", "))
@@ -492,5 +492,14 @@ func (s *Source) explainInvalid(section string, err error, origin map[string]str
 	if !ok {
 		where = EnvName(section, fe.Key) + " (default)"
 	}
-	return fmt.Errorf("fxcore: invalid %s=%s: want %s", where, quote(fe.Value), fe.Want)
+	return invalidError(where, fe.Value, fe.Want)
+}
+
+// invalidError formats a bad value with where it came from: an environment
+// variable name, or "key\x00file" for a value from the config file.
+func invalidError(where string, value any, want string) error {
+	if key, file, ok := strings.Cut(where, "\x00"); ok {
+		return fmt.Errorf("fxcore: invalid %s=%s in %s: want %s", key, quote(value), file, want)
+	}
+	return fmt.Errorf("fxcore: invalid %s=%s: want %s", where, quote(value), want)
 }

@@ -1,0 +1,195 @@
+package fxcore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type buffer struct{ bytes.Buffer }
+
+func (b *buffer) Sync() error { return nil }
+
+func TestLoggerFormatAndLevel(t *testing.T) {
+	info := ServiceInfo{Name: "orders", Version: "1.2.3", Environment: "production", InstanceID: "i-1"}
+
+	var out buffer
+	log, err := newLogger(LogConfig{Level: "warn"}, info, &out)
+	require.NoError(t, err)
+	log.Info("hidden")
+	log.Warn("shown", zap.Int("n", 1))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 1, "info is below warn: %q", out.String())
+	var entry map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &entry), "production defaults to JSON")
+	require.Equal(t, "shown", entry["msg"])
+	require.Equal(t, "warn", entry["level"])
+	require.Equal(t, "orders", entry["service"])
+	require.Equal(t, "1.2.3", entry["version"])
+	require.Equal(t, "i-1", entry["instance"])
+	require.EqualValues(t, 1, entry["n"])
+
+	out.Reset()
+	info.Environment = "development"
+	log, err = newLogger(LogConfig{Level: "debug"}, info, &out)
+	require.NoError(t, err)
+	log.Debug("dev line")
+	require.Contains(t, out.String(), "DEBUG")
+	require.Contains(t, out.String(), "dev line")
+	require.False(t, json.Valid(out.Bytes()), "development defaults to console")
+
+	out.Reset()
+	log, err = newLogger(LogConfig{Level: "info", Format: "json"}, info, &out)
+	require.NoError(t, err)
+	log.Info("forced json")
+	require.True(t, json.Valid(bytes.TrimSpace(out.Bytes())))
+
+	_, err = Load(mustSource(t, "MARTY_LOG_FORMAT=xml"), "log", DefaultLogConfig())
+	require.EqualError(t, err, `fxcore: invalid MARTY_LOG_FORMAT="xml": want one of "json", "console"`)
+	_, err = Load(mustSource(t, "MARTY_LOG_LEVEL=loud"), "log", DefaultLogConfig())
+	require.EqualError(t, err, `fxcore: invalid MARTY_LOG_LEVEL="loud": want one of "debug", "info", "warn", "error"`)
+}
+
+func mustSource(t *testing.T, env ...string) *Source {
+	t.Helper()
+	src, err := NewSourceFrom("", env)
+	require.NoError(t, err)
+	return src
+}
+
+func serviceInfo(t *testing.T, env ...string) ServiceInfo {
+	t.Helper()
+	var info ServiceInfo
+	app := fx.New(Module, fx.NopLogger, fx.Replace(mustSource(t, env...)), fx.Populate(&info))
+	require.NoError(t, app.Err())
+	return info
+}
+
+func TestServiceInfoFallbacks(t *testing.T) {
+	info := serviceInfo(t, "MARTY_SERVICE_NAME=orders", "OTEL_SERVICE_NAME=otel-name", "MARTY_SERVICE_VERSION=v9", "MARTY_ENV=production")
+	require.Equal(t, "orders", info.Name, "MARTY_SERVICE_NAME wins")
+	require.Equal(t, "v9", info.Version)
+	require.Equal(t, "production", info.Environment)
+	require.True(t, info.IsProduction())
+	require.False(t, info.IsDevelopment())
+
+	info = serviceInfo(t, "OTEL_SERVICE_NAME=otel-name")
+	require.Equal(t, "otel-name", info.Name, "OTEL_SERVICE_NAME is the second choice")
+	require.Equal(t, "development", info.Environment, "default environment")
+	require.True(t, info.IsDevelopment())
+
+	info = serviceInfo(t)
+	bin := strings.TrimSuffix(filepath.Base(os.Args[0]), filepath.Ext(os.Args[0]))
+	require.Equal(t, bin, info.Name, "binary name last")
+	require.NotEmpty(t, info.Version, "version from build info or dev")
+
+	other := serviceInfo(t)
+	require.NotEmpty(t, info.InstanceID)
+	require.NotEqual(t, info.InstanceID, other.InstanceID, "instance ids are unique")
+}
+
+func TestModuleProvidesRegistryAndLogger(t *testing.T) {
+	var (
+		reg  prometheus.Registerer
+		gath prometheus.Gatherer
+		log  *zap.Logger
+	)
+	app := fx.New(Module, fx.NopLogger, fx.Replace(mustSource(t, "MARTY_LOG_LEVEL=error")), fx.Populate(&reg, &gath, &log))
+	require.NoError(t, app.Err())
+	require.NotNil(t, log)
+	require.False(t, log.Core().Enabled(zapcore.WarnLevel))
+	mfs, err := gath.Gather()
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	require.True(t, names["go_goroutines"], "Go collector registered")
+	require.True(t, names["process_cpu_seconds_total"] || names["process_start_time_seconds"], "process collector registered")
+	require.NotSame(t, prometheus.DefaultRegisterer, reg, "never the global registry")
+
+	app = fx.New(Module, fx.NopLogger, fx.Replace(mustSource(t, "MARTY_STOP_TIMEOUT=-1s")))
+	require.ErrorContains(t, app.Err(), `fxcore: invalid MARTY_STOP_TIMEOUT="-1s": want a positive duration`)
+}
+
+func TestStoppingRunsListenersOnce(t *testing.T) {
+	s := NewStopping()
+	var calls atomic.Int32
+	s.OnBegin(func() { calls.Add(1) })
+	require.False(t, s.Begun())
+	s.Begin()
+	s.Begin()
+	require.True(t, s.Begun())
+	require.EqualValues(t, 1, calls.Load())
+	<-s.Done()
+	s.OnBegin(func() { calls.Add(10) })
+	require.EqualValues(t, 11, calls.Load(), "late listeners run at once")
+}
+
+type greeter struct{ name string }
+
+func (g greeter) ServeHTTP(http.ResponseWriter, *http.Request) {}
+
+func TestGroupAcceptsValuesAndConstructorsAndRejectsWrongTypes(t *testing.T) {
+	conv := func(v any) (http.Handler, error) {
+		h, ok := v.(http.Handler)
+		if !ok {
+			return nil, errors.New("want an http.Handler")
+		}
+		return h, nil
+	}
+	type in struct {
+		fx.In
+		All []http.Handler `group:"test.handlers"`
+	}
+	var got in
+	app := fx.New(fx.NopLogger,
+		fx.Supply("injected"),
+		Group("test.handlers", "value", greeter{"value"}, conv),
+		Group("test.handlers", "ctor", func(s string) greeter { return greeter{s} }, conv),
+		Group("test.handlers", "ctor with error", func() (http.Handler, error) { return greeter{"e"}, nil }, conv),
+		fx.Populate(&got),
+	)
+	require.NoError(t, app.Err())
+	require.Len(t, got.All, 3)
+	require.Contains(t, got.All, http.Handler(greeter{"injected"}))
+
+	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("a")`, func() int { return 1 }, conv), fx.Populate(&got))
+	require.ErrorContains(t, app.Err(), `AsX("a"): constructor func() int: want an http.Handler`)
+
+	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("b")`, 42, conv))
+	require.ErrorContains(t, app.Err(), `AsX("b"): want an http.Handler`)
+
+	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("c")`, func() {}, conv))
+	require.ErrorContains(t, app.Err(), `AsX("c"): constructor func() must return a value and optionally an error`)
+
+	boom := errors.New("boom")
+	app = fx.New(fx.NopLogger, Group("test.handlers", "d", func() (http.Handler, error) { return nil, boom }, conv), fx.Populate(&got))
+	require.ErrorIs(t, app.Err(), boom)
+}
+
+func TestShutdownOnErrorExitsNonZero(t *testing.T) {
+	var sd fx.Shutdowner
+	app := fx.New(fx.NopLogger, fx.Populate(&sd))
+	require.NoError(t, app.Start(context.Background()))
+	ShutdownOnError(sd, zap.NewNop(), "loop", errors.New("died"))
+	sig := <-app.Wait()
+	require.Equal(t, 1, sig.ExitCode)
+	require.NoError(t, app.Stop(context.Background()))
+}

@@ -1,0 +1,143 @@
+package martyfx
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) {
+	// In a child process started by a test, run the scenario instead.
+	if scenario := os.Getenv("MARTYFX_TEST_SCENARIO"); scenario != "" {
+		runScenario(scenario)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func runScenario(name string) {
+	switch name {
+	case "signal":
+		Run(fx.Invoke(func(lc fx.Lifecycle, log *zap.Logger) {
+			lc.Append(fx.StartHook(func() { log.Info("scenario started") }))
+		}))
+	case "start-fails":
+		Run(fx.Invoke(func(lc fx.Lifecycle) {
+			lc.Append(fx.StartHook(func() error { return errors.New("database unreachable") }))
+		}))
+	case "shutdowner":
+		Run(fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner) {
+			lc.Append(fx.StartHook(func() { go func() { _ = sd.Shutdown(fx.ExitCode(3)) }() }))
+		}))
+	case "stop-too-slow":
+		Run(fx.Invoke(func(lc fx.Lifecycle, log *zap.Logger) {
+			lc.Append(fx.Hook{
+				OnStart: func(context.Context) error { log.Info("scenario started"); return nil },
+				OnStop:  func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
+			})
+		}))
+	case "bad-config":
+		Run()
+	}
+	os.Exit(99) // Run must never return
+}
+
+type result struct {
+	code   int
+	output string
+}
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startScenario(t *testing.T, name string, env ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append([]string{"MARTYFX_TEST_SCENARIO=" + name, "MARTY_LOG_FORMAT=json"}, env...)...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	return cmd, out
+}
+
+func wait(t *testing.T, cmd *exec.Cmd, out *syncBuffer) result {
+	t.Helper()
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("wait: %v", err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), output: out.String()}
+}
+
+func waitForLog(t *testing.T, out *syncBuffer, text string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), text) }, 20*time.Second, 10*time.Millisecond, "never logged %q: %s", text, out)
+}
+
+func TestRunExitsZeroOnSIGTERM(t *testing.T) {
+	cmd, out := startScenario(t, "signal")
+	waitForLog(t, out, "martyfx: started")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	res := wait(t, cmd, out)
+	require.Equal(t, 0, res.code, res.output)
+	require.Contains(t, res.output, `"msg":"scenario started"`, "JSON logs as configured")
+}
+
+func TestRunExitsOneWhenStartFails(t *testing.T) {
+	cmd, out := startScenario(t, "start-fails")
+	res := wait(t, cmd, out)
+	require.Equal(t, 1, res.code, res.output)
+	require.Contains(t, res.output, "martyfx: start:")
+	require.Contains(t, res.output, "database unreachable")
+}
+
+func TestRunExitsWithTheShutdownerCode(t *testing.T) {
+	cmd, out := startScenario(t, "shutdowner")
+	res := wait(t, cmd, out)
+	require.Equal(t, 3, res.code, res.output)
+}
+
+func TestRunExitsOneWhenStopOutlivesTheTimeout(t *testing.T) {
+	cmd, out := startScenario(t, "stop-too-slow", "MARTY_STOP_TIMEOUT=200ms")
+	waitForLog(t, out, "martyfx: started")
+	began := time.Now()
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	res := wait(t, cmd, out)
+	require.Equal(t, 1, res.code, res.output)
+	require.Contains(t, res.output, "martyfx: stop:")
+	require.Less(t, time.Since(began), 10*time.Second, "the stop timeout bounds the stop")
+}
+
+func TestRunExitsOneOnBadConfig(t *testing.T) {
+	cmd, out := startScenario(t, "bad-config", "MARTY_START_TIMEOUT=soon")
+	res := wait(t, cmd, out)
+	require.Equal(t, 1, res.code, res.output)
+	require.Contains(t, res.output, `fxcore: invalid MARTY_START_TIMEOUT="soon": want a duration such as 500ms, 5s or 1m`)
+}
