@@ -353,3 +353,16 @@ func TestFinishedCallsAreLoggedWithCodeDurationPeer(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, b.logs.FilterMessage("grpc call").All())
 }
+
+func TestServeErrorShutsTheAppDownWithExitCode1(t *testing.T) {
+	a := start(t, nil)
+	wait := a.Wait()
+	require.NoError(t, fxgrpc.CloseListener(a.srv))
+	select {
+	case sig := <-wait:
+		require.Equal(t, 1, sig.ExitCode)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app was not asked to stop")
+	}
+	require.Len(t, a.logs.FilterMessage("grpc server failed; shutting down").All(), 1)
+}

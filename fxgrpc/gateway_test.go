@@ -1,0 +1,115 @@
+package fxgrpc_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/martyfx/martyfx/fxgrpc"
+	"github.com/martyfx/martyfx/fxgrpc/internal/testpb"
+	"github.com/martyfx/martyfx/fxhttp"
+)
+
+// registerEcho is what protoc-gen-grpc-gateway generates for
+// `post: "/v1/echo" body: "*"` on Echo.Echo.
+func registerEcho(_ context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+	client := testpb.NewEchoClient(conn)
+	const method = "/martyfx.fxgrpc.testpb.Echo/Echo"
+	return mux.HandlePath("POST", "/v1/echo", func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
+		inbound, outbound := runtime.MarshalerForRequest(mux, r)
+		ctx, err := runtime.AnnotateContext(r.Context(), mux, r, method, runtime.WithHTTPPathPattern("/v1/echo"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outbound, w, r, err)
+			return
+		}
+		var req testpb.EchoRequest
+		if err := inbound.NewDecoder(r.Body).Decode(&req); err != nil && err != io.EOF {
+			runtime.HTTPError(ctx, mux, outbound, w, r, status.Error(codes.InvalidArgument, err.Error()))
+			return
+		}
+		var md runtime.ServerMetadata
+		res, err := client.Echo(ctx, &req, grpc.Header(&md.HeaderMD), grpc.Trailer(&md.TrailerMD))
+		ctx = runtime.NewServerMetadataContext(ctx, md)
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outbound, w, r, err)
+			return
+		}
+		runtime.ForwardResponseMessage(ctx, mux, outbound, w, r, res)
+	})
+}
+
+func post(t *testing.T, url, body string) (int, map[string]any) {
+	t.Helper()
+	res, err := http.Post(url, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&out))
+	return res.StatusCode, out
+}
+
+func TestGatewayServesRESTThroughTheInterceptors(t *testing.T) {
+	var httpSrv *fxhttp.Server
+	var g prometheus.Gatherer
+	a := start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
+		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv, &g))
+	base := "http://" + httpSrv.Addr()
+
+	code, body := post(t, base+"/v1/echo", `{"message":"hi","repeat":2}`)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Equal(t, "hihi", body["message"])
+
+	// A gRPC error becomes its HTTP status with the google.rpc.Status body.
+	code, body = post(t, base+"/v1/echo", `{"repeat":2}`)
+	require.Equal(t, http.StatusBadRequest, code, "%v", body)
+	require.Equal(t, float64(codes.InvalidArgument), body["code"])
+	require.Contains(t, body["message"], "message: must not be empty")
+	details := body["details"].([]any)
+	require.Len(t, details, 1)
+	require.Equal(t, "type.googleapis.com/google.rpc.BadRequest", details[0].(map[string]any)["@type"])
+
+	code, _ = post(t, base+"/v1/echo", `{"message":"x","fail":"unavailable"}`)
+	require.Equal(t, http.StatusServiceUnavailable, code)
+
+	// The calls went through the server's chain: metrics and logs.
+	ok, _ := series(t, g, "grpc_server_handled_total", map[string]string{"grpc_method": "Echo", "grpc_code": "OK"})
+	require.Equal(t, 1.0, ok)
+	bad, _ := series(t, g, "grpc_server_handled_total", map[string]string{"grpc_method": "Echo", "grpc_code": "InvalidArgument"})
+	require.Equal(t, 1.0, bad)
+
+	// The admin server lists the hosted services.
+	res, err := http.Get("http://" + httpSrv.AdminAddr() + "/grpc/services")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var view struct {
+		Addr     string                 `json:"addr"`
+		Services []fxgrpc.ServiceStatus `json:"services"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&view))
+	require.Equal(t, a.srv.Addr(), view.Addr)
+	require.Equal(t, a.srv.Services(), view.Services)
+}
+
+func TestNoGatewayNoRoute(t *testing.T) {
+	// Without AsGateway nothing is mounted: the app's own "/" route works.
+	var httpSrv *fxhttp.Server
+	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"}, fxhttp.Module,
+		fxhttp.AsRoute("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) })),
+		fx.Populate(&httpSrv))
+	res, err := http.Get("http://" + httpSrv.Addr() + "/anything")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusTeapot, res.StatusCode)
+}
