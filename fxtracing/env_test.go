@@ -3,6 +3,7 @@ package fxtracing
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,17 +232,24 @@ func (e *keepingExporter) exported() []string {
 	return append([]string(nil), e.names...)
 }
 
-var registerTestExporter = sync.OnceValue(func() *keepingExporter {
-	exp := &keepingExporter{}
-	autoexport.RegisterSpanExporter("fxtracing-test", func(context.Context) (sdktrace.SpanExporter, error) { return exp, nil })
-	return exp
-})
+// testExporter is what the name "fxtracing-test" builds; autoexport's
+// registry is global and takes a name once per process.
+var (
+	testExporter         atomic.Pointer[keepingExporter]
+	registerTestExporter = sync.OnceFunc(func() {
+		autoexport.RegisterSpanExporter("fxtracing-test", func(context.Context) (sdktrace.SpanExporter, error) {
+			return testExporter.Load(), nil
+		})
+	})
+)
 
 // TestAutoexportRegisteredExporter: a name registered with autoexport is
 // handed to autoexport, which reads the process environment (so no
 // t.Parallel here).
 func TestAutoexportRegisteredExporter(t *testing.T) {
-	exp := registerTestExporter()
+	registerTestExporter()
+	exp := &keepingExporter{}
+	testExporter.Store(exp)
 	env := []string{"OTEL_TRACES_EXPORTER=fxtracing-test"}
 
 	_, err := newApp(t, env)

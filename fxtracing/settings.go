@@ -43,7 +43,6 @@ const (
 type settings struct {
 	disabled    bool
 	exporters   []string // exporter names; empty means none
-	exporterRaw string   // OTEL_TRACES_EXPORTER as given, for delegation
 	otlp        otlpSettings
 	sampler     sdktrace.Sampler
 	samplerDesc string
@@ -107,7 +106,6 @@ func resolve(cfg Config, src *fxcore.Source, info fxcore.ServiceInfo) (settings,
 	if s.exporters, err = resolveExporters(src, info); err != nil {
 		return s, err
 	}
-	s.exporterRaw = env(src, envExporter)
 	if s.disabled {
 		s.exporters = nil
 	}

@@ -28,9 +28,12 @@ const ScopeName = "github.com/martyfx/martyfx/fxtracing"
 // parent's span context instead of a child's with a fresh span ID; the trace
 // ID and the unsampled flag it propagates are the same.
 func Run(ctx context.Context, name string, fn func(context.Context) error, opts ...trace.SpanStartOption) error {
-	tr, fp := tracerFor(ctx)
-	if fp.dropsUnsampledKids && unsampledParent(ctx) {
-		return fn(ctx)
+	parent := trace.SpanFromContext(ctx)
+	tr, fp := tracerFor(parent)
+	if fp.dropsUnsampledKids {
+		if sc := parent.SpanContext(); sc.IsValid() && !sc.IsSampled() {
+			return fn(ctx)
+		}
 	}
 	ctx, span := tr.Start(ctx, name, opts...)
 	if !span.IsRecording() {
@@ -76,13 +79,8 @@ func (p panicError) Error() string { return fmt.Sprintf("panic: %v", p.v) }
 // same provider Run would use, for the rare case Run does not fit. The
 // caller must End the span.
 func Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	tr, _ := tracerFor(ctx)
+	tr, _ := tracerFor(trace.SpanFromContext(ctx))
 	return tr.Start(ctx, name, opts...)
-}
-
-func unsampledParent(ctx context.Context) bool {
-	sc := trace.SpanContextFromContext(ctx)
-	return sc.IsValid() && !sc.IsSampled()
 }
 
 // cachedTracer remembers the tracer of the last SDK provider used: looking
@@ -95,12 +93,12 @@ type cachedTracer struct {
 
 var lastTracer atomic.Pointer[cachedTracer]
 
-// tracerFor returns the tracer for spans under ctx: from the provider of a
-// recording parent span, so children stay with their parent's provider, else
+// tracerFor returns the tracer for children of parent: from the provider of
+// a recording parent, so children stay with their parent's provider, else
 // from the global provider.
-func tracerFor(ctx context.Context) (trace.Tracer, fastPath) {
+func tracerFor(parent trace.Span) (trace.Tracer, fastPath) {
 	var tp trace.TracerProvider
-	if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+	if parent.IsRecording() {
 		tp = parent.TracerProvider()
 	} else {
 		tp = otel.GetTracerProvider()
