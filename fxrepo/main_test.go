@@ -2,6 +2,7 @@ package fxrepo_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -187,4 +188,14 @@ func TestStopClosesPool(t *testing.T) {
 	require.ErrorContains(t, db.Exec("SELECT 1").Error, "database is closed")
 	sqlDB, _ := db.DB()
 	require.ErrorContains(t, sqlDB.Ping(), "database is closed")
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
 }

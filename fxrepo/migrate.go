@@ -3,9 +3,11 @@ package fxrepo
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	"path"
 	"slices"
 	"strings"
 
@@ -66,6 +68,11 @@ func migrate(ctx context.Context, sqlDB *sql.DB, driver string, sets []Migration
 				log.Info("migration applied", zap.String("set", set.Name), zap.Int64("version", r.Source.Version),
 					zap.String("file", r.Source.Path), zap.Duration("elapsed", r.Duration))
 			}
+		}
+		var pe *goose.PartialError
+		if errors.As(err, &pe) && pe.Failed != nil && pe.Failed.Source != nil {
+			return fmt.Errorf("fxrepo: migrations %q: %s failed (%d applied before it): %w",
+				set.Name, path.Base(pe.Failed.Source.Path), len(pe.Applied), pe.Err)
 		}
 		if err != nil {
 			return fmt.Errorf("fxrepo: migrations %q: %w", set.Name, err)
