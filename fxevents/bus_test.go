@@ -269,8 +269,14 @@ func TestPanicBecomesAnErrorAndOthersContinue(t *testing.T) {
 func TestHandlerTimeout(t *testing.T) {
 	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=1", "MARTY_EVENTS_HANDLER_TIMEOUT=30ms"},
 		fxevents.AsHandler(fxevents.HandlerFunc("stuck", func(ctx context.Context, _ OrderCreated) error {
-			<-ctx.Done()
-			return ctx.Err()
+			dl, ok := ctx.Deadline()
+			if !ok || time.Until(dl) > 30*time.Millisecond {
+				return fxevents.Permanent(errors.New("no handler deadline"))
+			}
+			child, cancel := context.WithTimeout(ctx, time.Hour) // derived contexts end with it
+			defer cancel()
+			<-child.Done()
+			return child.Err()
 		})),
 	)
 	require.NoError(t, ta.bus.Publish(context.Background(), OrderCreated{OrderID: "a"}))

@@ -1,7 +1,6 @@
 package fxevents
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 
@@ -51,20 +50,4 @@ func (defaultCodec) Decode(contentType string, payload []byte, into any) error {
 	default:
 		return fmt.Errorf("unsupported content type %q", contentType)
 	}
-}
-
-type codecKey struct{}
-
-// WithCodec returns ctx carrying codec; the dispatcher runs handlers with its
-// codec so HandlerFunc decodes with it.
-func WithCodec(ctx context.Context, c Codec) context.Context {
-	return context.WithValue(ctx, codecKey{}, c)
-}
-
-// CodecFrom returns the codec in ctx, or DefaultCodec.
-func CodecFrom(ctx context.Context) Codec {
-	if c, ok := ctx.Value(codecKey{}).(Codec); ok {
-		return c
-	}
-	return defaultCodec{}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -79,6 +80,7 @@ type Dispatcher struct {
 	handlers []*handlerEntry
 	byName   map[string]*handlerEntry
 	byType   map[string][]*handlerEntry
+	globalTP bool
 }
 
 type handlerEntry struct {
@@ -107,7 +109,8 @@ func NewDispatcher(p DispatcherParams) (*Dispatcher, error) {
 	if p.Registerer == nil {
 		p.Registerer = prometheus.NewRegistry()
 	}
-	if p.Tracer == nil {
+	globalTP := p.Tracer == nil
+	if globalTP {
 		p.Tracer = otel.GetTracerProvider()
 	}
 	if p.Propagator == nil {
@@ -123,7 +126,7 @@ func NewDispatcher(p DispatcherParams) (*Dispatcher, error) {
 	d := &Dispatcher{
 		cfg: p.Config, source: p.Source, log: p.Log.Named("events"),
 		tracer: p.Tracer.Tracer(tracerName), prop: p.Propagator, codec: p.Codec, m: m,
-		byName: map[string]*handlerEntry{}, byType: map[string][]*handlerEntry{},
+		byName: map[string]*handlerEntry{}, byType: map[string][]*handlerEntry{}, globalTP: globalTP,
 	}
 	mw := slices.Clone(p.Middleware)
 	sort.SliceStable(mw, func(i, j int) bool { return mw[i].Order < mw[j].Order })
@@ -230,7 +233,10 @@ func (d *Dispatcher) startPublish(ctx context.Context, ev Event) (trace.Span, En
 	if err != nil {
 		return nil, Envelope{}, err
 	}
-	ctx, span := d.tracer.Start(ctx, "publish "+env.Type, trace.WithSpanKind(trace.SpanKindProducer))
+	span := noSpan
+	if d.tracing() {
+		ctx, span = d.tracer.Start(ctx, d.m.forType(env.Type).spanName, producerSpan...)
+	}
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("messaging.system", "martyfx"),
@@ -244,6 +250,19 @@ func (d *Dispatcher) startPublish(ctx context.Context, ev Event) (trace.Span, En
 		metaCarrier{&env.Metadata}.Set(MetaCorrelationID, corr)
 	}
 	return span, env, nil
+}
+
+// globalDelegate is the type of otel's global TracerProvider before any SDK
+// is installed: spans from it are never recorded.
+var globalDelegate = reflect.TypeOf(otel.GetTracerProvider())
+
+var noSpan = trace.SpanFromContext(context.Background())
+
+// tracing reports whether spans can be recorded: false only when the
+// dispatcher uses the global provider and no SDK has been installed, which
+// saves two span allocations per event; trace context still passes through.
+func (d *Dispatcher) tracing() bool {
+	return !d.globalTP || reflect.TypeOf(otel.GetTracerProvider()) != globalDelegate
 }
 
 func endSpan(span trace.Span, err error) {
@@ -264,7 +283,7 @@ func endSpan(span trace.Span, err error) {
 func (d *Dispatcher) HandleOne(ctx context.Context, handler string, env Envelope, attempt int) Result {
 	e, ok := d.byName[handler]
 	if !ok {
-		return Result{Err: fmt.Errorf("%w %q", ErrUnknownHandler, handler), DeadLettered: false}
+		return Result{Err: fmt.Errorf("%w %q", ErrUnknownHandler, handler)}
 	}
 	return d.handleOne(ctx, e, env, attempt)
 }
@@ -272,7 +291,10 @@ func (d *Dispatcher) HandleOne(ctx context.Context, handler string, env Envelope
 func (d *Dispatcher) handleOne(ctx context.Context, e *handlerEntry, env Envelope, attempt int) Result {
 	hm := e.metricsFor(env.Type)
 	hctx := d.prop.Extract(ctx, metaCarrier{&env.Metadata})
-	hctx, span := d.tracer.Start(hctx, "process "+env.Type, trace.WithSpanKind(trace.SpanKindConsumer))
+	span := trace.SpanFromContext(hctx) // no SDK: pass the context through
+	if d.tracing() {
+		hctx, span = d.tracer.Start(hctx, hm.spanName, consumerSpan...)
+	}
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("messaging.system", "martyfx"),
@@ -283,18 +305,17 @@ func (d *Dispatcher) handleOne(ctx context.Context, e *handlerEntry, env Envelop
 			attribute.Int("messaging.delivery.attempt", attempt),
 		)
 	}
-	hctx = WithCorrelationID(hctx, env.CorrelationID())
-	hctx = WithCodec(hctx, d.codec)
-	cancel := context.CancelFunc(func() {})
-	if d.cfg.HandlerTimeout > 0 {
-		hctx, cancel = context.WithTimeout(hctx, d.cfg.HandlerTimeout)
-	}
 	start := time.Now()
-	err := safeHandle(hctx, e.h, env)
-	if err != nil && errors.Is(err, context.DeadlineExceeded) && hctx.Err() != nil && ctx.Err() == nil {
+	var deadline time.Time
+	if d.cfg.HandlerTimeout > 0 {
+		deadline = start.Add(d.cfg.HandlerTimeout)
+	}
+	tctx := handlerContext(hctx, ctxInfo{correlationID: env.CorrelationID(), codec: d.codec}, deadline)
+	err := safeHandle(tctx, e.h, env)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && tctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("handler timeout %s exceeded: %w", d.cfg.HandlerTimeout, err)
 	}
-	cancel()
+	tctx.cancel()
 	hm.duration.Observe(time.Since(start).Seconds())
 	endSpan(span, err)
 	if err == nil {
@@ -315,6 +336,11 @@ func (d *Dispatcher) handleOne(ctx context.Context, e *handlerEntry, env Envelop
 	d.deadLetter(ctx, e.name, env, err, attempt, hm)
 	return Result{Err: err, DeadLettered: true}
 }
+
+var (
+	consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+	producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+)
 
 // DeadLetter stores env as a dead letter of handler with err after attempts
 // attempts, logging and counting it. Transports call it for messages they

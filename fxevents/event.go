@@ -1,7 +1,6 @@
 package fxevents
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -97,21 +96,6 @@ func NewEnvelope(source string, ev Event, codec Codec) (Envelope, error) {
 		env.Metadata = map[string]string{MetaContentType: ct}
 	}
 	return env, nil
-}
-
-type correlationKey struct{}
-
-// WithCorrelationID returns ctx carrying a correlation id: events published
-// with it carry it in their metadata. Handlers run with the correlation id of
-// the event they handle, so the events they publish join the same chain.
-func WithCorrelationID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, correlationKey{}, id)
-}
-
-// CorrelationID returns the correlation id in ctx, or "".
-func CorrelationID(ctx context.Context) string {
-	id, _ := ctx.Value(correlationKey{}).(string)
-	return id
 }
 
 // Registry maps event type names to Go types, so a consumer can decode an

@@ -15,7 +15,7 @@ type metrics struct {
 	dead        *prometheus.CounterVec   // type, handler
 	duration    *prometheus.HistogramVec // type, handler
 	undelivered *prometheus.CounterVec   // handler
-	byType      sync.Map                 // type -> prometheus.Counter (published)
+	byType      sync.Map                 // type -> *typeInfo
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,19 +52,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) publishedFor(typ string) prometheus.Counter {
-	if c, ok := m.byType.Load(typ); ok {
-		return c.(prometheus.Counter)
-	}
-	c := m.published.WithLabelValues(typ)
-	m.byType.Store(typ, c)
-	return c
+// typeInfo is what the publish path needs per event type, resolved once.
+type typeInfo struct {
+	published prometheus.Counter
+	spanName  string
 }
+
+func (m *metrics) forType(typ string) *typeInfo {
+	if c, ok := m.byType.Load(typ); ok {
+		return c.(*typeInfo)
+	}
+	ti := &typeInfo{published: m.published.WithLabelValues(typ), spanName: "publish " + typ}
+	m.byType.Store(typ, ti)
+	return ti
+}
+
+func (m *metrics) publishedFor(typ string) prometheus.Counter { return m.forType(typ).published }
 
 // handlerMetrics are one (handler, type)'s children, resolved once.
 type handlerMetrics struct {
 	handled, failed, retried, dead prometheus.Counter
 	duration                       prometheus.Observer
+	spanName                       string
 }
 
 func (m *metrics) forHandler(handler, typ string) *handlerMetrics {
@@ -74,6 +83,7 @@ func (m *metrics) forHandler(handler, typ string) *handlerMetrics {
 		retried:  m.retried.WithLabelValues(typ, handler),
 		dead:     m.dead.WithLabelValues(typ, handler),
 		duration: m.duration.WithLabelValues(typ, handler),
+		spanName: "process " + typ,
 	}
 }
 
