@@ -343,6 +343,15 @@ func (s *Server) Addr() string {
 	return s.api.addr
 }
 
+// Handler returns the public server's handler, built-in stack and routes
+// included (for in-process tests and benchmarks); nil when disabled.
+func (s *Server) Handler() http.Handler {
+	if s.api == nil {
+		return nil
+	}
+	return s.api.srv.Handler
+}
+
 // AdminAddr returns the admin server's address like Addr; when the admin
 // routes share the public server it is Addr().
 func (s *Server) AdminAddr() string {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,11 +45,20 @@ type stack struct {
 
 // reqState is everything a request needs, in one allocation.
 type reqState struct {
-	rec   recorder
-	body  bodyReader
-	info  requestInfo
-	attrs [16]attribute.KeyValue
+	rec  recorder
+	body bodyReader
+	info requestInfo
 }
+
+// maxAttrs bounds the span attributes a request sets (request and response).
+const maxAttrs = 18
+
+// attrsPool recycles span attribute slices: SetAttributes copies them.
+var attrsPool = sync.Pool{New: func() any { s := make([]attribute.KeyValue, 0, maxAttrs); return &s }}
+
+// fieldsPool recycles access log field slices: zap cores encode the fields
+// during Write and do not keep the slice.
+var fieldsPool = sync.Pool{New: func() any { s := make([]zap.Field, 0, 12); return &s }}
 
 var serverKind = trace.WithSpanKind(trace.SpanKindServer)
 
@@ -72,8 +82,10 @@ func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if hasAny(r.Header, s.propKeys) {
 			ctx = s.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
 		}
-		attrs := append(requestAttrs(st.attrs[:0], r), requestIDKey.String(id))
-		ctx, span = s.tracer.Start(ctx, spanName(r.Method, ""), serverKind, trace.WithAttributes(attrs...))
+		// The attributes are set once, at the end, and only on recording
+		// spans: an unsampled request builds none, a sampled one copies
+		// them once into the span.
+		ctx, span = s.tracer.Start(ctx, spanName(r.Method, ""), serverKind)
 	}
 	r2 := r.WithContext(ctx)
 
@@ -143,7 +155,8 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 			}
 		}
 		if span.IsRecording() {
-			attrs := st.attrs[:0]
+			pooled := attrsPool.Get().(*[]attribute.KeyValue)
+			attrs := append(requestAttrs((*pooled)[:0], r), requestIDKey.String(st.info.id))
 			if r.Pattern != "" {
 				attrs = append(attrs, semconv.HTTPRoute(ri.route))
 			}
@@ -154,7 +167,10 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 			if st.body.read > 0 {
 				attrs = append(attrs, semconv.HTTPRequestBodySize(int(st.body.read)))
 			}
-			span.SetAttributes(attrs...)
+			span.SetAttributes(attrs...) // the SDK copies them
+			clear(attrs)
+			*pooled = attrs[:0]
+			attrsPool.Put(pooled)
 			if status >= 500 && panicked == nil {
 				span.SetStatus(codes.Error, "")
 			}
@@ -162,7 +178,8 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 		span.End()
 	}
 
-	if s.logMode != AccessLogOff && !untracedPaths[r.URL.Path] &&
+	// span is nil exactly for the probe and scrape paths, which are not logged.
+	if s.logMode != AccessLogOff && span != nil &&
 		(s.logMode == AccessLogAll || status >= 500 || rand.Float64() < s.logRatio) {
 		s.accessLog(st, r, span, ri, status, elapsed)
 	}
@@ -176,8 +193,13 @@ func (s *stack) accessLog(st *reqState, r *http.Request, span trace.Span, ri *ro
 	if ce == nil {
 		return
 	}
-	var buf [12]zap.Field
-	fields := append(buf[:0],
+	pooled := fieldsPool.Get().(*[]zap.Field)
+	defer func() {
+		clear(*pooled)
+		*pooled = (*pooled)[:0]
+		fieldsPool.Put(pooled)
+	}()
+	fields := append((*pooled)[:0],
 		zap.String("method", r.Method),
 		zap.String("path", r.URL.Path),
 		zap.String("route", ri.route),
@@ -195,6 +217,7 @@ func (s *stack) accessLog(st *reqState, r *http.Request, span trace.Span, ri *ro
 		fields = append(fields, zap.Error(st.info.err))
 	}
 	ce.Write(fields...)
+	*pooled = fields
 }
 
 // spanName follows the HTTP semantic conventions: "{method} {route}", just
