@@ -16,7 +16,8 @@ import (
 // Module provides trace.TracerProvider, *sdktrace.TracerProvider and
 // propagation.TextMapPropagator, configured from the OTEL_* variables and
 // the "tracing" Config section. At start it starts the exporters and makes
-// the provider and propagator the OpenTelemetry globals; at stop it flushes
+// the provider and propagator (as the graph has them, after any fx.Decorate
+// or fx.Replace) the OpenTelemetry globals; at stop it flushes
 // pending spans within the stop deadline. A flush that fails (collector
 // down, deadline reached) is logged, never a failed stop.
 var Module = fx.Module("martyfx.tracing",
@@ -26,8 +27,19 @@ var Module = fx.Module("martyfx.tracing",
 		func(tp *sdktrace.TracerProvider) trace.TracerProvider { return tp },
 		NewPropagator,
 	),
-	fx.Invoke(func(*sdktrace.TracerProvider) {}),
+	fx.Invoke(installGlobals),
 )
+
+// installGlobals makes the graph's provider and propagator the OpenTelemetry
+// globals at start. It takes them from the graph after any fx.Decorate or
+// fx.Replace, so an overridden provider (an in-memory one in a test, say) is
+// the one third-party instrumentation and Run use.
+func installGlobals(lc fx.Lifecycle, tp trace.TracerProvider, prop propagation.TextMapPropagator) {
+	lc.Append(fx.StartHook(func() {
+		otel.SetTracerProvider(tp)
+		otel.SetTextMapPropagator(prop)
+	}))
+}
 
 type providerParams struct {
 	fx.In
@@ -37,7 +49,6 @@ type providerParams struct {
 	Source     *fxcore.Source
 	Info       fxcore.ServiceInfo
 	Log        *zap.Logger
-	Propagator propagation.TextMapPropagator
 	Processors []sdktrace.SpanProcessor `group:"martyfx.tracing.span_processors"`
 }
 
@@ -52,8 +63,6 @@ func newModuleProvider(p providerParams) (*sdktrace.TracerProvider, error) {
 			if err := t.start(ctx); err != nil {
 				return err
 			}
-			otel.SetTracerProvider(t.tp)
-			otel.SetTextMapPropagator(p.Propagator)
 			exporters, protocol, endpoint := t.describe()
 			fields := []zap.Field{zap.String("exporter", exporters)}
 			if protocol != "" {

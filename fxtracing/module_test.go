@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -207,4 +208,26 @@ func TestLogFields(t *testing.T) {
 	require.Equal(t, sc.TraceID().String(), fields["trace_id"])
 	require.Equal(t, sc.SpanID().String(), fields["span_id"])
 	require.Equal(t, spanByName(t, a.rec, "logged").SpanContext().TraceID().String(), fields["trace_id"])
+}
+
+// TestOverrideProvider: a provider swapped in with fx.Decorate or fx.Replace
+// (an in-memory one, in a test) becomes the global one Run uses.
+func TestOverrideProvider(t *testing.T) {
+	for _, how := range []string{"decorate", "replace"} {
+		t.Run(how, func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			mem := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+			t.Cleanup(func() { _ = mem.Shutdown(context.Background()) })
+			override := fx.Decorate(func(*sdktrace.TracerProvider) *sdktrace.TracerProvider { return mem })
+			if how == "replace" {
+				override = fx.Replace(fx.Annotate(mem, fx.As(new(trace.TracerProvider))))
+			}
+			a := startApp(t, nil, override)
+			require.Same(t, mem, otel.GetTracerProvider())
+			require.NoError(t, Run(context.Background(), "in-memory", noop))
+			require.Len(t, exp.GetSpans(), 1)
+			require.Equal(t, "in-memory", exp.GetSpans()[0].Name)
+			require.Empty(t, a.rec.Ended(), "the module's own provider is not the global one")
+		})
+	}
 }
