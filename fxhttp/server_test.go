@@ -102,6 +102,7 @@ func TestPanicIs500ProblemAndServerLivesOn(t *testing.T) {
 	require.Equal(t, "kaboom", f["panic"])
 	require.Equal(t, "req-panic", f["request_id"])
 	require.Contains(t, f["stack"], "server_test.go", "stack logged")
+	require.Regexp(t, `^[0-9a-f]{32}$`, f["trace_id"])
 
 	span := h.span("GET /boom")
 	require.Equal(t, codes.Error, span.Status().Code)
@@ -592,3 +593,20 @@ func TestWithoutFx(t *testing.T) {
 var _ = regexp.MustCompile
 var _ fx.Option
 var _ = fxcore.NewStopping
+
+func TestDrainDelayServesAfterNotReadyThenStops(t *testing.T) {
+	h := start(t, []string{"MARTY_HTTP_DRAIN_DELAY=400ms"}, AsRoute("GET /ok", func() http.Handler { return text("ok") }))
+	notReady := make(chan struct{})
+	h.stop.OnBegin(func() { close(notReady) })
+	began := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.app.Stop(context.Background()) }()
+	<-notReady
+	resp, body := h.get("/ok")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "still serving during the drain delay")
+	require.Equal(t, "ok", body)
+	require.NoError(t, <-stopped)
+	require.GreaterOrEqual(t, time.Since(began), 400*time.Millisecond)
+	_, err := net.DialTimeout("tcp", h.srv.Addr(), time.Second)
+	require.Error(t, err, "closed after the drain")
+}

@@ -17,6 +17,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxtracing"
 )
 
 // RequestIDHeader is the header carrying the request id both ways.
@@ -114,14 +116,14 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 	if panicked != nil {
 		abort = true
 		if panicked != http.ErrAbortHandler {
-			s.log.Error("http handler panicked",
+			s.log.Error("http handler panicked", append([]zap.Field{
 				zap.String("panic", fmt.Sprint(panicked)),
 				zap.String("method", r.Method),
 				zap.String("path", r.URL.Path),
 				zap.String("pattern", r.Pattern),
 				zap.String("request_id", st.info.id),
 				zap.ByteString("stack", debug.Stack()),
-			)
+			}, fxtracing.LogFields(r.Context())...)...)
 			if !st.rec.wroteHeader && !st.rec.hijacked {
 				writeProblem(&st.rec, http.StatusInternalServerError, "", r.URL.Path, st.info.id)
 				abort = false
@@ -209,6 +211,7 @@ func (s *stack) accessLog(st *reqState, r *http.Request, span trace.Span, ri *ro
 		zap.String("request_id", st.info.id),
 	)
 	if span != nil {
+		// The fields of fxtracing.LogFields, without its slice allocation.
 		if sc := span.SpanContext(); sc.IsValid() {
 			fields = append(fields, zap.String("trace_id", sc.TraceID().String()), zap.String("span_id", sc.SpanID().String()))
 		}
