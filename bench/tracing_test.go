@@ -18,7 +18,7 @@ import (
 type discardExporter struct{}
 
 func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discardExporter) Shutdown(context.Context) error                            { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
 
 // tracingProvider builds the provider fxtracing.Module would, for env, with
 // a batch span processor over discardExporter, and makes it the global one
