@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,6 +265,27 @@ func TestUnreachableCollector(t *testing.T) {
 			warn := a.logs.FilterMessage("tracing: pending spans were not all flushed at shutdown").All()
 			require.Len(t, warn, 1)
 			require.Contains(t, warn[0].ContextMap()["error"], "deadline exceeded")
+		})
+	}
+}
+
+// TestHostPortEndpoint: a scheme-less endpoint with OTEL_EXPORTER_OTLP_INSECURE
+// reaches a plain-text collector, over each protocol.
+func TestHostPortEndpoint(t *testing.T) {
+	for _, protocol := range []string{protoGRPC, protoHTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			rcv, endpoint := receiverFor(t, protocol)
+			a := startApp(t, []string{
+				"OTEL_TRACES_EXPORTER=otlp",
+				"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=" + protocol,
+				"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + strings.TrimPrefix(endpoint, "http://"),
+				"OTEL_EXPORTER_OTLP_TRACES_INSECURE=true",
+				"OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=none",
+				"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT=5000",
+			})
+			require.NoError(t, Run(context.Background(), "plain", noop))
+			a.stop(t)
+			require.Equal(t, []string{"plain"}, rcv.spanNames())
 		})
 	}
 }
