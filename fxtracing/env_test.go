@@ -2,6 +2,7 @@ package fxtracing
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,6 +244,9 @@ var (
 		autoexport.RegisterSpanExporter("fxtracing-test", func(context.Context) (sdktrace.SpanExporter, error) {
 			return testExporter.Load(), nil
 		})
+		autoexport.RegisterSpanExporter("fxtracing-broken", func(context.Context) (sdktrace.SpanExporter, error) {
+			return nil, errors.New("no license for this exporter")
+		})
 	})
 )
 
@@ -265,6 +269,13 @@ func TestAutoexportRegisteredExporter(t *testing.T) {
 	require.NoError(t, Run(context.Background(), "via-autoexport", func(context.Context) error { return nil }))
 	a.stop(t)
 	require.Equal(t, []string{"via-autoexport"}, exp.exported())
+
+	// An exporter that cannot be built fails the start, naming it.
+	t.Setenv("OTEL_TRACES_EXPORTER", "fxtracing-broken")
+	b, err := newApp(t, []string{"OTEL_TRACES_EXPORTER=fxtracing-broken"})
+	require.NoError(t, err)
+	err = b.app.Start(context.Background())
+	require.ErrorContains(t, err, "fxtracing: create fxtracing-broken exporter: no license for this exporter")
 }
 
 func TestNewTracerProviderWithoutFx(t *testing.T) {

@@ -61,6 +61,7 @@ func newModuleProvider(p providerParams) (*sdktrace.TracerProvider, error) {
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			if err := t.start(ctx); err != nil {
+				_ = t.shutdown(ctx) // the exporters started before the failure
 				return err
 			}
 			exporters, protocol, endpoint := t.describe()
