@@ -73,6 +73,21 @@ func (s CheckStatus) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (s CheckStatus) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *CheckStatus) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "passing":
+		*s = CheckPassing
+	case "failing":
+		*s = CheckFailing
+	case "unknown":
+		*s = CheckUnknown
+	default:
+		return fmt.Errorf("fxmonitor: unknown check status %q", b)
+	}
+	return nil
+}
+
 // HealthOptions configures NewHealth.
 type HealthOptions struct {
 	// Timeout applies to checks without their own (default 2s).
@@ -226,7 +241,9 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 		}
 		h.checks = append(h.checks, s)
 	}
-	sort.Slice(h.checks, func(i, j int) bool { return h.checks[i].Name < h.checks[j].Name })
+	for _, list := range append(h.byKind[:], h.checks) {
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	}
 	for i := range kinds {
 		h.agg[i] = h.aggregate(kinds[i])
 		if i == 0 && h.agg[0] {
@@ -337,7 +354,11 @@ func (h *Health) execute(s *checkState) (time.Duration, error) {
 		}
 	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && h.ctx.Err() == nil {
-		err = fmt.Errorf("timed out after %s: %w", s.Timeout, err)
+		if err == context.DeadlineExceeded { //nolint:errorlint // the bare context error says nothing more
+			err = fmt.Errorf("timed out after %s", s.Timeout)
+		} else {
+			err = fmt.Errorf("timed out after %s: %w", s.Timeout, err)
+		}
 	}
 	return time.Since(start), err
 }

@@ -160,3 +160,5 @@ func (h *harness) messages(msg, key, val string) int {
 	}
 	return n
 }
+
+func fieldString(key, val string) zap.Field { return zap.String(key, val) }
