@@ -186,14 +186,14 @@ func (l *callLogger) finished(ctx context.Context, method string, start time.Tim
 	fields := make([]zap.Field, 0, 6)
 	fields = append(fields,
 		zap.String("grpc.method", method),
-		zap.Stringer("grpc.code", code),
+		zap.String("grpc.code", code.String()),
 		zap.Duration("duration", time.Since(start)),
 	)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		fields = append(fields, zap.Stringer("peer", p.Addr))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-		fields = append(fields, zap.Stringer("trace_id", sc.TraceID()))
+		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
 	}
 	if err != nil {
 		fields = append(fields, zap.String("error", status.Convert(err).Message()))
