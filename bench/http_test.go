@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,7 +232,11 @@ func BenchmarkHTTPLoopback(b *testing.B) {
 // stack in turn (rotating which goes first), and the figures are the
 // medians over rounds of each stack's req/s and of its ratio to bare in the
 // same round. On a shared machine this cancels most of the load drift that
-// sequential sub-benchmarks suffer. One iteration is one round: use
+// sequential sub-benchmarks suffer. It also reports the process CPU time
+// (client + server, all goroutines, GC included) per request: when the
+// machine is busy with other work, wall-clock req/s mostly measures the
+// scheduler, while bare-CPU / stack-CPU ("cpu-x-bare") is the throughput
+// ratio the stacks reach when CPU-bound. One iteration is one round: use
 // -benchtime 30x.
 func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 	type variant struct {
@@ -240,6 +245,8 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 		client *http.Client
 		rps    []float64
 		ratio  []float64
+		cpu    []float64 // process CPU µs per request (client + server)
+		cratio []float64
 	}
 	var vs []*variant
 	add := func(name string, addr string, stop func()) {
@@ -264,9 +271,10 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 		}
 		add("fxhttp-"+sfx, s.Addr(), func() { _ = s.Stop(context.Background()) })
 	}
-	const batch, conc = 400, 4
-	fire := func(v *variant) float64 {
+	const batch, conc = 1000, 4
+	fire := func(v *variant) (rps, cpuPerReq float64) {
 		var next atomic.Int64
+		cpu0 := processCPU()
 		start := time.Now()
 		var wg sync.WaitGroup
 		for range conc {
@@ -285,7 +293,8 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 			}()
 		}
 		wg.Wait()
-		return batch / time.Since(start).Seconds()
+		elapsed := time.Since(start)
+		return batch / elapsed.Seconds(), float64(processCPU()-cpu0) / float64(time.Microsecond) / batch
 	}
 	for _, v := range vs { // warm up connections and pools
 		fire(v)
@@ -293,22 +302,36 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		got := make([]float64, len(vs))
+		cpu := make([]float64, len(vs))
 		for k := range vs {
 			j := (i + k) % len(vs)
-			got[j] = fire(vs[j])
+			got[j], cpu[j] = fire(vs[j])
 		}
 		for j, v := range vs {
 			v.rps = append(v.rps, got[j])
 			v.ratio = append(v.ratio, got[j]/got[0])
+			v.cpu = append(v.cpu, cpu[j])
+			v.cratio = append(v.cratio, cpu[0]/cpu[j])
 		}
 	}
 	b.StopTimer()
 	for _, v := range vs {
 		b.ReportMetric(httpMedian(v.rps), v.name+"-req/s")
+		b.ReportMetric(httpMedian(v.cpu), v.name+"-cpu-µs/req")
 		if v.name != "bare" {
 			b.ReportMetric(httpMedian(v.ratio), v.name+"-x-bare")
+			b.ReportMetric(httpMedian(v.cratio), v.name+"-cpu-x-bare")
 		}
 	}
+}
+
+// processCPU is the CPU time (user + system) the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func httpMedian(xs []float64) float64 {

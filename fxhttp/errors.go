@@ -82,7 +82,6 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 type requestInfo struct {
 	id      string
 	mappers []ErrorStatus
-	limit   int64 // the server's body limit (0: none)
 	err     error // the 5xx error WriteError answered, for the access log
 }
 

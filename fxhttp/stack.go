@@ -75,7 +75,7 @@ func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header()[RequestIDHeader] = []string{id}
-	st.info = requestInfo{id: id, mappers: s.mappers, limit: s.maxBody}
+	st.info = requestInfo{id: id, mappers: s.mappers}
 	ctx := context.WithValue(r.Context(), infoKey{}, &st.info)
 
 	// Tracing, except for probes and scrapes.
