@@ -65,6 +65,7 @@ type timeoutCtx struct {
 	context.Context
 	deadline time.Time // zero: none
 	info     ctxInfo
+	inbox    *inbox
 
 	mu         sync.Mutex
 	done       chan struct{} // nil until armed
@@ -82,8 +83,13 @@ func handlerContext(parent context.Context, info ctxInfo, deadline time.Time) *t
 }
 
 func (c *timeoutCtx) Value(key any) any {
-	if _, ok := key.(ctxInfoKey); ok {
+	switch key.(type) {
+	case ctxInfoKey:
 		return &c.info
+	case inboxKey:
+		if c.inbox != nil {
+			return c.inbox
+		}
 	}
 	return c.Context.Value(key)
 }

@@ -18,6 +18,9 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/fxrepo"
 )
 
 const tracerName = "github.com/martyfx/martyfx/fxevents"
@@ -59,6 +62,10 @@ type DispatcherParams struct {
 	Codec      Codec                         // nil: DefaultCodec()
 	Handlers   []Handler
 	Middleware []HandlerMiddleware
+	// DB is the database of the inbox (Idempotent handlers); nil for none.
+	DB *gorm.DB
+	// UnitOfWork runs Idempotent handlers; nil: fxrepo.NewUnitOfWork(DB).
+	UnitOfWork fxrepo.UnitOfWork
 	// DeadLetters keeps dead letters; nil: an in-memory ring of
 	// Config.DeadLetterCapacity that re-drives through this dispatcher.
 	DeadLetters DeadLetterStore
@@ -81,6 +88,7 @@ type Dispatcher struct {
 	byName   map[string]*handlerEntry
 	byType   map[string][]*handlerEntry
 	globalTP bool
+	inbox    *inbox
 }
 
 type handlerEntry struct {
@@ -150,6 +158,18 @@ func NewDispatcher(p DispatcherParams) (*Dispatcher, error) {
 		}
 		d.handlers = append(d.handlers, e)
 		d.byName[name] = e
+	}
+	if p.DB != nil {
+		uow := p.UnitOfWork
+		if uow == nil {
+			uow = fxrepo.NewUnitOfWork(p.DB)
+		}
+		d.inbox = &inbox{db: p.DB, uow: uow}
+	}
+	for _, e := range d.handlers {
+		if needsInbox(e.raw) && d.inbox == nil {
+			return nil, fmt.Errorf("fxevents: handler %s is Idempotent, which needs a database (DispatcherParams.DB; with Fx add fxrepo.Module)", e.name)
+		}
 	}
 	d.dead = p.DeadLetters
 	if d.dead == nil {
@@ -311,6 +331,7 @@ func (d *Dispatcher) handleOne(ctx context.Context, e *handlerEntry, env Envelop
 		deadline = start.Add(d.cfg.HandlerTimeout)
 	}
 	tctx := handlerContext(hctx, ctxInfo{correlationID: env.CorrelationID(), codec: d.codec}, deadline)
+	tctx.inbox = d.inbox
 	err := safeHandle(tctx, e.h, env)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && tctx.Err() != nil && ctx.Err() == nil {
 		err = fmt.Errorf("handler timeout %s exceeded: %w", d.cfg.HandlerTimeout, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxrepo"
 )
 
 // Module provides the events Config (section "events"), the Codec, the
@@ -36,6 +37,9 @@ var Module = fx.Module("martyfx.events",
 	fxhttp.AsAdminRoute("POST /events/dead/{id}/retry", newDeadRetryRoute),
 	fxhttp.AsAdminRoute("POST /events/dead/retry", newDeadRetryAllRoute),
 	fxmonitor.AsCheck(newHealthCheck),
+	fxmonitor.AsAlertRule(newLagAlertRule),
+	// The outbox and inbox tables; applied only when the app has fxrepo.Module.
+	fxrepo.AsMigrations("marty_events", Migrations()),
 )
 
 type handlersIn struct {
@@ -70,24 +74,20 @@ type dispatcherIn struct {
 	Tracer     trace.TracerProvider          `optional:"true"`
 	Propagator propagation.TextMapPropagator `optional:"true"`
 	DB         *gorm.DB                      `optional:"true"`
+	UnitOfWork fxrepo.UnitOfWork             `optional:"true"`
 }
 
 func newDispatcher(in dispatcherIn) (*Dispatcher, error) {
 	p := DispatcherParams{
 		Config: in.Config, Source: in.Info.Name, Log: in.Log, Registerer: in.Registerer,
 		Tracer: in.Tracer, Propagator: in.Propagator, Codec: in.Codec,
-		Handlers: in.Handlers, Middleware: in.Middleware,
+		Handlers: in.Handlers, Middleware: in.Middleware, DB: in.DB, UnitOfWork: in.UnitOfWork,
 	}
 	if in.Config.Bus == BusOutbox {
 		if in.DB == nil {
 			return nil, fmt.Errorf("fxevents: MARTY_EVENTS_BUS=outbox needs a *gorm.DB in the graph: add fxrepo.Module")
 		}
 		p.DeadLetters = newOutboxDeadLetters(in.DB, in.Config)
-	}
-	for _, h := range in.Handlers {
-		if needsInbox(h) && in.DB == nil {
-			return nil, fmt.Errorf("fxevents: handler %s is Idempotent, which needs a *gorm.DB in the graph: add fxrepo.Module", h.Name())
-		}
 	}
 	return NewDispatcher(p)
 }
@@ -100,8 +100,9 @@ type busIn struct {
 	Log        *zap.Logger
 	Registerer prometheus.Registerer
 	Dispatcher *Dispatcher
-	Transport  Transport `optional:"true"`
-	DB         *gorm.DB  `optional:"true"`
+	Transport  Transport     `optional:"true"`
+	DB         *gorm.DB      `optional:"true"`
+	RepoConfig fxrepo.Config `optional:"true"`
 }
 
 func newBus(in busIn) (Bus, error) {
@@ -153,4 +154,45 @@ func newHealthCheck(bus Bus, cfg Config) fxmonitor.Check {
 		c.FailureThreshold = 1
 	}
 	return c
+}
+
+func newOutboxBus(in busIn) (Bus, error) {
+	m, err := newRelayMetrics(in.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
+	}
+	dead, _ := in.Dispatcher.dead.(*outboxDeadLetters)
+	if dead == nil {
+		return nil, fmt.Errorf("fxevents: the outbox needs its dead-letter table store")
+	}
+	dead.m = m
+	pg := in.DB.Dialector.Name() == "postgres"
+	r := &relay{
+		d: in.Dispatcher, db: in.DB, cfg: in.Config, pg: pg, transport: in.Transport,
+		log: in.Log.Named("events.relay"), dead: dead, m: m,
+	}
+	if pg && in.RepoConfig.Driver == fxrepo.DriverPostgres {
+		r.dsn = in.RepoConfig.DSN
+	}
+	o := &OutboxBus{d: in.Dispatcher, db: in.DB, cfg: in.Config, pg: pg, relay: r}
+	if !pg {
+		o.signal = r.wakeAll
+	}
+	dead.notify = r.wakeAll
+	in.LC.Append(fx.Hook{
+		OnStart: func(context.Context) error { r.start(); return nil },
+		OnStop:  r.stop,
+	})
+	return o, nil
+}
+
+// newLagAlertRule is the default alert: the outbox's oldest due row has
+// waited longer than MARTY_EVENTS_LAG_ALERT for a minute.
+func newLagAlertRule(cfg Config) fxmonitor.AlertRule {
+	return fxmonitor.AlertRule{
+		Name: "MartyOutboxLagHigh", Metric: "marty_outbox_lag_seconds", Op: fxmonitor.OpGreater,
+		Threshold: cfg.LagAlert.Seconds(), For: time.Minute, Severity: "warning",
+		Summary:     "The event outbox is {{ $value }}s behind",
+		Description: "The oldest due row of marty_outbox is older than MARTY_EVENTS_LAG_ALERT: the relay is down, too slow, or a handler keeps failing.",
+	}
 }

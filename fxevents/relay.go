@@ -1,0 +1,593 @@
+package fxevents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+)
+
+// partitionLockClass is the first key of the advisory locks that make a
+// relay worker the only one relaying an outbox partition ("mout").
+const partitionLockClass = 0x6d6f7574
+
+// relay delivers marty_outbox rows. The ordering design:
+//
+//   - every row has a partition, hash(aggregate_id) % Partitions, so all of
+//     an aggregate's events share one partition;
+//   - on Postgres a worker relays a partition only inside a transaction
+//     holding pg_try_advisory_xact_lock(class, partition): across every
+//     replica at most one worker relays a partition at a time, and the lock
+//     goes with the transaction (a killed relay or a terminated connection
+//     releases it, and its uncommitted deletions roll back);
+//   - the worker takes the partition's pending rows in seq (publish) order
+//     FOR UPDATE and handles them in that order; once a row of an aggregate
+//     fails or is not due yet (backing off), the aggregate's later rows are
+//     left for a later pass, so they never overtake it;
+//   - a row is deleted (or marked delivered) in the same transaction, after
+//     its handlers or the transport succeeded: a crash before the commit
+//     means the rows are delivered again (at least once; the inbox makes
+//     the effect exactly-once).
+//
+// Workers of different partitions run in parallel, on any replica. SQLite
+// has a single writer: there one relay worker per process reads due rows,
+// handles them and then deletes them in a short transaction (run one
+// relaying process per SQLite file).
+type relay struct {
+	d         *Dispatcher
+	db        *gorm.DB
+	cfg       Config
+	pg        bool
+	dsn       string
+	transport Transport
+	log       *zap.Logger
+	dead      *outboxDeadLetters
+	m         *relayMetrics
+
+	wakes     []chan struct{}
+	runCtx    context.Context // ends when stop begins: no new batches
+	runCancel context.CancelFunc
+	workCtx   context.Context // ends at the stop deadline: abort the batch in flight
+	workStop  context.CancelFunc
+	wg        sync.WaitGroup
+	lag       atomic.Uint64 // float64 bits, seconds
+	listening atomic.Bool
+}
+
+type relayMetrics struct {
+	delivered prometheus.Counter
+	failed    prometheus.Counter
+	dead      prometheus.Counter
+	batch     prometheus.Histogram
+	pending   prometheus.Gauge
+	lag       prometheus.Gauge
+}
+
+func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
+	m := &relayMetrics{
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "marty_outbox_delivered_total",
+			Help: "Outbox rows delivered (every handler succeeded or the transport accepted them)."}),
+		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "marty_outbox_failed_total",
+			Help: "Outbox delivery attempts that failed and were scheduled again."}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "marty_outbox_dead_total",
+			Help: "Dead letters written to marty_outbox_dead."}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "marty_outbox_claim_batch_size",
+			Help: "Rows claimed per relay batch.", Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000}}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "marty_outbox_pending",
+			Help: "Outbox rows not delivered yet."}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "marty_outbox_lag_seconds",
+			Help: "Age of the oldest due outbox row (0 when none is due)."}),
+	}
+	for _, c := range []prometheus.Collector{m.delivered, m.failed, m.dead, m.batch, m.pending, m.lag} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (r *relay) wakeAll() {
+	for _, w := range r.wakes {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *relay) start() {
+	r.runCtx, r.runCancel = context.WithCancel(context.Background())
+	r.workCtx, r.workStop = context.WithCancel(context.Background())
+	workers := r.cfg.RelayWorkers
+	if !r.pg {
+		workers = 1
+	}
+	r.wakes = make([]chan struct{}, workers)
+	for i := range r.wakes {
+		r.wakes[i] = make(chan struct{}, 1)
+		wake := r.wakes[i]
+		r.wg.Go(func() { r.work(wake) })
+	}
+	if r.pg && r.dsn != "" {
+		r.wg.Go(r.listen)
+	}
+	r.wg.Go(r.maintain)
+}
+
+// stop ends the loops, lets the batches in flight finish until ctx ends,
+// then aborts them (their rows are delivered again later).
+func (r *relay) stop(ctx context.Context) error {
+	r.runCancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		r.workStop()
+		return nil
+	case <-ctx.Done():
+		r.workStop()
+		<-done
+		return fmt.Errorf("fxevents: stop relay: %w", ctx.Err())
+	}
+}
+
+func (r *relay) work(wake chan struct{}) {
+	errWait := 100 * time.Millisecond
+	for r.runCtx.Err() == nil {
+		n, nextDue, err := r.claimOnce()
+		if err != nil {
+			if r.runCtx.Err() != nil {
+				return
+			}
+			r.log.Warn("outbox relay batch failed; retrying", zap.Duration("backoff", errWait), zap.Error(err))
+			r.sleep(wake, errWait)
+			errWait = min(errWait*2, 5*time.Second)
+			continue
+		}
+		errWait = 100 * time.Millisecond
+		if n > 0 {
+			continue
+		}
+		wait := r.cfg.PollInterval
+		if nextDue > 0 {
+			wait = min(wait, max(time.Until(time.UnixMicro(nextDue)), time.Millisecond))
+		}
+		r.sleep(wake, wait)
+	}
+}
+
+func (r *relay) sleep(wake chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.runCtx.Done():
+	case <-wake:
+	case <-t.C:
+	}
+}
+
+// listen keeps a LISTEN connection (pgx, outside the pool) and wakes the
+// workers on every NOTIFY; polling covers the gaps while it reconnects.
+func (r *relay) listen() {
+	wait := 100 * time.Millisecond
+	for r.runCtx.Err() == nil {
+		err := r.listenOnce()
+		r.listening.Store(false)
+		if r.runCtx.Err() != nil {
+			return
+		}
+		r.log.Warn("outbox LISTEN connection lost; polling until it is back", zap.Duration("retry_in", wait), zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-r.runCtx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func (r *relay) listenOnce() error {
+	conn, err := pgx.Connect(r.runCtx, r.dsn)
+	if err != nil {
+		return fmt.Errorf("connect: %w", redactErr(err, r.dsn))
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(r.runCtx, "LISTEN "+notifyChannel); err != nil {
+		return fmt.Errorf("LISTEN: %w", err)
+	}
+	r.listening.Store(true)
+	r.wakeAll() // catch up with what was published while not listening
+	for {
+		if _, err := conn.WaitForNotification(r.runCtx); err != nil {
+			return err
+		}
+		r.wakeAll()
+	}
+}
+
+// redactErr drops the DSN (which may hold a password) from err's text.
+func redactErr(err error, dsn string) error {
+	if dsn != "" && strings.Contains(err.Error(), dsn) {
+		return errors.New(strings.ReplaceAll(err.Error(), dsn, "<dsn>"))
+	}
+	return err
+}
+
+// outboxRow is a claimed marty_outbox row.
+type outboxRow struct {
+	seq         int64
+	env         Envelope
+	attempts    int
+	nextAttempt int64
+	done        string
+	only        string
+}
+
+const rowColumns = "seq, id, aggregate_id, type, source, payload, metadata, occurred_at, attempts, next_attempt_at, done_handlers, only_handler"
+
+func scanRows(db *gorm.DB, query string, args ...any) ([]outboxRow, error) {
+	rows, err := db.Raw(query, args...).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var o outboxRow
+		var meta string
+		var occurred int64
+		if err := rows.Scan(&o.seq, &o.env.ID, &o.env.AggregateID, &o.env.Type, &o.env.Source, &o.env.Payload, &meta,
+			&occurred, &o.attempts, &o.nextAttempt, &o.done, &o.only); err != nil {
+			return nil, err
+		}
+		o.env.Metadata = decodeMetadata(meta)
+		o.env.OccurredAt = time.UnixMicro(occurred).UTC()
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// claimOnce relays one batch; it returns the rows handled and the earliest
+// next attempt of rows it had to leave.
+func (r *relay) claimOnce() (int, int64, error) {
+	if !r.pg {
+		return r.claimSQLite()
+	}
+	var parts []int
+	err := r.db.WithContext(r.workCtx).Raw(`WITH RECURSIVE p AS (
+		(SELECT part FROM marty_outbox WHERE delivered_at IS NULL ORDER BY part LIMIT 1)
+		UNION ALL
+		SELECT (SELECT o.part FROM marty_outbox o WHERE o.delivered_at IS NULL AND o.part > p.part ORDER BY o.part LIMIT 1)
+		FROM p WHERE p.part IS NOT NULL
+	) SELECT part FROM p WHERE part IS NOT NULL`).Scan(&parts).Error
+	if err != nil {
+		return 0, 0, fmt.Errorf("find pending partitions: %w", err)
+	}
+	if len(parts) == 0 {
+		return 0, 0, nil
+	}
+	var nextDue int64
+	off := rand.IntN(len(parts))
+	for i := range parts {
+		if r.runCtx.Err() != nil {
+			return 0, 0, nil
+		}
+		n, due, err := r.claimPartition(parts[(off+i)%len(parts)])
+		if err != nil {
+			return 0, 0, err
+		}
+		if due > 0 && (nextDue == 0 || due < nextDue) {
+			nextDue = due
+		}
+		if n > 0 {
+			return n, nextDue, nil
+		}
+	}
+	return 0, nextDue, nil
+}
+
+func (r *relay) claimPartition(part int) (n int, nextDue int64, err error) {
+	err = r.db.WithContext(r.workCtx).Transaction(func(tx *gorm.DB) error {
+		var locked bool
+		if err := tx.Raw("SELECT pg_try_advisory_xact_lock(?, ?)", partitionLockClass, part).Scan(&locked).Error; err != nil {
+			return fmt.Errorf("lock partition %d: %w", part, err)
+		}
+		if !locked {
+			return nil
+		}
+		rows, err := scanRows(tx, "SELECT "+rowColumns+" FROM marty_outbox WHERE part = ? AND delivered_at IS NULL ORDER BY seq LIMIT ? FOR UPDATE",
+			part, r.cfg.BatchSize)
+		if err != nil {
+			return fmt.Errorf("claim partition %d: %w", part, err)
+		}
+		res := r.process(rows)
+		n, nextDue = res.handled, res.nextDue
+		return r.finish(tx, res)
+	})
+	return n, nextDue, err
+}
+
+func (r *relay) claimSQLite() (int, int64, error) {
+	db := r.db.WithContext(r.workCtx)
+	rows, err := scanRows(db, "SELECT "+rowColumns+" FROM marty_outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", r.cfg.BatchSize)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read marty_outbox: %w", err)
+	}
+	res := r.process(rows)
+	if err := db.Transaction(func(tx *gorm.DB) error { return r.finish(tx, res) }); err != nil {
+		return 0, 0, err
+	}
+	return res.handled, res.nextDue, nil
+}
+
+type rowUpdate struct {
+	seq       int64
+	attempts  int
+	next      int64
+	lastError string
+	done      string
+}
+
+type batchResult struct {
+	handled   int
+	delivered []int64 // delete or mark delivered
+	updates   []rowUpdate
+	nextDue   int64
+}
+
+// process handles claimed rows in seq order, keeping each aggregate's
+// order: once one of its rows fails or is not due, its later rows wait.
+func (r *relay) process(rows []outboxRow) batchResult {
+	var res batchResult
+	if len(rows) == 0 {
+		return res
+	}
+	now := time.Now().UnixMicro()
+	blocked := map[string]bool{}
+	var due []outboxRow
+	for _, row := range rows {
+		agg := row.env.AggregateID
+		if agg != "" && blocked[agg] {
+			continue
+		}
+		if row.nextAttempt > now {
+			if agg != "" {
+				blocked[agg] = true
+			}
+			if res.nextDue == 0 || row.nextAttempt < res.nextDue {
+				res.nextDue = row.nextAttempt
+			}
+			continue
+		}
+		due = append(due, row)
+	}
+	if len(due) == 0 {
+		return res
+	}
+	r.m.batch.Observe(float64(len(due)))
+	ctx := r.workCtx
+	if r.d.tracing() {
+		links := make([]trace.Link, 0, len(due))
+		for _, row := range due {
+			sc := trace.SpanContextFromContext(r.d.prop.Extract(context.Background(), metaCarrier{&row.env.Metadata}))
+			if sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+		var span trace.Span
+		ctx, span = r.d.tracer.Start(ctx, "relay marty_outbox", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithLinks(links...), trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(due))))
+		defer span.End()
+	}
+	if r.transport != nil {
+		r.processTransport(ctx, due, now, &res)
+		return res
+	}
+	for _, row := range due {
+		agg := row.env.AggregateID
+		if agg != "" && blocked[agg] {
+			continue
+		}
+		var done []string
+		if row.done != "" {
+			done = strings.Split(row.done, ",")
+		}
+		retry := false
+		var delay time.Duration
+		var lastErr string
+		for _, e := range r.d.byType[row.env.Type] {
+			if (row.only != "" && e.name != row.only) || slices.Contains(done, e.name) {
+				continue
+			}
+			out := r.d.handleOne(ctx, e, row.env, row.attempts+1)
+			if out.Err == nil || out.DeadLettered {
+				done = append(done, e.name)
+				continue
+			}
+			if r.workCtx.Err() != nil { // stopping: leave the row as it was
+				return res
+			}
+			retry = true
+			delay = max(delay, out.RetryAfter)
+			lastErr = e.name + ": " + out.Err.Error()
+		}
+		res.handled++
+		if !retry {
+			res.delivered = append(res.delivered, row.seq)
+			continue
+		}
+		r.m.failed.Inc()
+		if agg != "" {
+			blocked[agg] = true
+		}
+		next := now + delay.Microseconds()
+		res.updates = append(res.updates, rowUpdate{seq: row.seq, attempts: row.attempts + 1, next: next,
+			lastError: lastErr, done: strings.Join(done, ",")})
+		if res.nextDue == 0 || next < res.nextDue {
+			res.nextDue = next
+		}
+	}
+	return res
+}
+
+// processTransport hands the due rows to the transport in one call.
+func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64, res *batchResult) {
+	envs := make([]Envelope, len(due))
+	for i, row := range due {
+		envs[i] = row.env
+	}
+	err := r.transport.Publish(ctx, envs...)
+	res.handled = len(due)
+	if err == nil {
+		for _, row := range due {
+			res.delivered = append(res.delivered, row.seq)
+		}
+		return
+	}
+	if r.workCtx.Err() != nil {
+		res.handled = 0
+		return
+	}
+	r.log.Warn("outbox relay: transport refused a batch", zap.Int("rows", len(due)), zap.Error(err))
+	for _, row := range due {
+		attempts := row.attempts + 1
+		if attempts >= r.cfg.MaxAttempts {
+			r.d.DeadLetter(ctx, "", row.env, fmt.Errorf("transport: %w", err), attempts)
+			res.delivered = append(res.delivered, row.seq)
+			continue
+		}
+		r.m.failed.Inc()
+		next := now + r.d.Backoff(attempts).Microseconds()
+		res.updates = append(res.updates, rowUpdate{seq: row.seq, attempts: attempts, next: next,
+			lastError: "transport: " + err.Error(), done: row.done})
+		if res.nextDue == 0 || next < res.nextDue {
+			res.nextDue = next
+		}
+	}
+}
+
+// finish deletes (or marks delivered) and reschedules rows in tx.
+func (r *relay) finish(tx *gorm.DB, res batchResult) error {
+	if len(res.delivered) > 0 {
+		var err error
+		if r.cfg.Retention > 0 {
+			err = tx.Exec("UPDATE marty_outbox SET delivered_at = ? WHERE seq IN ?", time.Now().UnixMicro(), res.delivered).Error
+		} else {
+			err = tx.Exec("DELETE FROM marty_outbox WHERE seq IN ?", res.delivered).Error
+		}
+		if err != nil {
+			return fmt.Errorf("mark %d outbox rows delivered: %w", len(res.delivered), err)
+		}
+	}
+	for _, u := range res.updates {
+		if err := tx.Exec("UPDATE marty_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, done_handlers = ? WHERE seq = ?",
+			u.attempts, u.next, u.lastError, u.done, u.seq).Error; err != nil {
+			return fmt.Errorf("reschedule outbox row %d: %w", u.seq, err)
+		}
+	}
+	r.m.delivered.Add(float64(len(res.delivered)))
+	return nil
+}
+
+// maintain refreshes the pending and lag gauges and purges delivered
+// outbox rows and old inbox rows, in batches.
+func (r *relay) maintain() {
+	every := min(5*time.Second, max(r.cfg.PollInterval, 100*time.Millisecond))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		r.stats()
+		r.purge()
+		select {
+		case <-r.runCtx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *relay) stats() {
+	ctx, cancel := context.WithTimeout(r.runCtx, 5*time.Second)
+	defer cancel()
+	now := time.Now().UnixMicro()
+	var st struct {
+		Pending int64
+		Oldest  *int64
+	}
+	err := r.db.WithContext(ctx).Raw(`SELECT COUNT(*) AS pending,
+		MIN(CASE WHEN next_attempt_at <= ? THEN created_at END) AS oldest
+		FROM marty_outbox WHERE delivered_at IS NULL`, now).Scan(&st).Error
+	if err != nil {
+		if r.runCtx.Err() == nil {
+			r.log.Warn("outbox stats", zap.Error(err))
+		}
+		return
+	}
+	lag := 0.0
+	if st.Oldest != nil {
+		lag = max(0, float64(now-*st.Oldest)/1e6)
+	}
+	r.m.pending.Set(float64(st.Pending))
+	r.m.lag.Set(lag)
+	r.lag.Store(math.Float64bits(lag))
+}
+
+// purge deletes delivered rows past the retention and inbox rows past the
+// retention (7 days when retention is 0), 1000 at a time.
+func (r *relay) purge() {
+	ctx, cancel := context.WithTimeout(r.runCtx, 30*time.Second)
+	defer cancel()
+	now := time.Now()
+	inboxKeep := r.cfg.Retention
+	if inboxKeep == 0 {
+		inboxKeep = 7 * 24 * time.Hour
+	}
+	jobs := []struct{ what, sql string }{
+		{"marty_inbox", "DELETE FROM marty_inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id FROM marty_inbox WHERE processed_at < ? LIMIT 1000)"},
+	}
+	if r.cfg.Retention > 0 {
+		jobs = append(jobs, struct{ what, sql string }{"marty_outbox",
+			"DELETE FROM marty_outbox WHERE seq IN (SELECT seq FROM marty_outbox WHERE delivered_at IS NOT NULL AND delivered_at < ? LIMIT 1000)"})
+	}
+	for _, j := range jobs {
+		cutoff := now.Add(-inboxKeep).UnixMicro()
+		if j.what == "marty_outbox" {
+			cutoff = now.Add(-r.cfg.Retention).UnixMicro()
+		}
+		for ctx.Err() == nil {
+			res := r.db.WithContext(ctx).Exec(j.sql, cutoff)
+			if res.Error != nil {
+				if r.runCtx.Err() == nil {
+					r.log.Warn("purge "+j.what, zap.Error(res.Error))
+				}
+				break
+			}
+			if res.RowsAffected < 1000 {
+				break
+			}
+		}
+	}
+}
+
+func (o *OutboxBus) health(context.Context) error {
+	lag := math.Float64frombits(o.relay.lag.Load())
+	if lag > o.cfg.LagAlert.Seconds() {
+		return fmt.Errorf("fxevents: outbox lag %.1fs is over %s", lag, o.cfg.LagAlert)
+	}
+	return nil
+}
