@@ -33,8 +33,8 @@ const (
 //     Version field and it is 0, it becomes 1.
 //   - Get returns the entity with the id, ErrNotFound when there is none or
 //     it is soft-deleted.
-//   - Update writes every field of t (except the primary key and the
-//     creation time) to the row with t's id. When T has a Version field the
+//   - Update writes every field of t (except the primary key, the
+//     creation time, DeletedAt and associations) to the row with t's id. When T has a Version field the
 //     row must still hold t.Version: then it is incremented (in t too);
 //     else ErrConflict (stale). No row: ErrNotFound. On error t is unchanged.
 //   - Delete removes the row with the id (sets DeletedAt when T has a
@@ -128,7 +128,7 @@ func NewRepository[T any, ID comparable](db *gorm.DB) *Repository[T, ID] {
 			return r
 		}
 	}
-	r.omit = []string{r.pk.Name}
+	r.omit = []string{r.pk.Name, clause.Associations}
 	for _, f := range r.schema.Fields {
 		if f.AutoCreateTime > 0 || f.FieldType == reflect.TypeFor[gorm.DeletedAt]() {
 			r.omit = append(r.omit, f.Name)

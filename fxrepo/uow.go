@@ -73,7 +73,7 @@ func WithRetryBackoff(first, maxWait time.Duration) TxOption {
 	}
 }
 
-// withLogger is internal: retries are logged at info.
+// unitOfWork is the UnitOfWork on a *gorm.DB; retries are logged at info.
 type unitOfWork struct {
 	db   *gorm.DB
 	opts txOptions
