@@ -1,0 +1,41 @@
+package fxtracing_test
+
+import (
+	"context"
+	"fmt"
+
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/fx"
+
+	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxtracing"
+)
+
+// A span around a piece of work, recorded in memory the way a test does.
+func ExampleRun() {
+	src, _ := fxcore.NewSourceFrom("", []string{"MARTY_LOG_LEVEL=error"})
+	rec := tracetest.NewSpanRecorder()
+	app := fx.New(fxcore.Module, fxtracing.Module, fx.NopLogger, fx.Replace(src),
+		fxtracing.AsSpanProcessor(rec))
+	if err := app.Start(context.Background()); err != nil {
+		panic(err)
+	}
+	defer app.Stop(context.Background())
+
+	err := fxtracing.Run(context.Background(), "orders.reserve", func(ctx context.Context) error {
+		ctx, _ = fxtracing.SetBaggage(ctx, "tenant", "acme")
+		return fxtracing.Run(ctx, "stock.check", func(ctx context.Context) error {
+			fmt.Println("tenant:", fxtracing.Baggage(ctx, "tenant"))
+			return nil
+		})
+	})
+	fmt.Println("err:", err)
+	for _, s := range rec.Ended() {
+		fmt.Println(s.Name(), s.Parent().IsValid())
+	}
+	// Output:
+	// tenant: acme
+	// err: <nil>
+	// stock.check true
+	// orders.reserve false
+}
