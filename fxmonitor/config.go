@@ -15,6 +15,11 @@ type Config struct {
 	// CheckTTL is how long the result of an on-request check (one without an
 	// Interval) is served from cache (MARTY_MONITOR_CHECK_TTL, default 1s).
 	CheckTTL time.Duration `koanf:"check_ttl"`
+	// WatchInterval is how often on-request checks are refreshed in the
+	// background while a module listens to Health.OnChange (fxgrpc's health
+	// service does), so it hears of changes without probe traffic
+	// (MARTY_MONITOR_WATCH_INTERVAL, default 5s).
+	WatchInterval time.Duration `koanf:"watch_interval"`
 	// Disk is the built-in disk usage check (MARTY_MONITOR_DISK_*).
 	Disk DiskConfig `koanf:"disk"`
 	// Memory is the built-in memory usage check (MARTY_MONITOR_MEMORY_*).
@@ -105,6 +110,7 @@ func DefaultConfig() Config {
 	return Config{
 		CheckTimeout:        2 * time.Second,
 		CheckTTL:            time.Second,
+		WatchInterval:       5 * time.Second,
 		Disk:                DiskConfig{Enabled: true, Path: ".", MaxPercent: 90},
 		Memory:              MemoryConfig{Enabled: true, MaxPercent: 90},
 		System:              SystemConfig{Enabled: true, Interval: 15 * time.Second},
@@ -124,7 +130,8 @@ func (c Config) Validate() error {
 		key string
 		v   time.Duration
 	}{
-		{"check_timeout", c.CheckTimeout}, {"check_ttl", c.CheckTTL}, {"system.interval", c.System.Interval},
+		{"check_timeout", c.CheckTimeout}, {"check_ttl", c.CheckTTL}, {"watch_interval", c.WatchInterval},
+		{"system.interval", c.System.Interval},
 		{"alert_interval", c.AlertInterval}, {"alert_resend", c.AlertResend},
 		{"alertmanager_timeout", c.AlertmanagerTimeout},
 	}

@@ -94,6 +94,10 @@ type HealthOptions struct {
 	Timeout time.Duration
 	// TTL is how long an on-request check's result is served from cache (default 1s).
 	TTL time.Duration
+	// WatchInterval is how often, while an OnChange listener is registered,
+	// stale on-request checks are run in the background so listeners hear of
+	// changes without probe traffic (default 5s).
+	WatchInterval time.Duration
 	// Registerer receives the marty_health_check_* metrics (nil: none).
 	Registerer prometheus.Registerer
 	// Logger logs status transitions (nil: none).
@@ -115,6 +119,7 @@ type Health struct {
 	log     *zap.Logger
 	timeout time.Duration
 	ttl     time.Duration
+	watch   time.Duration
 	checks  []*checkState
 	byKind  [len(kinds)][]*checkState
 
@@ -192,7 +197,10 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	h := &Health{log: opts.Logger, timeout: opts.Timeout, ttl: opts.TTL}
+	if opts.WatchInterval <= 0 {
+		opts.WatchInterval = 5 * time.Second
+	}
+	h := &Health{log: opts.Logger, timeout: opts.Timeout, ttl: opts.TTL, watch: opts.WatchInterval}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.status = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "marty_health_check_status",
@@ -254,7 +262,8 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 }
 
 // Start runs the background checks (those with an Interval): each runs at
-// once and then every Interval until Stop.
+// once and then every Interval until Stop. While OnChange listeners are
+// registered it also refreshes the on-request checks every WatchInterval.
 func (h *Health) Start() {
 	for _, s := range h.checks {
 		if !s.background {
@@ -263,6 +272,29 @@ func (h *Health) Start() {
 		if !h.spawn(func() { h.loop(s) }) {
 			return
 		}
+	}
+	h.spawn(h.watchLoop)
+}
+
+func (h *Health) watchLoop() {
+	t := time.NewTicker(h.watch)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		n := len(h.listeners)
+		h.mu.Unlock()
+		if n == 0 {
+			continue
+		}
+		for _, k := range kinds {
+			h.evaluate(h.ctx, k)
+		}
+		h.recompute()
 	}
 }
 

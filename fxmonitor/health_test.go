@@ -475,3 +475,24 @@ func TestStopHonoursItsDeadlineWithAHungCheck(t *testing.T) {
 	close(release)
 	require.NoError(t, h.Stop(context.Background()), "returns once the check does")
 }
+
+func TestListenersHearOfOnRequestChecksWithoutProbeTraffic(t *testing.T) {
+	tg := &toggle{}
+	var last atomic.Value
+	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns", "MARTY_MONITOR_WATCH_INTERVAL=20ms"),
+		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: tg.fn}),
+		fx.Invoke(func(hl *fxmonitor.Health) {
+			hl.OnChange(func(k fxmonitor.Kind, ok bool) {
+				if k == fxmonitor.Readiness {
+					last.Store(ok)
+				}
+			})
+		}),
+	)
+	require.Eventually(t, func() bool { v, _ := last.Load().(bool); return v }, 5*time.Second, 5*time.Millisecond)
+	tg.set(errors.New("down"))
+	require.Eventually(t, func() bool { v, _ := last.Load().(bool); return !v }, 5*time.Second, 5*time.Millisecond)
+	tg.set(nil)
+	require.Eventually(t, func() bool { v, _ := last.Load().(bool); return v }, 5*time.Second, 5*time.Millisecond)
+	require.True(t, h.health.Healthy(fxmonitor.Readiness))
+}

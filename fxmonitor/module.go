@@ -59,10 +59,11 @@ func newHealth(p healthParams) (*Health, error) {
 	checks := append([]Check{}, p.Checks...)
 	checks = append(checks, builtinChecks(p.Config, p.Breakers)...)
 	h, err := NewHealth(checks, HealthOptions{
-		Timeout:    p.Config.CheckTimeout,
-		TTL:        p.Config.CheckTTL,
-		Registerer: p.Registry,
-		Logger:     p.Log.Named("health"),
+		Timeout:       p.Config.CheckTimeout,
+		TTL:           p.Config.CheckTTL,
+		WatchInterval: p.Config.WatchInterval,
+		Registerer:    p.Registry,
+		Logger:        p.Log.Named("health"),
 	})
 	if err != nil {
 		return nil, err
