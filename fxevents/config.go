@@ -59,6 +59,10 @@ type Config struct {
 	// they are purged; 0 deletes outbox rows as soon as they are delivered
 	// (inbox rows are then kept 7 days).
 	Retention time.Duration `koanf:"retention"`
+	// Relay runs the outbox relay in this process (default true). Turn it
+	// off in publish-only processes (jobs, CLIs) of a service whose
+	// replicas relay.
+	Relay bool `koanf:"relay"`
 	// PollInterval is how often the relay looks for due rows when nothing
 	// woke it (NOTIFY on Postgres, an in-process signal on SQLite).
 	PollInterval time.Duration `koanf:"poll_interval"`
@@ -91,6 +95,7 @@ func DefaultConfig() Config {
 		BackoffMax:         30 * time.Second,
 		HandlerTimeout:     30 * time.Second,
 		DeadLetterCapacity: 1000,
+		Relay:              true,
 		PollInterval:       time.Second,
 		BatchSize:          500,
 		RelayWorkers:       4,

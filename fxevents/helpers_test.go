@@ -150,3 +150,12 @@ func eventually(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
 	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, msg)
 }
+
+func mustSource(t *testing.T, env []string) *fxcore.Source {
+	t.Helper()
+	src, err := fxcore.NewSourceFrom("", env)
+	require.NoError(t, err)
+	return src
+}
+
+func coreModule() fx.Option { return fxcore.Module }

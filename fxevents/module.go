@@ -179,10 +179,12 @@ func newOutboxBus(in busIn) (Bus, error) {
 		o.signal = r.wakeAll
 	}
 	dead.notify = r.wakeAll
-	in.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error { r.start(); return nil },
-		OnStop:  r.stop,
-	})
+	if in.Config.Relay {
+		in.LC.Append(fx.Hook{
+			OnStart: func(context.Context) error { r.start(); return nil },
+			OnStop:  r.stop,
+		})
+	}
 	return o, nil
 }
 

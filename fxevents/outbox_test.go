@@ -237,7 +237,7 @@ func TestOutboxRetriesWithGrowingDelaysThenDeadThenRedrive(t *testing.T) {
 func TestOutboxRetentionPurgesDeliveredAndInboxRows(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, b backend) {
 		var handled atomic.Int32
-		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=50ms", "MARTY_EVENTS_RETENTION=300ms"},
+		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=50ms", "MARTY_EVENTS_RETENTION=2s"},
 			fxevents.AsHandler(fxevents.Idempotent(fxevents.HandlerFunc("counter", func(context.Context, OrderCreated) error {
 				handled.Add(1)
 				return nil
