@@ -22,12 +22,29 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxgrpc"
+	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxrepo"
+	"github.com/martyfx/martyfx/fxtracing"
 )
 
 // Modules is every martyfx module, wired together, plus the Fx event log
 // routed to zap. Use it as fx.New(append(martyfx.Modules, mine...)...).
+//
+// The order is the floors of DESIGN.md; Fx resolves the graph whatever the
+// order, but it is also the order start hooks run in.
+// fxevents/natsjs is not in the list: include natsjs.Module to make NATS
+// JetStream the transport of events.
 var Modules = []fx.Option{
 	fxcore.Module,
+	fxtracing.Module,
+	fxhttp.Module,
+	fxmonitor.Module,
+	fxgrpc.Module,
+	fxrepo.Module,
+	fxevents.Module,
 	fx.WithLogger(fxcore.NewFxLogger),
 }
 
