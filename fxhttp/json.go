@@ -27,6 +27,7 @@ type DecodeError struct {
 	Err error
 }
 
+// Error says the body could not be decoded, and why.
 func (e *DecodeError) Error() string { return "fxhttp: decode JSON body: " + e.Reason }
 
 // HTTPStatus returns Status.

@@ -41,8 +41,12 @@ type Params struct {
 	// Propagator defaults to otel.GetTextMapPropagator().
 	Propagator propagation.TextMapPropagator `optional:"true"`
 
-	Routes      []Route       `group:"martyfx.http.routes"`
-	AdminRoutes []Route       `group:"martyfx.http.admin_routes"`
-	Middleware  []Middleware  `group:"martyfx.http.middleware"`
+	// Routes are the public server's routes (AsRoute).
+	Routes []Route `group:"martyfx.http.routes"`
+	// AdminRoutes are the admin server's routes (AsAdminRoute).
+	AdminRoutes []Route `group:"martyfx.http.admin_routes"`
+	// Middleware is the user middleware of the public server (AsMiddleware).
+	Middleware []Middleware `group:"martyfx.http.middleware"`
+	// ErrorStatus maps errors to statuses for WriteError (AsErrorStatus).
 	ErrorStatus []ErrorStatus `group:"martyfx.http.error_status"`
 }

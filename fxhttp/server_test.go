@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,8 +17,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
-
-	"github.com/martyfx/martyfx/fxcore"
 )
 
 func orderHandler() http.Handler {
@@ -590,10 +587,6 @@ func TestWithoutFx(t *testing.T) {
 	require.NoError(t, s.Stop(context.Background()), "Stop is idempotent")
 }
 
-var _ = regexp.MustCompile
-var _ fx.Option
-var _ = fxcore.NewStopping
-
 func TestDrainDelayServesAfterNotReadyThenStops(t *testing.T) {
 	h := start(t, []string{"MARTY_HTTP_DRAIN_DELAY=400ms"}, AsRoute("GET /ok", func() http.Handler { return text("ok") }))
 	notReady := make(chan struct{})
@@ -609,4 +602,66 @@ func TestDrainDelayServesAfterNotReadyThenStops(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(began), 400*time.Millisecond)
 	_, err := net.DialTimeout("tcp", h.srv.Addr(), time.Second)
 	require.Error(t, err, "closed after the drain")
+}
+
+func TestConfigReplacedInTheGraph(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.AdminAddr, cfg.AccessLog = "127.0.0.1:0", "", AccessLogOff
+	h := start(t, nil, fx.Replace(cfg), AsRoute("GET /x", func() http.Handler { return text("x") }))
+	require.Empty(t, h.srv.AdminAddr())
+	resp, body := h.get("/x")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "x", body)
+	require.Empty(t, h.accessLogs())
+}
+
+func TestResponseWriterKeepsFlushHijackAndSendfile(t *testing.T) {
+	content := strings.Repeat("0123456789", 1000)
+	h := start(t, nil,
+		AsRoute("GET /stream", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				rc := http.NewResponseController(w)
+				require.NoError(t, rc.SetWriteDeadline(time.Now().Add(5*time.Second)))
+				_, _ = io.WriteString(w, "a")
+				require.NoError(t, rc.Flush())
+				_, _ = io.WriteString(w, "b")
+			})
+		}),
+		AsRoute("GET /hijack", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				conn, buf, err := w.(http.Hijacker).Hijack()
+				require.NoError(t, err)
+				defer conn.Close()
+				_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nraw ok")
+				_ = buf.Flush()
+			})
+		}),
+		AsRoute("GET /file", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.ServeContent(w, r, "f.txt", time.Time{}, strings.NewReader(content))
+			})
+		}),
+	)
+	_, body := h.get("/stream")
+	require.Equal(t, "ab", body)
+	_, body = h.get("/hijack")
+	require.Equal(t, "raw ok", body)
+	resp, body := h.get("/file")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, content, body)
+	// The body went out before the handler returned: its log line may lag.
+	var fileLog map[string]any
+	require.Eventually(t, func() bool {
+		for _, e := range h.accessLogs() {
+			if e["route"] == "/file" {
+				fileLog = e
+			}
+		}
+		return fileLog != nil
+	}, 5*time.Second, 10*time.Millisecond)
+	require.EqualValues(t, len(content), fileLog["bytes"], "bytes counted through ReadFrom")
+	// The hijacking handler may still be returning after its client is done.
+	require.Eventually(t, func() bool {
+		return h.metric("http_server_requests_total", map[string]string{"route": "/hijack", "code": "101"}) != nil
+	}, 5*time.Second, 10*time.Millisecond)
 }
