@@ -127,3 +127,33 @@ func TestDefaultCodecJSONAndProtobufAndRegistryDecode(t *testing.T) {
 	type other struct{ OrderCreated }
 	require.ErrorContains(t, reg.Register(other{}), "is both")
 }
+
+func TestOutboxRelaysToTheTransportAndDeadLettersWhatItRefuses(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, b backend) {
+		tr := &captureTransport{}
+		var local atomic.Int32
+		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=20ms", "MARTY_EVENTS_MAX_ATTEMPTS=2",
+			"MARTY_EVENTS_BACKOFF_INITIAL=10ms"},
+			fx.Supply(fx.Annotate(tr, fx.As(new(fxevents.Transport)))),
+			fxevents.AsHandler(fxevents.HandlerFunc("local", func(context.Context, OrderCreated) error { local.Add(1); return nil })))
+		ctx := context.Background()
+		require.NoError(t, oa.bus.Publish(ctx, OrderCreated{OrderID: "a", Seq: 1}, OrderCreated{OrderID: "a", Seq: 2}))
+		eventually(t, func() bool { return countRows(t, oa.db, "marty_outbox") == 0 }, "relayed")
+		tr.mu.Lock()
+		require.Len(t, tr.envs, 2)
+		require.Equal(t, "a", tr.envs[0].AggregateID)
+		first, _ := decodeOrder(tr.envs[0])
+		second, _ := decodeOrder(tr.envs[1])
+		require.Equal(t, []int{1, 2}, []int{first.Seq, second.Seq})
+		tr.fail = errors.New("broker down")
+		tr.mu.Unlock()
+		require.Zero(t, local.Load(), "with a transport the relay does not run local handlers")
+
+		require.NoError(t, oa.bus.Publish(ctx, OrderCreated{OrderID: "b"}))
+		eventually(t, func() bool { return countRows(t, oa.db, "marty_outbox_dead") == 1 }, "dead after the max attempts")
+		dls, err := oa.disp.DeadLetters().List(ctx, 0)
+		require.NoError(t, err)
+		require.Equal(t, "", dls[0].Handler)
+		require.Contains(t, dls[0].Error, "broker down")
+	})
+}
