@@ -113,3 +113,14 @@ func TestNoGatewayNoRoute(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusTeapot, res.StatusCode)
 }
+
+func TestGatewayOverTLS(t *testing.T) {
+	p := newPKI(t)
+	var httpSrv *fxhttp.Server
+	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0",
+		"MARTY_GRPC_TLS_CERT_FILE=" + p.serverCert, "MARTY_GRPC_TLS_KEY_FILE=" + p.serverKey},
+		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv))
+	code, body := post(t, "http://"+httpSrv.Addr()+"/v1/echo", `{"message":"tls"}`)
+	require.Equal(t, http.StatusOK, code, "%v", body)
+	require.Equal(t, "tls", body["message"])
+}

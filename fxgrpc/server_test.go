@@ -368,3 +368,19 @@ func TestServeErrorShutsTheAppDownWithExitCode1(t *testing.T) {
 	}
 	require.Len(t, a.logs.FilterMessage("grpc server failed; shutting down").All(), 1)
 }
+
+func TestMessageSizeAndConnectionLimits(t *testing.T) {
+	a := start(t, []string{"MARTY_GRPC_MAX_RECV_MSG_SIZE=1024", "MARTY_GRPC_MAX_CONNECTIONS=1"})
+	first := testpb.NewEchoClient(dial(t, a.srv.Addr()))
+	_, err := first.Echo(ctxT(t), &testpb.EchoRequest{Message: strings.Repeat("x", 2048)})
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	_, err = first.Echo(ctxT(t), &testpb.EchoRequest{Message: strings.Repeat("x", 512)})
+	require.NoError(t, err)
+
+	// A second connection waits while the first is open.
+	secondConn := dial(t, a.srv.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = testpb.NewEchoClient(secondConn).Echo(ctx, &testpb.EchoRequest{Message: "x"})
+	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+}
