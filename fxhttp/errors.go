@@ -55,19 +55,23 @@ func StatusOf(ctx context.Context, err error) int {
 // status from StatusOf and, for statuses below 500, the error's text as the
 // detail (its Detail() string method when it has one). A 5xx never shows the
 // error's text to the client (it may hold internals); the error is recorded
-// on the request's span and in its access log line instead.
+// on the request's span and in its access log line instead. A nil err is a
+// bug in the caller and answers 500.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
+	if err == nil {
+		err = errors.New("fxhttp: WriteError called with a nil error")
+	}
 	status := StatusOf(ctx, err)
 	detail := ""
-	if status < 500 && err != nil {
+	if status < 500 {
 		detail = err.Error()
 		var d interface{ Detail() string }
 		if errors.As(err, &d) {
 			detail = d.Detail()
 		}
 	}
-	if status >= 500 && err != nil {
+	if status >= 500 {
 		if info := infoFrom(ctx); info != nil {
 			info.err = err
 		}

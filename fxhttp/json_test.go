@@ -140,6 +140,12 @@ func TestWriteErrorMapsThroughHooksAndHTTPStatus(t *testing.T) {
 	require.Equal(t, 200, StatusOf(ctx, nil))
 }
 
+func TestWriteErrorNilIs500(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), nil)
+	require.Equal(t, http.StatusInternalServerError, w.Code)
+}
+
 func TestWriteJSONUnencodableIs500(t *testing.T) {
 	w := httptest.NewRecorder()
 	WriteJSON(w, http.StatusOK, map[string]any{"f": func() {}})
