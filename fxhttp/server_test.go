@@ -14,9 +14,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxtracing"
 )
 
 func orderHandler() http.Handler {
@@ -664,4 +668,27 @@ func TestResponseWriterKeepsFlushHijackAndSendfile(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return h.metric("http_server_requests_total", map[string]string{"route": "/hijack", "code": "101"}) != nil
 	}, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestWithFxtracingProvider(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	src, err := fxcore.NewSourceFrom("", []string{
+		"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=", "OTEL_TRACES_EXPORTER=none", "MARTY_LOG_LEVEL=error",
+	})
+	require.NoError(t, err)
+	var srv *Server
+	app := fx.New(fxcore.Module, fxtracing.Module, Module, fx.NopLogger, fx.Replace(src),
+		fxtracing.AsSpanProcessor(rec),
+		AsRoute("GET /v1/orders/{id}", orderHandler),
+		fx.Populate(&srv))
+	require.NoError(t, app.Start(context.Background()))
+	defer func() { require.NoError(t, app.Stop(context.Background())) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + srv.Addr() + "/v1/orders/9")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Len(t, rec.Ended(), 1)
+	require.Equal(t, "GET /v1/orders/{id}", rec.Ended()[0].Name())
 }
