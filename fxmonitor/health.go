@@ -338,7 +338,9 @@ func (h *Health) loop(s *checkState) {
 		if h.ctx.Err() != nil {
 			return
 		}
-		h.record(s, err, dur)
+		if h.record(s, err, dur) {
+			h.recompute()
+		}
 		select {
 		case <-h.ctx.Done():
 			return
@@ -404,8 +406,9 @@ func call(ctx context.Context, fn func(context.Context) error) (err error) {
 	return fn(ctx)
 }
 
-// record stores a run's result and reports transitions.
-func (h *Health) record(s *checkState, err error, dur time.Duration) {
+// record stores a run's result, logs and exports a transition, and reports
+// whether there was one (the caller then recomputes the aggregates).
+func (h *Health) record(s *checkState, err error, dur time.Duration) bool {
 	now := time.Now()
 	s.observe.Observe(dur.Seconds())
 	s.mu.Lock()
@@ -428,7 +431,7 @@ func (h *Health) record(s *checkState, err error, dur time.Duration) {
 	status, fails := s.status, s.fails
 	s.mu.Unlock()
 	if !changed {
-		return
+		return false
 	}
 	v := 0.0
 	if status == CheckPassing {
@@ -449,7 +452,7 @@ func (h *Health) record(s *checkState, err error, dur time.Duration) {
 	default:
 		h.log.Info("health check passing", fields...)
 	}
-	h.recompute()
+	return true
 }
 
 // refresh runs an on-request check whose cached result is older than the
@@ -474,13 +477,15 @@ func (h *Health) refresh(ctx context.Context, s *checkState, now time.Time) {
 	s.done = ch
 	s.mu.Unlock()
 	dur, err := h.execute(s)
-	if !errors.Is(err, errStopped) {
-		h.record(s, err, dur)
-	}
+	changed := !errors.Is(err, errStopped) && h.record(s, err, dur)
 	s.mu.Lock()
 	s.running = false
 	s.mu.Unlock()
 	close(ch)
+	// After the waiters are released: a listener may call Healthy.
+	if changed {
+		h.recompute()
+	}
 }
 
 // stale reports whether an on-request check needs a run.

@@ -271,7 +271,9 @@ func TestBackgroundChecksRunOnTheirIntervalAndServeFromCache(t *testing.T) {
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "hourly", Kinds: fxmonitor.Readiness, Critical: true, Interval: time.Hour, Func: slow.fn}),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "often", Kinds: fxmonitor.Liveness, Critical: true, Interval: 20 * time.Millisecond, Func: fast.fn}),
 	)
-	require.Eventually(t, func() bool { return slow.calls.Load() == 1 }, 2*time.Second, 5*time.Millisecond, "runs at start")
+	require.Eventually(t, func() bool { code, _, _ := h.get("/readyz"); return code == http.StatusOK }, 2*time.Second, 5*time.Millisecond,
+		"runs at start")
+	require.EqualValues(t, 1, slow.calls.Load())
 	for range 5 {
 		code, _, _ := h.get("/readyz")
 		require.Equal(t, http.StatusOK, code)
@@ -350,10 +352,11 @@ func TestReadinessFailsTheMomentShutdownBeginsWhileTheAPIServes(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 
 	stopped := make(chan error, 1)
+	h.stopped.Store(true)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		stopped <- h.srv.Stop(ctx) // what the app's stop does first: Stopping.Begin, drain, shut down
+		stopped <- h.app.Stop(ctx) // fxhttp's stop begins with Stopping.Begin, then drains for 1.5s
 	}()
 	require.Eventually(t, func() bool { v, _ := changes.Load().(bool); return changes.Load() != nil && !v },
 		time.Second, time.Millisecond, "listeners hear of it at once")
@@ -495,4 +498,35 @@ func TestListenersHearOfOnRequestChecksWithoutProbeTraffic(t *testing.T) {
 	tg.set(nil)
 	require.Eventually(t, func() bool { v, _ := last.Load().(bool); return v }, 5*time.Second, 5*time.Millisecond)
 	require.True(t, h.health.Healthy(fxmonitor.Readiness))
+}
+
+func TestOnChangeListenerMayCallHealthy(t *testing.T) {
+	tg := &toggle{}
+	h, err := fxmonitor.NewHealth([]fxmonitor.Check{{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: tg.fn}},
+		fxmonitor.HealthOptions{TTL: time.Nanosecond})
+	require.NoError(t, err)
+	var seen []bool
+	h.OnChange(func(k fxmonitor.Kind, ok bool) {
+		if k == fxmonitor.Readiness {
+			seen = append(seen, ok)
+			_ = h.Healthy(fxmonitor.Readiness) // re-entrant: runs the check again
+		}
+	})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		require.True(t, h.Healthy(fxmonitor.Readiness))
+		tg.set(errors.New("down"))
+		require.False(t, h.Healthy(fxmonitor.Readiness))
+		h.BeginShutdown()
+		tg.set(nil)
+		require.False(t, h.Healthy(fxmonitor.Readiness), "never ready again once shutdown began")
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a listener calling Healthy deadlocked")
+	}
+	require.Equal(t, []bool{true, false}, seen)
+	require.NoError(t, h.Stop(context.Background()))
 }

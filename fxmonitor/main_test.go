@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ type harness struct {
 	stopping *fxcore.Stopping
 	logs     *observer.ObservedLogs
 	client   *http.Client
+	stopped  atomic.Bool // the test stopped the app itself
 }
 
 // quiet turns off the built-in checks, whose verdict depends on the machine.
@@ -70,6 +72,9 @@ func newApp(t *testing.T, env []string, opts ...fx.Option) (*harness, error) {
 	h.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
+		if h.stopped.Load() {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		require.NoError(t, h.app.Stop(ctx))
