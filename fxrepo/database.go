@@ -60,8 +60,12 @@ func newDatabase(cfg Config, o Options) (*database, error) {
 		Logger:                 newZapLogger(o.Logger, cfg.SlowQueryThreshold, cfg.QueryValues),
 		SkipDefaultTransaction: true,
 		PrepareStmt:            cfg.PrepareStmt,
-		DisableAutomaticPing:   true,
-		NowFunc:                func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		// GORM's statement cache starts a cleanup goroutine that never
+		// exits unless the TTL is exactly its "no eviction" value; the
+		// cache stays bounded by size (LRU) either way.
+		PrepareStmtTTL:       24 * 365 * 10 * time.Hour,
+		DisableAutomaticPing: true,
+		NowFunc:              func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fxrepo: open %s at %s: %w", t.driver, t.redacted, t.scrub(err))

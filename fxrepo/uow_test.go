@@ -219,3 +219,69 @@ func TestSerializationFailureRetried(t *testing.T) {
 		require.Equal(t, "40001", pg.Code)
 	}
 }
+
+// TestDeadlockRetried: two transactions lock two rows in opposite order;
+// PostgreSQL aborts one with 40P01 and the unit of work re-runs it.
+func TestDeadlockRetried(t *testing.T) {
+	b := backend{driver: "postgres", env: []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=" + pgtest.NewDatabase(t)}}
+	f := newFixture(t, b)
+	ctx := context.Background()
+	a, c := &Widget{Name: "a"}, &Widget{Name: "c"}
+	require.NoError(t, f.widgets.Create(ctx, a))
+	require.NoError(t, f.widgets.Create(ctx, c))
+
+	var attempts atomic.Int32
+	var locked sync.WaitGroup
+	locked.Add(2)
+	lockBoth := func(first, second int64) error {
+		once := true
+		return f.uow.Do(ctx, func(ctx context.Context) error {
+			attempts.Add(1)
+			db := fxrepo.DB(ctx, f.db)
+			if err := db.Exec("SET LOCAL deadlock_timeout = '50ms'").Error; err != nil {
+				return err
+			}
+			if err := db.Exec("UPDATE widgets SET color = 'x' WHERE id = ?", first).Error; err != nil {
+				return err
+			}
+			if once {
+				once = false
+				locked.Done()
+				locked.Wait() // each holds one row and wants the other
+			}
+			return db.Exec("UPDATE widgets SET color = 'y' WHERE id = ?", second).Error
+		})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Go(func() { errs[0] = lockBoth(a.ID, c.ID) })
+	wg.Go(func() { errs[1] = lockBoth(c.ID, a.ID) })
+	wg.Wait()
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	require.EqualValues(t, 3, attempts.Load(), "the deadlock victim was re-run once")
+}
+
+// TestPreparedStatements runs the repository and a unit of work with
+// MARTY_DB_PREPARE_STMT=true.
+func TestPreparedStatements(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, b backend) {
+		f := newFixture(t, backend{driver: b.driver, env: append(b.env, "MARTY_DB_PREPARE_STMT=true")})
+		ctx := context.Background()
+		for i := range 3 {
+			require.NoError(t, f.uow.Do(ctx, func(ctx context.Context) error {
+				w := &Widget{Name: fmt.Sprint("p", i)}
+				if err := f.widgets.Create(ctx, w); err != nil {
+					return err
+				}
+				w.Color = "green"
+				return f.widgets.Update(ctx, w)
+			}))
+		}
+		n, err := f.widgets.Count(ctx, func(db *gorm.DB) *gorm.DB { return db.Where("color = ?", "green") })
+		require.NoError(t, err)
+		require.EqualValues(t, 3, n)
+		_, err = f.widgets.Get(ctx, 999)
+		require.ErrorIs(t, err, fxrepo.ErrNotFound)
+	})
+}
