@@ -240,6 +240,12 @@ func (b *blocker) Notify(ctx context.Context, _ []fxmonitor.Alert) error {
 	return nil
 }
 
+// panicker is a notifier with a bug.
+type panicker struct{}
+
+func (panicker) Name() string                                    { return "panicker" }
+func (panicker) Notify(context.Context, []fxmonitor.Alert) error { panic("nil map") }
+
 func TestNotifiersRetryAndNeverBlockEvaluation(t *testing.T) {
 	am := newAlertmanager(t, http.StatusServiceUnavailable, http.StatusBadGateway)
 	clock := &fakeClock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
@@ -250,6 +256,7 @@ func TestNotifiersRetryAndNeverBlockEvaluation(t *testing.T) {
 		withClock(clock),
 		fxmonitor.AsCollector(up),
 		fxmonitor.AsNotifier(slow),
+		fxmonitor.AsNotifier(func() fxmonitor.Notifier { return panicker{} }),
 		fxmonitor.AsAlertRule(fxmonitor.AlertRule{Name: "NoReplicas", Metric: "replicas_up", Op: fxmonitor.OpLessEqual, Threshold: 0}),
 	)
 	t.Cleanup(func() { close(slow.release) }) // before the app stops
@@ -259,6 +266,8 @@ func TestNotifiersRetryAndNeverBlockEvaluation(t *testing.T) {
 		"delivered after two failed tries")
 	require.Equal(t, 3, am.attempts())
 	require.Equal(t, "NoReplicas", am.received()[0][0].Labels["alertname"])
+	require.Eventually(t, func() bool { return h.messages("alert notification failed", "notifier", "panicker") == 1 },
+		5*time.Second, 10*time.Millisecond, "a panicking notifier is a logged failure")
 
 	// The blocked notifier holds one batch; 64 more fill its queue; the rest
 	// push the oldest out. Evaluation goes on regardless.
