@@ -209,6 +209,7 @@ func TestTracingSpanNameAttributesPropagationAndFilter(t *testing.T) {
 	s = h.span("GET /boom")
 	require.Equal(t, codes.Error, s.Status().Code)
 	require.NotEmpty(t, s.Events(), "WriteError records the error on the span")
+	require.Equal(t, "db down", s.Status().Description)
 
 	// Unmatched requests are traced under the bare method.
 	h.get("/nowhere")

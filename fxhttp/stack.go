@@ -173,7 +173,7 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 			clear(attrs)
 			*pooled = attrs[:0]
 			attrsPool.Put(pooled)
-			if status >= 500 && panicked == nil {
+			if status >= 500 && panicked == nil && st.info.err == nil { // WriteError set it, with the error
 				span.SetStatus(codes.Error, "")
 			}
 		}
