@@ -68,6 +68,11 @@ func (e *echo) Echo(ctx context.Context, req *testpb.EchoRequest) (*testpb.EchoR
 	}, nil
 }
 
+func (e *echo) Check(_ context.Context, req *testpb.CheckRequest) (*testpb.EchoResponse, error) {
+	e.calls.Add(1)
+	return &testpb.EchoResponse{Message: req.GetEmail()}, nil
+}
+
 func (e *echo) EchoStream(req *testpb.EchoRequest, stream grpc.ServerStreamingServer[testpb.EchoResponse]) error {
 	select {
 	case e.started <- "EchoStream":

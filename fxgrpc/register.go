@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/fx"
@@ -61,8 +62,10 @@ func checkImpl(desc *grpc.ServiceDesc, impl any) error {
 	return nil
 }
 
-// missing names the first method of iface that t lacks, to say what to fix.
+// missing says what to fix: the methods of iface that t has with the wrong
+// type, else those it lacks.
 func missing(t, iface reflect.Type) string {
+	var wrong, absent []string
 	for i := 0; i < iface.NumMethod(); i++ {
 		m := iface.Method(i)
 		if !m.IsExported() {
@@ -70,11 +73,18 @@ func missing(t, iface reflect.Type) string {
 		}
 		got, ok := t.MethodByName(m.Name)
 		if !ok {
-			return ": missing method " + m.Name
+			absent = append(absent, m.Name)
+			continue
 		}
-		if got.Type.NumIn() > 0 && !reflect.FuncOf(inTypes(got.Type)[1:], outTypes(got.Type), false).AssignableTo(m.Type) {
-			return fmt.Sprintf(": method %s has type %s, want %s", m.Name, got.Type, m.Type)
+		if !reflect.FuncOf(inTypes(got.Type)[1:], outTypes(got.Type), false).AssignableTo(m.Type) {
+			wrong = append(wrong, fmt.Sprintf("method %s has type %s, want %s", m.Name, got.Type, m.Type))
 		}
+	}
+	switch {
+	case len(wrong) > 0:
+		return ": " + strings.Join(wrong, "; ")
+	case len(absent) > 0:
+		return ": missing method " + strings.Join(absent, ", ")
 	}
 	return ": embed the generated Unimplemented server struct"
 }

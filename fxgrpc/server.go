@@ -110,7 +110,11 @@ func NewServer(p ServerParams) (*Server, error) {
 			return nil, fmt.Errorf("fxgrpc: register server metrics: %w", err)
 		}
 	}
-	unary, stream := buildChain(s.metrics, newCallLogger(log, cfg), p.Auth, p.Unary, p.Stream)
+	v, err := newValidation()
+	if err != nil {
+		return nil, err
+	}
+	unary, stream := buildChain(s.metrics, newCallLogger(log, cfg), p.Auth, v, p.Unary, p.Stream)
 
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(

@@ -49,7 +49,7 @@ func TestServiceAnswersOverTCPAndIsListed(t *testing.T) {
 
 	require.Equal(t, []fxgrpc.ServiceStatus{{
 		Name:    "martyfx.fxgrpc.testpb.Echo",
-		Methods: []string{"Echo"},
+		Methods: []string{"Echo", "Check"},
 		Streams: []string{"EchoStream", "Collect"},
 		Health:  "SERVING",
 	}}, a.srv.Services())
@@ -134,6 +134,27 @@ func TestValidationErrorsAreInvalidArgumentWithDetails(t *testing.T) {
 	_, err = stream.CloseAndRecv()
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 	require.Contains(t, err.Error(), "message: must not be empty")
+}
+
+func TestProtovalidateRulesAreEnforced(t *testing.T) {
+	a := start(t, nil)
+	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
+	_, err := c.Check(ctxT(t), &testpb.CheckRequest{Email: "not-an-email", Count: 11})
+	st := status.Convert(err)
+	require.Equal(t, codes.InvalidArgument, st.Code(), "%v", err)
+	require.Len(t, st.Details(), 1)
+	br := st.Details()[0].(*errdetails.BadRequest)
+	var fields []string
+	for _, v := range br.GetFieldViolations() {
+		fields = append(fields, v.GetField())
+		require.NotEmpty(t, v.GetDescription())
+	}
+	require.Equal(t, []string{"email", "count"}, fields)
+	require.Equal(t, int64(0), a.echo.calls.Load())
+
+	res, err := c.Check(ctxT(t), &testpb.CheckRequest{Email: "a@example.com", Count: 3})
+	require.NoError(t, err)
+	require.Equal(t, "a@example.com", res.GetMessage())
 }
 
 func TestReflectionListsServicesOutsideProduction(t *testing.T) {

@@ -7,6 +7,7 @@
 package testpb
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -89,6 +90,58 @@ func (x *EchoRequest) GetFail() string {
 	return ""
 }
 
+type CheckRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Email         string                 `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckRequest) Reset() {
+	*x = CheckRequest{}
+	mi := &file_echo_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckRequest) ProtoMessage() {}
+
+func (x *CheckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_echo_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
+func (*CheckRequest) Descriptor() ([]byte, []int) {
+	return file_echo_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CheckRequest) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *CheckRequest) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type EchoResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       string                 `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -99,7 +152,7 @@ type EchoResponse struct {
 
 func (x *EchoResponse) Reset() {
 	*x = EchoResponse{}
-	mi := &file_echo_proto_msgTypes[1]
+	mi := &file_echo_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +164,7 @@ func (x *EchoResponse) String() string {
 func (*EchoResponse) ProtoMessage() {}
 
 func (x *EchoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_echo_proto_msgTypes[1]
+	mi := &file_echo_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +177,7 @@ func (x *EchoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EchoResponse.ProtoReflect.Descriptor instead.
 func (*EchoResponse) Descriptor() ([]byte, []int) {
-	return file_echo_proto_rawDescGZIP(), []int{1}
+	return file_echo_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *EchoResponse) GetMessage() string {
@@ -146,19 +199,24 @@ var File_echo_proto protoreflect.FileDescriptor
 const file_echo_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"echo.proto\x12\x15martyfx.fxgrpc.testpb\"n\n" +
+	"echo.proto\x12\x15martyfx.fxgrpc.testpb\x1a\x1bbuf/validate/validate.proto\"n\n" +
 	"\vEchoRequest\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x16\n" +
 	"\x06repeat\x18\x02 \x01(\x05R\x06repeat\x12\x19\n" +
 	"\bsleep_ms\x18\x03 \x01(\x05R\asleepMs\x12\x12\n" +
-	"\x04fail\x18\x04 \x01(\tR\x04fail\"C\n" +
+	"\x04fail\x18\x04 \x01(\tR\x04fail\"N\n" +
+	"\fCheckRequest\x12\x1d\n" +
+	"\x05email\x18\x01 \x01(\tB\a\xbaH\x04r\x02`\x01R\x05email\x12\x1f\n" +
+	"\x05count\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18\n" +
+	"(\x01R\x05count\"C\n" +
 	"\fEchoResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x19\n" +
-	"\btrace_id\x18\x02 \x01(\tR\atraceId2\x86\x02\n" +
+	"\btrace_id\x18\x02 \x01(\tR\atraceId2\xd9\x02\n" +
 	"\x04Echo\x12O\n" +
 	"\x04Echo\x12\".martyfx.fxgrpc.testpb.EchoRequest\x1a#.martyfx.fxgrpc.testpb.EchoResponse\x12W\n" +
 	"\n" +
-	"EchoStream\x12\".martyfx.fxgrpc.testpb.EchoRequest\x1a#.martyfx.fxgrpc.testpb.EchoResponse0\x01\x12T\n" +
+	"EchoStream\x12\".martyfx.fxgrpc.testpb.EchoRequest\x1a#.martyfx.fxgrpc.testpb.EchoResponse0\x01\x12Q\n" +
+	"\x05Check\x12#.martyfx.fxgrpc.testpb.CheckRequest\x1a#.martyfx.fxgrpc.testpb.EchoResponse\x12T\n" +
 	"\aCollect\x12\".martyfx.fxgrpc.testpb.EchoRequest\x1a#.martyfx.fxgrpc.testpb.EchoResponse(\x01B:Z8github.com/martyfx/martyfx/fxgrpc/internal/testpb;testpbb\x06proto3"
 
 var (
@@ -173,20 +231,23 @@ func file_echo_proto_rawDescGZIP() []byte {
 	return file_echo_proto_rawDescData
 }
 
-var file_echo_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_echo_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_echo_proto_goTypes = []any{
 	(*EchoRequest)(nil),  // 0: martyfx.fxgrpc.testpb.EchoRequest
-	(*EchoResponse)(nil), // 1: martyfx.fxgrpc.testpb.EchoResponse
+	(*CheckRequest)(nil), // 1: martyfx.fxgrpc.testpb.CheckRequest
+	(*EchoResponse)(nil), // 2: martyfx.fxgrpc.testpb.EchoResponse
 }
 var file_echo_proto_depIdxs = []int32{
 	0, // 0: martyfx.fxgrpc.testpb.Echo.Echo:input_type -> martyfx.fxgrpc.testpb.EchoRequest
 	0, // 1: martyfx.fxgrpc.testpb.Echo.EchoStream:input_type -> martyfx.fxgrpc.testpb.EchoRequest
-	0, // 2: martyfx.fxgrpc.testpb.Echo.Collect:input_type -> martyfx.fxgrpc.testpb.EchoRequest
-	1, // 3: martyfx.fxgrpc.testpb.Echo.Echo:output_type -> martyfx.fxgrpc.testpb.EchoResponse
-	1, // 4: martyfx.fxgrpc.testpb.Echo.EchoStream:output_type -> martyfx.fxgrpc.testpb.EchoResponse
-	1, // 5: martyfx.fxgrpc.testpb.Echo.Collect:output_type -> martyfx.fxgrpc.testpb.EchoResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
+	1, // 2: martyfx.fxgrpc.testpb.Echo.Check:input_type -> martyfx.fxgrpc.testpb.CheckRequest
+	0, // 3: martyfx.fxgrpc.testpb.Echo.Collect:input_type -> martyfx.fxgrpc.testpb.EchoRequest
+	2, // 4: martyfx.fxgrpc.testpb.Echo.Echo:output_type -> martyfx.fxgrpc.testpb.EchoResponse
+	2, // 5: martyfx.fxgrpc.testpb.Echo.EchoStream:output_type -> martyfx.fxgrpc.testpb.EchoResponse
+	2, // 6: martyfx.fxgrpc.testpb.Echo.Check:output_type -> martyfx.fxgrpc.testpb.EchoResponse
+	2, // 7: martyfx.fxgrpc.testpb.Echo.Collect:output_type -> martyfx.fxgrpc.testpb.EchoResponse
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -203,7 +264,7 @@ func file_echo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_echo_proto_rawDesc), len(file_echo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

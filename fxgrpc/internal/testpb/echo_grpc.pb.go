@@ -16,6 +16,7 @@ const (
 	Echo_Echo_FullMethodName       = "/martyfx.fxgrpc.testpb.Echo/Echo"
 	Echo_EchoStream_FullMethodName = "/martyfx.fxgrpc.testpb.Echo/EchoStream"
 	Echo_Collect_FullMethodName    = "/martyfx.fxgrpc.testpb.Echo/Collect"
+	Echo_Check_FullMethodName      = "/martyfx.fxgrpc.testpb.Echo/Check"
 )
 
 // EchoClient is the client API for the Echo service.
@@ -23,6 +24,7 @@ type EchoClient interface {
 	Echo(ctx context.Context, in *EchoRequest, opts ...grpc.CallOption) (*EchoResponse, error)
 	EchoStream(ctx context.Context, in *EchoRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EchoResponse], error)
 	Collect(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[EchoRequest, EchoResponse], error)
+	Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*EchoResponse, error)
 }
 
 type echoClient struct{ cc grpc.ClientConnInterface }
@@ -33,6 +35,14 @@ func NewEchoClient(cc grpc.ClientConnInterface) EchoClient { return &echoClient{
 func (c *echoClient) Echo(ctx context.Context, in *EchoRequest, opts ...grpc.CallOption) (*EchoResponse, error) {
 	out := new(EchoResponse)
 	if err := c.cc.Invoke(ctx, Echo_Echo_FullMethodName, in, out, opts...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *echoClient) Check(ctx context.Context, in *CheckRequest, opts ...grpc.CallOption) (*EchoResponse, error) {
+	out := new(EchoResponse)
+	if err := c.cc.Invoke(ctx, Echo_Check_FullMethodName, in, out, opts...); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -66,6 +76,7 @@ type EchoServer interface {
 	Echo(context.Context, *EchoRequest) (*EchoResponse, error)
 	EchoStream(*EchoRequest, grpc.ServerStreamingServer[EchoResponse]) error
 	Collect(grpc.ClientStreamingServer[EchoRequest, EchoResponse]) error
+	Check(context.Context, *CheckRequest) (*EchoResponse, error)
 	mustEmbedUnimplementedEchoServer()
 }
 
@@ -81,6 +92,9 @@ func (UnimplementedEchoServer) EchoStream(*EchoRequest, grpc.ServerStreamingServ
 func (UnimplementedEchoServer) Collect(grpc.ClientStreamingServer[EchoRequest, EchoResponse]) error {
 	return status.Error(codes.Unimplemented, "method Collect not implemented")
 }
+func (UnimplementedEchoServer) Check(context.Context, *CheckRequest) (*EchoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Check not implemented")
+}
 func (UnimplementedEchoServer) mustEmbedUnimplementedEchoServer() {}
 
 func _Echo_Echo_Handler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -94,6 +108,21 @@ func _Echo_Echo_Handler(srv any, ctx context.Context, dec func(any) error, inter
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: Echo_Echo_FullMethodName}
 	handler := func(ctx context.Context, req any) (any, error) {
 		return srv.(EchoServer).Echo(ctx, req.(*EchoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Echo_Check_Handler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(CheckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EchoServer).Check(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: Echo_Check_FullMethodName}
+	handler := func(ctx context.Context, req any) (any, error) {
+		return srv.(EchoServer).Check(ctx, req.(*CheckRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -114,7 +143,10 @@ func _Echo_Collect_Handler(srv any, stream grpc.ServerStream) error {
 var Echo_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "martyfx.fxgrpc.testpb.Echo",
 	HandlerType: (*EchoServer)(nil),
-	Methods:     []grpc.MethodDesc{{MethodName: "Echo", Handler: _Echo_Echo_Handler}},
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Echo", Handler: _Echo_Echo_Handler},
+		{MethodName: "Check", Handler: _Echo_Check_Handler},
+	},
 	Streams: []grpc.StreamDesc{
 		{StreamName: "EchoStream", Handler: _Echo_EchoStream_Handler, ServerStreams: true},
 		{StreamName: "Collect", Handler: _Echo_Collect_Handler, ClientStreams: true},
