@@ -1,0 +1,44 @@
+// Package fxtest boots a whole martyfx service in-process for a test, with
+// test defaults, and gives the test handles on everything it may want to
+// assert: the gRPC and HTTP servers, the recorded spans and logs, the
+// published events, the metrics registry and the database.
+//
+//	func TestCreateOrder(t *testing.T) {
+//		app := fxtest.New(t, orders.Module)
+//		var out OrderView
+//		require.Equal(t, 201, app.HTTP().PostJSON("/v1/orders", Order{Item: "book"}, &out))
+//		fxtest.RequirePublished[OrderCreated](app)
+//		app.RequireSpan("POST /v1/orders")
+//	}
+//
+// New builds the app from every martyfx module (DefaultModules, or the subset
+// given with WithModules) plus the test's options, starts it (failing the test
+// with Fx's error when it does not start) and stops it when the test ends
+// (failing the test when the stop fails). The defaults: servers on
+// 127.0.0.1:0, a private in-memory SQLite database (Postgres(t) for a fresh
+// PostgreSQL database), the memory bus in synchronous mode (Async for the
+// queued mode), spans to an in-memory recorder, logs to an observer printed
+// through t.Log when the test fails, a fresh Prometheus registry, and config
+// from the test's own environment (Env) so the process environment never
+// leaks in.
+//
+// Overrides: Replace and Decorate (interface types included, with As),
+// and Config to change one field of a module's config.
+//
+// Fakes and services: MemoryStore is an in-memory fxrepo.Store with the
+// repository's semantics (StoreContract proves it), NATS starts an embedded
+// JetStream server, VerifyNoLeaks is the TestMain of a package that uses
+// fxtest.
+//
+// # Test kinds
+//
+// The Go way for unit, integration and performance tests:
+//
+//   - Unit tests run everywhere, always, with `go test ./...`; an app on
+//     SQLite and the memory bus is a unit test: it needs nothing installed.
+//   - Integration tests call Integration(t, NeedPostgres, NeedNATS ...) first:
+//     it skips them under `go test -short` and when a service they need is
+//     not configured or not reachable, with a message saying what to set.
+//   - Performance lives in bench/ as Go benchmarks (`go test -bench . ./bench`),
+//     never as timed assertions in tests.
+package fxtest
