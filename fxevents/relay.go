@@ -2,11 +2,13 @@ package fxevents
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,21 +289,31 @@ func (r *relay) claimOnce() (int, int64, error) {
 		if r.runCtx.Err() != nil {
 			return 0, 0, nil
 		}
-		n, due, err := r.claimPartition(parts[(off+i)%len(parts)])
-		if err != nil {
-			return 0, 0, err
+		part := parts[(off+i)%len(parts)]
+		total := 0
+		for r.runCtx.Err() == nil {
+			n, due, full, err := r.claimPartition(part)
+			if err != nil {
+				return 0, 0, err
+			}
+			if due > 0 && (nextDue == 0 || due < nextDue) {
+				nextDue = due
+			}
+			total += n
+			if !full { // the partition is drained (or held by another worker)
+				break
+			}
 		}
-		if due > 0 && (nextDue == 0 || due < nextDue) {
-			nextDue = due
-		}
-		if n > 0 {
-			return n, nextDue, nil
+		if total > 0 {
+			return total, nextDue, nil
 		}
 	}
 	return 0, nextDue, nil
 }
 
-func (r *relay) claimPartition(part int) (n int, nextDue int64, err error) {
+// claimPartition relays one batch of a partition; full says the batch was
+// full, so more rows may be waiting.
+func (r *relay) claimPartition(part int) (n int, nextDue int64, full bool, err error) {
 	err = r.db.WithContext(r.workCtx).Transaction(func(tx *gorm.DB) error {
 		var locked bool
 		if err := tx.Raw("SELECT pg_try_advisory_xact_lock(?, ?)", partitionLockClass, part).Scan(&locked).Error; err != nil {
@@ -317,9 +329,10 @@ func (r *relay) claimPartition(part int) (n int, nextDue int64, err error) {
 		}
 		res := r.process(rows)
 		n, nextDue = res.handled, res.nextDue
+		full = len(rows) == r.cfg.BatchSize && n > 0
 		return r.finish(tx, res)
 	})
-	return n, nextDue, err
+	return n, nextDue, full, err
 }
 
 func (r *relay) claimSQLite() (int, int64, error) {
@@ -485,10 +498,15 @@ func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64
 func (r *relay) finish(tx *gorm.DB, res batchResult) error {
 	if len(res.delivered) > 0 {
 		var err error
+		var ids any = res.delivered
+		where := "seq IN ?"
+		if r.pg { // one array parameter instead of one per row
+			ids, where = int64Array(res.delivered), "seq = ANY(?::bigint[])"
+		}
 		if r.cfg.Retention > 0 {
-			err = tx.Exec("UPDATE marty_outbox SET delivered_at = ? WHERE seq IN ?", time.Now().UnixMicro(), res.delivered).Error
+			err = tx.Exec("UPDATE marty_outbox SET delivered_at = ? WHERE "+where, time.Now().UnixMicro(), ids).Error
 		} else {
-			err = tx.Exec("DELETE FROM marty_outbox WHERE seq IN ?", res.delivered).Error
+			err = tx.Exec("DELETE FROM marty_outbox WHERE "+where, ids).Error
 		}
 		if err != nil {
 			return fmt.Errorf("mark %d outbox rows delivered: %w", len(res.delivered), err)
@@ -502,6 +520,22 @@ func (r *relay) finish(tx *gorm.DB, res batchResult) error {
 	}
 	r.m.delivered.Add(float64(len(res.delivered)))
 	return nil
+}
+
+// int64Array is a Postgres bigint[] parameter in text form.
+type int64Array []int64
+
+// Value implements driver.Valuer.
+func (a int64Array) Value() (driver.Value, error) {
+	b := make([]byte, 0, len(a)*8+2)
+	b = append(b, '{')
+	for i, v := range a {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, v, 10)
+	}
+	return string(append(b, '}')), nil
 }
 
 // maintain refreshes the pending and lag gauges and purges delivered
