@@ -52,6 +52,15 @@ type Config struct {
 	// BreakerCheck adds a non-critical readiness check that fails while a
 	// breaker is open (MARTY_MONITOR_BREAKER_CHECK, default true).
 	BreakerCheck bool `koanf:"breaker_check"`
+	// Dashboard serves the operations dashboard at /dashboard on the admin
+	// server (MARTY_MONITOR_DASHBOARD, default true).
+	Dashboard bool `koanf:"dashboard"`
+	// DashboardInterval is how often the dashboard samples the registry and
+	// pushes its state to open pages (MARTY_MONITOR_DASHBOARD_INTERVAL, default 2s).
+	DashboardInterval time.Duration `koanf:"dashboard_interval"`
+	// DashboardWindow is how much history the dashboard keeps for its charts
+	// (MARTY_MONITOR_DASHBOARD_WINDOW, default 5m).
+	DashboardWindow time.Duration `koanf:"dashboard_window"`
 }
 
 // DiskConfig configures the built-in disk usage check.
@@ -121,6 +130,9 @@ func DefaultConfig() Config {
 		LogAlerts:           true,
 		Breaker:             DefaultBreakerSettings(),
 		BreakerCheck:        true,
+		Dashboard:           true,
+		DashboardInterval:   2 * time.Second,
+		DashboardWindow:     5 * time.Minute,
 	}
 }
 
@@ -134,6 +146,7 @@ func (c Config) Validate() error {
 		{"system.interval", c.System.Interval},
 		{"alert_interval", c.AlertInterval}, {"alert_resend", c.AlertResend},
 		{"alertmanager_timeout", c.AlertmanagerTimeout},
+		{"dashboard_interval", c.DashboardInterval}, {"dashboard_window", c.DashboardWindow},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -148,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if c.Memory.MaxPercent <= 0 || c.Memory.MaxPercent > 100 {
 		return fxcore.Invalid("memory.max_percent", c.Memory.MaxPercent, "a percentage in (0, 100]")
+	}
+	if c.DashboardWindow < c.DashboardInterval {
+		return fxcore.Invalid("dashboard_window", c.DashboardWindow.String(), "a duration of at least dashboard_interval ("+c.DashboardInterval.String()+")")
 	}
 	if c.AlertmanagerRetries < 0 {
 		return fxcore.Invalid("alertmanager_retries", c.AlertmanagerRetries, "a non-negative integer")

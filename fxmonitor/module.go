@@ -23,6 +23,7 @@ import (
 //	/alerts                    pending, firing and resolved alerts (JSON)
 //	/alerts/rules.yaml         the alert rules as a Prometheus rule file
 //	/statusz                   service, checks, breakers and alerts (JSON)
+//	/dashboard/                the operations dashboard (MARTY_MONITOR_DASHBOARD)
 //
 // A fxmonitor.Clock in the graph (optional) drives alert evaluation.
 var Module = fx.Module("martyfx.monitor",
@@ -31,6 +32,7 @@ var Module = fx.Module("martyfx.monitor",
 		newHealth,
 		newBreakers,
 		newAlerts,
+		newDashboard,
 	),
 	fx.Invoke(registerCollectors, startSystemMetrics, func(*Health, *Breakers, *Alerts) {}),
 	fxhttp.AsAdminRoute("GET /livez", func(h *Health) http.Handler { return h.ProbeHandler(Liveness) }),
@@ -42,6 +44,9 @@ var Module = fx.Module("martyfx.monitor",
 		return a.RulesHandler(info.Name)
 	}),
 	fxhttp.AsAdminRoute("GET /statusz", newStatusPage),
+	fxhttp.AsAdminRoute(DashboardPath+"/", dashboardRoute),
+	fxhttp.AsAdminRoute("GET "+DashboardPath, dashboardRoute),
+	fx.Invoke(useAdminRoutes),
 )
 
 type healthParams struct {
@@ -150,4 +155,55 @@ func startSystemMetrics(cfg Config, reg prometheus.Registerer, log *zap.Logger, 
 
 func newStatusPage(info fxcore.ServiceInfo, h *Health, b *Breakers, a *Alerts) http.Handler {
 	return &StatusPage{Info: info, Health: h, Breakers: b, Alerts: a, Started: time.Now()}
+}
+
+type dashboardParams struct {
+	fx.In
+	Config    Config
+	Info      fxcore.ServiceInfo
+	Health    *Health
+	Breakers  *Breakers
+	Alerts    *Alerts
+	Gatherer  prometheus.Gatherer
+	Graph     fx.DotGraph `optional:"true"`
+	Log       *zap.Logger
+	Stopping  *fxcore.Stopping
+	Lifecycle fx.Lifecycle
+}
+
+// newDashboard builds the dashboard; nil when MARTY_MONITOR_DASHBOARD=false.
+func newDashboard(p dashboardParams) *Dashboard {
+	if !p.Config.Dashboard {
+		return nil
+	}
+	d := NewDashboard(DashboardOptions{
+		Info: p.Info, Health: p.Health, Breakers: p.Breakers, Alerts: p.Alerts, Gatherer: p.Gatherer,
+		Graph: string(p.Graph), Interval: p.Config.DashboardInterval, Window: p.Config.DashboardWindow,
+		Logger: p.Log.Named("dashboard"),
+	})
+	p.Stopping.OnBegin(d.Close)
+	p.Lifecycle.Append(fx.Hook{
+		OnStart: func(context.Context) error { d.Start(); return nil },
+		OnStop:  d.Stop,
+	})
+	return d
+}
+
+func dashboardRoute(d *Dashboard) http.Handler {
+	if d == nil {
+		return http.NotFoundHandler()
+	}
+	return d
+}
+
+type adminRoutesIn struct {
+	fx.In
+	Dashboard *Dashboard
+	Routes    []fxhttp.Route `group:"martyfx.http.admin_routes"`
+}
+
+func useAdminRoutes(in adminRoutesIn) {
+	if in.Dashboard != nil {
+		in.Dashboard.UseAdminRoutes(in.Routes)
+	}
 }
