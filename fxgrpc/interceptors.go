@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // The built-in chain, outermost first, for unary and stream calls alike
@@ -275,7 +278,8 @@ type validator interface{ Validate() error }
 // the violations. protovalidate compiles a message type's rules once; a
 // message without rules costs a cache lookup.
 type validation struct {
-	pv protovalidate.Validator
+	pv    protovalidate.Validator
+	rules sync.Map // protoreflect.FullName -> bool: the type has buf.validate rules
 }
 
 func newValidation() (*validation, error) {
@@ -294,7 +298,7 @@ func (v *validation) validate(msg any) error {
 	case validator:
 		err = m.Validate()
 	case proto.Message:
-		if v.pv == nil {
+		if v.pv == nil || !v.hasRules(m.ProtoReflect().Descriptor()) {
 			return nil
 		}
 		err = v.pv.Validate(m)
@@ -317,6 +321,43 @@ func (v *validation) validate(msg any) error {
 		return st.Err()
 	}
 	return InvalidArgument(err)
+}
+
+// hasRules reports whether messages of this type carry buf.validate rules,
+// on themselves or on any message they contain: walking a rule-less message
+// through protovalidate costs more than this cached answer.
+func (v *validation) hasRules(md protoreflect.MessageDescriptor) bool {
+	if r, ok := v.rules.Load(md.FullName()); ok {
+		return r.(bool)
+	}
+	r := rulesIn(md, map[protoreflect.FullName]bool{})
+	v.rules.Store(md.FullName(), r)
+	return r
+}
+
+func rulesIn(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	if proto.HasExtension(md.Options(), validate.E_Message) {
+		return true
+	}
+	for i := 0; i < md.Oneofs().Len(); i++ {
+		if proto.HasExtension(md.Oneofs().Get(i).Options(), validate.E_Oneof) {
+			return true
+		}
+	}
+	for i := 0; i < md.Fields().Len(); i++ {
+		f := md.Fields().Get(i)
+		if proto.HasExtension(f.Options(), validate.E_Field) {
+			return true
+		}
+		if f.Message() != nil && rulesIn(f.Message(), seen) {
+			return true
+		}
+	}
+	return false
 }
 
 // violations is InvalidArgument for protovalidate's violations.
