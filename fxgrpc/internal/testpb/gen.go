@@ -42,9 +42,9 @@ func main() {
 	fd := &descriptorpb.FileDescriptorProto{
 		Name:       proto.String("echo.proto"),
 		Dependency: []string{"buf/validate/validate.proto"},
-		Package: proto.String("martyfx.fxgrpc.testpb"),
-		Syntax:  proto.String("proto3"),
-		Options: &descriptorpb.FileOptions{GoPackage: proto.String("github.com/martyfx/martyfx/fxgrpc/internal/testpb;testpb")},
+		Package:    proto.String("martyfx.fxgrpc.testpb"),
+		Syntax:     proto.String("proto3"),
+		Options:    &descriptorpb.FileOptions{GoPackage: proto.String("github.com/martyfx/martyfx/fxgrpc/internal/testpb;testpb")},
 		MessageType: []*descriptorpb.DescriptorProto{
 			{Name: proto.String("EchoRequest"), Field: []*descriptorpb.FieldDescriptorProto{
 				{Name: proto.String("message"), Number: proto.Int32(1), Type: str, Label: opt, JsonName: proto.String("message")},
