@@ -145,7 +145,7 @@ func (a *App) printLogsIfFailed() {
 		return
 	}
 	entries := a.logs.AllUntimed()
-	a.t.Logf("fxtest: the app's %d log entries:\n%s", len(entries), formatLogs(entries))
+	a.t.Logf("fxtest: the app's logs (without Fx's debug events):\n%s", formatLogs(entries))
 }
 
 func (a *App) closeClients() {
@@ -289,4 +289,3 @@ func (a *App) fatalf(format string, args ...any) {
 	a.t.Helper()
 	a.t.Fatalf(format, args...)
 }
-

@@ -38,7 +38,6 @@ type recordingBus struct {
 	source string
 }
 
-
 func (r *eventRecorder) decorate(b fxevents.Bus, codec fxevents.Codec, info fxcore.ServiceInfo) fxevents.Bus {
 	return &recordingBus{Bus: b, rec: r, codec: codec, source: info.Name}
 }

@@ -68,17 +68,22 @@ func formatFields(m map[string]any) string {
 	return " {" + strings.Join(parts, ", ") + "}"
 }
 
+// formatLogs lists the entries, one a line, leaving out Fx's debug events
+// (provided, decorated, hook executed ...), which drown the app's own.
 func formatLogs(entries []observer.LoggedEntry) string {
-	if len(entries) == 0 {
-		return "  (none)"
-	}
 	var b strings.Builder
 	for _, e := range entries {
+		if e.LoggerName == "fx" && e.Level == zapcore.DebugLevel {
+			continue
+		}
 		name := ""
 		if e.LoggerName != "" {
 			name = e.LoggerName + ": "
 		}
 		fmt.Fprintf(&b, "  %s %s%q%s\n", e.Level.CapitalString(), name, e.Message, formatFields(e.ContextMap()))
+	}
+	if b.Len() == 0 {
+		return "  (none)"
 	}
 	return b.String()
 }
