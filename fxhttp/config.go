@@ -50,6 +50,11 @@ type Config struct {
 	AccessLog string `koanf:"access_log"`
 	// AccessLogRatio is the fraction of requests logged in sampled mode.
 	AccessLogRatio float64 `koanf:"access_log_ratio"`
+	// AdminToken, when set, is required by every admin route
+	// (MARTY_HTTP_ADMIN_TOKEN): "Authorization: Bearer <token>", or for a
+	// browser ?token=<token> once, which sets an HttpOnly SameSite=Strict
+	// cookie. Probes and scrapers must then send the header too.
+	AdminToken string `koanf:"admin_token"`
 }
 
 // TLSConfig names PEM files: MARTY_HTTP_TLS_CERT_FILE, MARTY_HTTP_TLS_KEY_FILE.
