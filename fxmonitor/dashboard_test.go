@@ -1,0 +1,415 @@
+package fxmonitor_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/fx"
+
+	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor"
+)
+
+// dashEnv samples fast so tests see several samples quickly.
+var dashEnv = append([]string{"MARTY_MONITOR_DASHBOARD_INTERVAL=50ms", "MARTY_MONITOR_DASHBOARD_WINDOW=1m"}, quiet...)
+
+type redSeries struct {
+	Key    string `json:"key"`
+	Group  string `json:"group"`
+	Name   string `json:"name"`
+	Total  float64
+	Window struct {
+		Rate       *float64 `json:"rate"`
+		ErrorRatio *float64 `json:"error_ratio"`
+		P50        *float64 `json:"p50"`
+		P99        *float64 `json:"p99"`
+	} `json:"window"`
+	Points struct {
+		Rate []*float64 `json:"rate"`
+		P99  []*float64 `json:"p99"`
+	} `json:"points"`
+}
+
+type dashState struct {
+	Service struct {
+		Name       string `json:"name"`
+		InstanceID string `json:"instance_id"`
+	} `json:"service"`
+	UptimeSeconds float64           `json:"uptime_seconds"`
+	Probes        map[string]string `json:"probes"`
+	Checks        []struct {
+		Name            string   `json:"name"`
+		Status          string   `json:"status"`
+		Error           string   `json:"error"`
+		LastError       string   `json:"last_error"`
+		DurationSeconds float64  `json:"duration_seconds"`
+		History         []string `json:"history"`
+	} `json:"checks"`
+	Breakers []struct {
+		Name          string `json:"name"`
+		State         string `json:"state"`
+		TotalFailures int    `json:"total_failures"`
+	} `json:"breakers"`
+	Alerts []struct {
+		Rule  string `json:"rule"`
+		State string `json:"state"`
+	} `json:"alerts"`
+	Rules int       `json:"rules"`
+	Times []float64 `json:"times"`
+	HTTP  struct {
+		Present bool        `json:"present"`
+		Series  []redSeries `json:"series"`
+	} `json:"http"`
+	GRPC struct {
+		Present bool `json:"present"`
+	} `json:"grpc"`
+	Events struct {
+		Present              bool              `json:"present"`
+		Outbox               bool              `json:"outbox"`
+		HandledPerSec        *float64          `json:"handled_per_sec"`
+		DeadTotal            *float64          `json:"dead_total"`
+		DeadLettersAvailable bool              `json:"dead_letters_available"`
+		DeadLetters          []json.RawMessage `json:"dead_letters"`
+	} `json:"events"`
+	Graph bool `json:"graph"`
+}
+
+func (h *harness) state() dashState {
+	h.t.Helper()
+	code, body, hdr := h.get("/dashboard/api/state")
+	require.Equal(h.t, http.StatusOK, code, body)
+	require.Equal(h.t, "application/json", hdr.Get("Content-Type"))
+	var st dashState
+	require.NoError(h.t, json.Unmarshal([]byte(body), &st), body)
+	return st
+}
+
+func (h *harness) public(method, path string) int {
+	h.t.Helper()
+	req, err := http.NewRequest(method, "http://"+h.srv.Addr()+path, nil)
+	require.NoError(h.t, err)
+	resp, err := h.client.Do(req)
+	require.NoError(h.t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func series(st dashState, key string) *redSeries {
+	for i := range st.HTTP.Series {
+		if st.HTTP.Series[i].Key == key {
+			return &st.HTTP.Series[i]
+		}
+	}
+	return nil
+}
+
+func TestDashboardStateAfterRealRequests(t *testing.T) {
+	h := start(t, dashEnv,
+		fxhttp.AsRoute("GET /v1/orders/{id}", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.PathValue("id") == "bad" {
+					time.Sleep(30 * time.Millisecond) // lands in the (25ms, 50ms] bucket
+					http.Error(w, "boom", http.StatusInternalServerError)
+					return
+				}
+				_, _ = w.Write([]byte("ok"))
+			})
+		}),
+		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true,
+			Func: func(context.Context) error { return errors.New("dial tcp 127.0.0.1:5432: connection refused") }}),
+		fxmonitor.AsCheck(fxmonitor.Check{Name: "cache", Kinds: fxmonitor.Liveness | fxmonitor.Readiness,
+			Interval: 20 * time.Millisecond, Func: func(context.Context) error { return nil }}),
+		fx.Invoke(func(b *fxmonitor.Breakers) {
+			_ = b.Get("payments").Execute(func() error { return errors.New("payments down") })
+		}),
+	)
+
+	// First look: the page's own requests are the admin server's and never
+	// show as the service's traffic.
+	st := h.state()
+	require.Equal(t, "orders", st.Service.Name)
+	require.NotEmpty(t, st.Service.InstanceID)
+	require.True(t, st.Graph)
+	require.False(t, st.GRPC.Present, "no gRPC server in this app")
+	require.False(t, st.Events.Present, "no event bus in this app")
+	require.False(t, st.Events.DeadLettersAvailable)
+
+	for range 10 {
+		require.Equal(t, http.StatusOK, h.public("GET", "/v1/orders/42"))
+	}
+	for range 5 {
+		require.Equal(t, http.StatusInternalServerError, h.public("GET", "/v1/orders/bad"))
+	}
+
+	var s *redSeries
+	require.Eventually(t, func() bool {
+		st = h.state()
+		s = series(st, "GET /v1/orders/{id}")
+		return s != nil && s.Total == 15 && len(st.Times) >= 3
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Equal(t, "GET", s.Group)
+	require.Equal(t, "/v1/orders/{id}", s.Name)
+	require.NotNil(t, s.Window.Rate)
+	require.Greater(t, *s.Window.Rate, 0.0)
+	require.NotNil(t, s.Window.ErrorRatio)
+	require.InDelta(t, 5.0/15, *s.Window.ErrorRatio, 1e-9, "5 of 15 requests answered 500")
+	require.NotNil(t, s.Window.P50)
+	require.Less(t, *s.Window.P50, 0.025, "two thirds of the requests are instant")
+	require.NotNil(t, s.Window.P99)
+	require.Greater(t, *s.Window.P99, 0.025, "the slow third (>= 30ms) sets p99")
+	require.Less(t, *s.Window.P99, 10.0, "within the buckets")
+	require.Len(t, s.Points.Rate, len(st.Times))
+	var drawn int
+	for _, v := range s.Points.Rate {
+		if v != nil && *v > 0 {
+			drawn++
+		}
+	}
+	require.Positive(t, drawn, "the chart has points with traffic")
+	for _, other := range st.HTTP.Series {
+		require.NotContains(t, other.Name, "/dashboard", "admin traffic is not the service's")
+	}
+
+	// Checks: the failing one with its error and a history; the background one passing.
+	byName := map[string]int{}
+	for i, c := range st.Checks {
+		byName[c.Name] = i
+	}
+	require.Contains(t, byName, "db")
+	require.Contains(t, byName, "cache")
+	db := st.Checks[byName["db"]]
+	require.Equal(t, "failing", db.Status)
+	require.Contains(t, db.Error, "connection refused")
+	require.NotEmpty(t, db.History)
+	require.Equal(t, "failing", db.History[len(db.History)-1])
+	cache := st.Checks[byName["cache"]]
+	require.Equal(t, "passing", cache.Status)
+	require.GreaterOrEqual(t, len(cache.History), 2)
+	require.Equal(t, "failing", st.Probes["readiness"])
+
+	require.Len(t, st.Breakers, 1)
+	require.Equal(t, "payments", st.Breakers[0].Name)
+	require.Equal(t, "closed", st.Breakers[0].State)
+	require.Equal(t, 1, st.Breakers[0].TotalFailures)
+	require.Positive(t, st.UptimeSeconds)
+}
+
+func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
+	h := start(t, dashEnv)
+	req, err := http.NewRequest(http.MethodGet, h.admin("/dashboard/api/events"), nil)
+	require.NoError(t, err)
+	client := &http.Client{Transport: h.client.Transport} // no overall timeout: a stream
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
+	var events []dashState
+	var event string
+	for len(events) < 3 && sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			require.Equal(t, "state", event)
+			var st dashState
+			require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &st))
+			events = append(events, st)
+		}
+	}
+	require.NoError(t, sc.Err())
+	require.Len(t, events, 3)
+	require.Equal(t, "orders", events[0].Service.Name)
+	require.Greater(t, len(events[2].Times), len(events[0].Times), "each push carries the new samples")
+
+	// Stopping the app ends the stream promptly instead of holding up the
+	// admin server's graceful stop until its deadline.
+	h.stopped.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	began := time.Now()
+	require.NoError(t, h.app.Stop(ctx))
+	require.Less(t, time.Since(began), 4*time.Second)
+	_, err = io.Copy(io.Discard, resp.Body)
+	require.NoError(t, err, "the stream ended cleanly")
+}
+
+func TestDashboardPageAssetsAndGraph(t *testing.T) {
+	h := start(t, dashEnv)
+	noFollow := &http.Client{Transport: h.client.Transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	code, _, hdr := fetch(t, noFollow, h.admin("/dashboard"))
+	require.Equal(t, http.StatusMovedPermanently, code)
+	require.Equal(t, "/dashboard/", hdr.Get("Location"))
+
+	code, page, hdr := h.get("/dashboard/")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "text/html; charset=utf-8", hdr.Get("Content-Type"))
+	csp := hdr.Get("Content-Security-Policy")
+	require.Contains(t, csp, "default-src 'self'", "nothing from elsewhere")
+	require.Contains(t, csp, "frame-ancestors 'none'")
+	for _, asset := range []struct{ path, ctype, contains string }{
+		{"assets/app.js", "text/javascript", "api/events"},
+		{"assets/app.css", "text/css", "--accent"},
+		{"assets/uPlot.iife.min.js", "text/javascript", "uPlot"},
+		{"assets/uPlot.min.css", "text/css", ".uplot"},
+		{"assets/viz-global.js", "text/javascript", "Viz.js 3.31.0"},
+		{"assets/LICENSE.uplot.txt", "text/plain", "Leon Sorokin"},
+		{"assets/LICENSE.viz-js.txt", "text/plain", "Michael Daines"},
+	} {
+		if strings.HasSuffix(asset.path, ".js") || strings.HasSuffix(asset.path, ".css") {
+			require.Contains(t, page, `"`+asset.path+`"`, "the page loads %s", asset.path)
+		}
+		code, body, hdr := h.get("/dashboard/" + asset.path)
+		require.Equal(t, http.StatusOK, code, asset.path)
+		require.True(t, strings.HasPrefix(hdr.Get("Content-Type"), asset.ctype), "%s: %s", asset.path, hdr.Get("Content-Type"))
+		require.Contains(t, body, asset.contains, asset.path)
+		require.Equal(t, "nosniff", hdr.Get("X-Content-Type-Options"))
+	}
+	require.NotContains(t, page, "http://", "no external asset")
+	require.NotContains(t, page, "https://", "no external asset")
+	code, _, _ = h.get("/dashboard/assets/nope.js")
+	require.Equal(t, http.StatusNotFound, code)
+
+	code, body, _ := h.get("/dashboard/api/graph")
+	require.Equal(t, http.StatusOK, code)
+	var g struct {
+		DOT string `json:"dot"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &g))
+	require.True(t, strings.HasPrefix(g.DOT, "digraph"), g.DOT)
+	require.Contains(t, g.DOT, `label="newHealth"`, "the app's constructors are nodes")
+	require.Contains(t, g.DOT, `label="NewServer"`)
+	require.Contains(t, g.DOT, "*fxmonitor.Dashboard")
+
+	// Only on the admin server.
+	require.Equal(t, http.StatusNotFound, h.public("GET", "/dashboard/"))
+	require.Equal(t, http.StatusNotFound, h.public("GET", "/dashboard/api/state"))
+}
+
+func TestDashboardDisabled(t *testing.T) {
+	h := start(t, append([]string{"MARTY_MONITOR_DASHBOARD=false"}, quiet...))
+	for _, p := range []string{"/dashboard", "/dashboard/", "/dashboard/api/state"} {
+		code, _, _ := h.get(p)
+		require.Equal(t, http.StatusNotFound, code, p)
+	}
+	code, _, _ := h.get("/statusz")
+	require.Equal(t, http.StatusOK, code, "the rest of the admin server is unchanged")
+}
+
+func TestDashboardBadConfigNamesTheVariable(t *testing.T) {
+	for env, want := range map[string]string{
+		"MARTY_MONITOR_DASHBOARD_INTERVAL=0s": "MARTY_MONITOR_DASHBOARD_INTERVAL",
+		"MARTY_MONITOR_DASHBOARD_WINDOW=1s":   "MARTY_MONITOR_DASHBOARD_WINDOW",
+		"MARTY_MONITOR_DASHBOARD=maybe":       "MARTY_MONITOR_DASHBOARD",
+	} {
+		_, err := newApp(t, []string{env})
+		require.Error(t, err, env)
+		require.Contains(t, err.Error(), want, env)
+	}
+}
+
+type orderPlaced struct {
+	ID string `json:"id"`
+}
+
+func (orderPlaced) EventType() string { return "orders.placed" }
+
+// TestDashboardDeadLettersAndRedrive runs the real event bus (memory) with a
+// handler that fails until it is "fixed": the dead letter shows in the
+// state, a cross-site re-drive is refused, a same-origin one moves it out.
+func TestDashboardDeadLettersAndRedrive(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	var handled atomic.Int64
+	var bus fxevents.Bus
+	h := start(t, append([]string{"MARTY_EVENTS_MAX_ATTEMPTS=1"}, dashEnv...),
+		fxevents.Module,
+		fxevents.AsHandler(fxevents.HandlerFunc("mailer", func(_ context.Context, e orderPlaced) error {
+			if broken.Load() {
+				return errors.New("smtp 127.0.0.1:25: connection refused")
+			}
+			handled.Add(1)
+			return nil
+		})),
+		fx.Populate(&bus),
+	)
+	require.NoError(t, bus.Publish(context.Background(), orderPlaced{ID: "42"}))
+
+	var st dashState
+	require.Eventually(t, func() bool {
+		st = h.state()
+		return len(st.Events.DeadLetters) == 1
+	}, 10*time.Second, 50*time.Millisecond)
+	require.True(t, st.Events.Present)
+	require.False(t, st.Events.Outbox)
+	require.True(t, st.Events.DeadLettersAvailable)
+	var dl struct {
+		ID      string `json:"id"`
+		Handler string `json:"handler"`
+		Type    string `json:"type"`
+		Error   string `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(st.Events.DeadLetters[0], &dl))
+	require.Equal(t, "mailer", dl.Handler)
+	require.Equal(t, "orders.placed", dl.Type)
+	require.Contains(t, dl.Error, "connection refused")
+	require.Eventually(t, func() bool {
+		d := h.state().Events.DeadTotal
+		return d != nil && *d == 1
+	}, 5*time.Second, 50*time.Millisecond)
+
+	retryID := func(id string, hdr ...string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, h.admin("/dashboard/api/dead/"+id+"/retry"), nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := h.client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	retry := func(hdr ...string) (int, string) { return retryID(dl.ID, hdr...) }
+	for _, hdr := range [][]string{
+		nil, // neither header: not from a browser page of this origin
+		{"Sec-Fetch-Site", "cross-site", "Origin", "http://" + h.srv.AdminAddr()},
+		{"Sec-Fetch-Site", "same-site"},
+		{"Origin", "http://evil.example"},
+		{"Origin", "null"},
+	} {
+		code, body := retry(hdr...)
+		require.Equal(t, http.StatusForbidden, code, "%v: %s", hdr, body)
+	}
+	code, _, _ := h.get("/dashboard/api/dead/" + dl.ID + "/retry")
+	require.Equal(t, http.StatusMethodNotAllowed, code, "re-drive is POST only")
+	require.Len(t, h.state().Events.DeadLetters, 1, "refused attempts changed nothing")
+
+	code, body := retry("Origin", "http://nope-not-there")
+	require.Equal(t, http.StatusForbidden, code, body)
+	code, body = retryID("no-such-letter", "Sec-Fetch-Site", "same-origin")
+	require.Equal(t, http.StatusNotFound, code, "the bus answers for an unknown id: %s", body)
+
+	broken.Store(false)
+	code, body = retry("Origin", "http://"+h.srv.AdminAddr())
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, "redriven")
+	require.Eventually(t, func() bool { return handled.Load() == 1 }, 5*time.Second, 20*time.Millisecond)
+	require.Empty(t, h.state().Events.DeadLetters, "the re-driven letter left the list")
+}
