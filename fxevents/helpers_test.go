@@ -57,6 +57,7 @@ type testApp struct {
 	tp       *sdktrace.TracerProvider
 	admin    *httptest.Server
 	checks   []fxmonitor.Check
+	rules    []fxmonitor.AlertRule
 	registry *fxevents.Registry
 }
 
@@ -95,7 +96,8 @@ func testOptions(t *testing.T, env []string, opts ...fx.Option) (*testApp, []fx.
 		fx.Replace(src),
 		fx.Supply(fx.Annotate(ta.tp, fx.As(new(trace.TracerProvider)))),
 		fx.Populate(&ta.bus, &ta.disp, &ta.reg, &ta.registry),
-		fx.Invoke(fx.Annotate(func(routes []fxhttp.Route, checks []fxmonitor.Check) {
+		fx.Invoke(fx.Annotate(func(routes []fxhttp.Route, checks []fxmonitor.Check, rules []fxmonitor.AlertRule) {
+			ta.rules = rules
 			mux := http.NewServeMux()
 			for _, r := range routes {
 				mux.Handle(r.Pattern, r.Handler)
@@ -103,7 +105,7 @@ func testOptions(t *testing.T, env []string, opts ...fx.Option) (*testApp, []fx.
 			ta.admin = httptest.NewServer(mux)
 			t.Cleanup(ta.admin.Close)
 			ta.checks = checks
-		}, fx.ParamTags(`group:"martyfx.http.admin_routes"`, `group:"martyfx.monitor.checks"`))),
+		}, fx.ParamTags(`group:"martyfx.http.admin_routes"`, `group:"martyfx.monitor.checks"`, `group:"martyfx.monitor.alert_rules"`))),
 	}
 	return ta, append(all, opts...)
 }

@@ -277,6 +277,10 @@ func TestOutboxPendingAndLagMetricsAndCheck(t *testing.T) {
 		}
 	}
 	require.ErrorContains(t, check(context.Background()), "outbox lag")
+	require.Len(t, oa.rules, 1)
+	require.Equal(t, "MartyOutboxLagHigh", oa.rules[0].Name)
+	require.Equal(t, "marty_outbox_lag_seconds", oa.rules[0].Metric)
+	require.InDelta(t, 0.2, oa.rules[0].Threshold, 1e-9)
 	close(release)
 	eventually(t, func() bool {
 		return metric(t, oa.reg, "marty_outbox_pending", nil) == 0 && metric(t, oa.reg, "marty_outbox_lag_seconds", nil) == 0
@@ -284,4 +288,28 @@ func TestOutboxPendingAndLagMetricsAndCheck(t *testing.T) {
 	require.NoError(t, check(context.Background()))
 	require.Equal(t, 2.0, metric(t, oa.reg, "marty_outbox_delivered_total", nil))
 	require.Positive(t, metric(t, oa.reg, "marty_outbox_claim_batch_size", nil))
+}
+
+func TestOutboxRedriveAll(t *testing.T) {
+	var healthy atomic.Bool
+	var handled atomic.Int32
+	oa := newOutboxApp(t, sqliteBackend(t), []string{"MARTY_EVENTS_POLL_INTERVAL=20ms", "MARTY_EVENTS_MAX_ATTEMPTS=1"},
+		fxevents.AsHandler(fxevents.HandlerFunc("h", func(context.Context, OrderCreated) error {
+			if !healthy.Load() {
+				return errors.New("down")
+			}
+			handled.Add(1)
+			return nil
+		})))
+	require.NoError(t, oa.bus.Publish(context.Background(), OrderCreated{OrderID: "a"}, OrderCreated{OrderID: "b"}))
+	eventually(t, func() bool { return countRows(t, oa.db, "marty_outbox_dead") == 2 }, "both dead")
+	healthy.Store(true)
+	resp, err := http.Post(oa.admin.URL+"/events/dead/retry", "", nil)
+	require.NoError(t, err)
+	var body struct{ Redriven int }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	resp.Body.Close()
+	require.Equal(t, 2, body.Redriven)
+	eventually(t, func() bool { return handled.Load() == 2 && countRows(t, oa.db, "marty_outbox") == 0 }, "re-driven")
+	require.Zero(t, countRows(t, oa.db, "marty_outbox_dead"))
 }

@@ -58,7 +58,7 @@ type Config struct {
 	// Backoff lists the redelivery delays after a failed attempt, by
 	// attempt (the last one repeats), comma-separated; empty uses the
 	// dispatcher's exponential backoff (MARTY_EVENTS_BACKOFF_INITIAL/MAX).
-	Backoff []time.Duration `koanf:"backoff"`
+	Backoff Durations `koanf:"backoff"`
 	// DeadLetterSubject starts the subject dead letters are copied to:
 	// "<dead_letter_subject>.<consumer>"; empty means
 	// "<subject_prefix>.deadletter" (stored in the same stream).
@@ -88,6 +88,26 @@ type Config struct {
 	StoreDir string `koanf:"store_dir"`
 	// EmbeddedPort is the embedded server's port; 0 picks a free one.
 	EmbeddedPort int `koanf:"embedded_port"`
+}
+
+// Durations is a list of durations, written comma-separated in the
+// environment ("200ms,1s,5s").
+type Durations []time.Duration
+
+// UnmarshalText parses comma-separated Go durations.
+func (d *Durations) UnmarshalText(b []byte) error {
+	*d = nil
+	for _, p := range strings.Split(string(b), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		v, err := time.ParseDuration(p)
+		if err != nil {
+			return err
+		}
+		*d = append(*d, v)
+	}
+	return nil
 }
 
 // TLSConfig holds the client TLS files.
@@ -176,7 +196,7 @@ func (c Config) Validate() error {
 	}
 	for _, b := range c.Backoff {
 		if b <= 0 {
-			return fxcore.Invalid("backoff", b.String(), "positive durations, comma-separated")
+			return fxcore.Invalid("backoff", b.String(), "positive durations, comma-separated (e.g. 1s,5s,30s)")
 		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {

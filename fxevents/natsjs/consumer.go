@@ -77,18 +77,15 @@ type consumer struct {
 	name     string
 	subjects []string
 	work     []chan jetstream.Msg
-	current  []atomic.Pointer[inflight]
 	rr       atomic.Uint64
 	done     chan struct{} // closed when every worker returned
 
 	mu sync.Mutex
 	jc jetstream.Consumer
 	it jetstream.MessagesContext
-}
 
-type inflight struct {
-	msg     jetstream.Msg
-	touched atomic.Int64 // unix nanos of the start or the last InProgress
+	heldMu sync.Mutex
+	held   map[jetstream.Msg]int64 // fetched, not settled -> unix nanos of fetch or last InProgress
 }
 
 // NewConsumers returns the consumers of d's handlers on conn (not started).
@@ -169,7 +166,7 @@ func (cs *Consumers) Start(ctx context.Context) error {
 	cs.started = true
 	for _, c := range cs.list {
 		c.work = make([]chan jetstream.Msg, cs.o.Workers)
-		c.current = make([]atomic.Pointer[inflight], cs.o.Workers)
+		c.held = make(map[jetstream.Msg]int64, cs.conn.cfg.FetchBatch)
 		c.done = make(chan struct{})
 		per := max(1, cs.conn.cfg.FetchBatch/cs.o.Workers)
 		var workers sync.WaitGroup
@@ -289,8 +286,25 @@ func (c *consumer) pump(it jetstream.MessagesContext) error {
 				w = int(c.rr.Add(1) % uint64(len(c.work)))
 			}
 		}
+		c.hold(msg)
 		c.work[w] <- msg
 	}
+}
+
+// hold and release track the fetched messages not settled yet: the
+// watchdog keeps them all (queued or running) with InProgress, so a queue
+// behind a slow handler is not redelivered.
+func (c *consumer) hold(msg jetstream.Msg) {
+	now := time.Now().UnixNano()
+	c.heldMu.Lock()
+	c.held[msg] = now
+	c.heldMu.Unlock()
+}
+
+func (c *consumer) release(msg jetstream.Msg) {
+	c.heldMu.Lock()
+	delete(c.held, msg)
+	c.heldMu.Unlock()
 }
 
 // recreate creates the durable consumer again (someone deleted it).
@@ -327,14 +341,15 @@ func (cs *Consumers) sleep(d time.Duration) bool {
 
 func (c *consumer) worker(i int) {
 	for msg := range c.work[i] {
-		c.handle(i, msg)
+		c.handle(msg)
+		c.release(msg)
 	}
 }
 
 // handle runs the handler on msg and settles it: Ack on success,
 // NakWithDelay to retry, Term plus a dead-letter copy after the last
 // delivery.
-func (c *consumer) handle(w int, msg jetstream.Msg) {
+func (c *consumer) handle(msg jetstream.Msg) {
 	cs := c.cs
 	if cs.base.Err() != nil { // past the stop deadline: give it back
 		_ = msg.Nak()
@@ -359,11 +374,7 @@ func (c *consumer) handle(w int, msg jetstream.Msg) {
 		c.deadLetter(msg, env, err, attempt-1)
 		return
 	}
-	in := &inflight{msg: msg}
-	in.touched.Store(time.Now().UnixNano())
-	c.current[w].Store(in)
 	res := cs.d.HandleOne(cs.base, c.handler, env, attempt)
-	c.current[w].Store(nil)
 	switch {
 	case res.Err == nil:
 		if err := msg.Ack(); err != nil {
@@ -383,7 +394,7 @@ func (c *consumer) handle(w int, msg jetstream.Msg) {
 	default: // an error that is neither retried nor dead-lettered (unknown handler)
 		cs.log.Error("handler failed without a retry; terminating the message", zap.String("consumer", c.name),
 			zap.String("event_id", env.ID), zap.Error(res.Err))
-		_ = msg.TermWithReason(truncate(res.Err.Error(), 200))
+		_ = msg.Term()
 	}
 }
 
@@ -415,7 +426,7 @@ func (c *consumer) deadLetter(msg jetstream.Msg, env fxevents.Envelope, cause er
 		_ = msg.NakWithDelay(cs.conn.cfg.ReconnectMax)
 		return
 	}
-	if err := msg.TermWithReason("dead-lettered to " + dl.Subject); err != nil {
+	if err := msg.Term(); err != nil { // Term, not TermWithReason: servers before 2.10.4 ignore the latter
 		cs.log.Warn("term", zap.String("consumer", c.name), zap.String("event_id", env.ID), zap.Error(err))
 	}
 	cs.conn.m.deadLetters.WithLabelValues(c.name).Inc()
@@ -441,13 +452,17 @@ func (c *consumer) watchdog() {
 		case <-t.C:
 		}
 		now := time.Now().UnixNano()
-		for i := range c.current {
-			in := c.current[i].Load()
-			if in == nil || now-in.touched.Load() < int64(every) {
-				continue
+		var due []jetstream.Msg
+		c.heldMu.Lock()
+		for m, touched := range c.held {
+			if now-touched >= int64(every) {
+				c.held[m] = now
+				due = append(due, m)
 			}
-			in.touched.Store(now)
-			if err := in.msg.InProgress(); err != nil {
+		}
+		c.heldMu.Unlock()
+		for _, m := range due {
+			if err := m.InProgress(); err != nil {
 				c.cs.log.Debug("in progress", zap.String("consumer", c.name), zap.Error(err))
 			}
 		}

@@ -200,11 +200,16 @@ func dbEnv(t *testing.T) []string {
 	return []string{"MARTY_DB_DSN=file:" + filepath.Join(t.TempDir(), "events.db")}
 }
 
-// withDB adds fxrepo and populates the app's database.
-func withDB(ta **testApp) fx.Option {
-	return fx.Options(fxrepo.Module, fx.Invoke(func(db *gorm.DB, uow fxrepo.UnitOfWork) {
-		(*ta).db, (*ta).uow = db, uow
-	}))
+// newDBApp is newApp with fxrepo.Module on env's database.
+func newDBApp(t *testing.T, service string, env []string, opts ...fx.Option) *testApp {
+	t.Helper()
+	ta, all := appOptions(t, service, env, opts...)
+	all = append(all, fxrepo.Module, fx.Populate(&ta.db, &ta.uow))
+	ta.app = fxtest.New(t, all...)
+	require.NoError(t, ta.app.Err())
+	ta.app.RequireStart()
+	t.Cleanup(func() { ta.stop(t) })
+	return ta
 }
 
 // received records what a handler got.
