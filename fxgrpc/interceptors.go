@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -195,7 +196,9 @@ func (l *callLogger) finished(ctx context.Context, method string, start time.Tim
 		zap.String("grpc.code", code.String()),
 		zap.Duration("duration", time.Since(start)),
 	)
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+	if addr, ok := ctx.Value(peerKey{}).(string); ok {
+		fields = append(fields, zap.String("peer", addr))
+	} else if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		fields = append(fields, zap.Stringer("peer", p.Addr))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
@@ -206,6 +209,27 @@ func (l *callLogger) finished(ctx context.Context, method string, start time.Tim
 	}
 	ce.Write(fields...)
 }
+
+// peerKey holds the remote address of a connection as a string, formatted
+// once per connection by peerTagger instead of once per logged call.
+type peerKey struct{}
+
+// peerTagger is a stats handler that only tags connections with peerKey;
+// the contexts of the calls on a connection derive from it.
+type peerTagger struct{}
+
+func (peerTagger) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	if info.RemoteAddr == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, info.RemoteAddr.String())
+}
+
+func (peerTagger) HandleConn(context.Context, stats.ConnStats) {}
+
+func (peerTagger) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+
+func (peerTagger) HandleRPC(context.Context, stats.RPCStats) {}
 
 // isClientError reports the codes that say the caller got something wrong.
 func isClientError(c codes.Code) bool {

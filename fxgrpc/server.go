@@ -122,6 +122,7 @@ func NewServer(p ServerParams) (*Server, error) {
 			otelgrpc.WithPropagators(prop),
 			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))),
 		)),
+		grpc.StatsHandler(peerTagger{}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
