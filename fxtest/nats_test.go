@@ -2,13 +2,18 @@ package fxtest_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	"go.uber.org/fx"
 
+	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxevents/natsjs"
 	"github.com/martyfx/martyfx/fxtest"
 )
 
@@ -27,4 +32,20 @@ func TestNATS(t *testing.T) {
 	ack, err := js.Publish(ctx, "t.x", []byte("hi"))
 	require.NoError(t, err)
 	require.Equal(t, "T", ack.Stream)
+}
+
+// TestNATSTransport runs the harness over JetStream: events go through the
+// broker, WaitHandled waits for the consumers, the recorder still sees them.
+func TestNATSTransport(t *testing.T) {
+	url := fxtest.NATS(t)
+	release := make(chan struct{})
+	close(release)
+	var done atomic.Int64
+	var bus fxevents.Bus
+	app := fxtest.New(t, natsjs.Module, fxtest.Env("MARTY_NATS_URL="+url), slowHandler(release, &done), fx.Populate(&bus))
+	require.NoError(t, bus.Publish(context.Background(), OrderCreated{ID: 1, Item: "ok"}, OrderCreated{ID: 2, Item: "ok"}))
+	app.WaitHandled()
+	require.Equal(t, int64(2), done.Load())
+	require.Len(t, fxtest.RequirePublished[OrderCreated](app), 2)
+	app.RequireSpan("process orders.created", attribute.String("messaging.consumer.group.name", "slow"))
 }

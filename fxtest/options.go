@@ -10,28 +10,14 @@ import (
 
 	"go.uber.org/fx"
 
-	"github.com/martyfx/martyfx/fxcore"
-	"github.com/martyfx/martyfx/fxevents"
-	"github.com/martyfx/martyfx/fxgrpc"
-	"github.com/martyfx/martyfx/fxhttp"
-	"github.com/martyfx/martyfx/fxmonitor"
-	"github.com/martyfx/martyfx/fxrepo"
-	"github.com/martyfx/martyfx/fxtracing"
+	"github.com/martyfx/martyfx"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
 
 // DefaultModules are the modules New builds the app from unless WithModules
-// names others: every martyfx module except the NATS transport (add
-// natsjs.Module with NATS(t) to test against JetStream).
-var DefaultModules = []fx.Option{
-	fxcore.Module,
-	fxtracing.Module,
-	fxhttp.Module,
-	fxmonitor.Module,
-	fxgrpc.Module,
-	fxrepo.Module,
-	fxevents.Module,
-}
+// names others: martyfx.Modules, every martyfx module except the NATS
+// transport (add natsjs.Module with NATS(t) to test against JetStream).
+var DefaultModules = martyfx.Modules
 
 // defaultEnv is the test environment every app starts from; Env adds to it
 // and overrides it.
