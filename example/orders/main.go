@@ -1,21 +1,32 @@
-// Command orders is the martyfx example service. Run it with
-// `go run ./example/orders`: it needs nothing installed.
+// Command orders is the martyfx example service: orders.v1.OrderService over
+// gRPC (:50051) and REST (:8080), admin endpoints on :9090. Run it with
+//
+//	go run ./example/orders
+//
+// It needs nothing installed: SQLite file orders.db, in-memory event bus,
+// tracing off, and the notifier's handler in the same process (its
+// notifications at GET /v1/notifications). With MARTY_NATS_URL (or
+// MARTY_NATS_EMBEDDED=true) the events go to NATS JetStream instead and the
+// notifier runs as its own service. See example/README.md.
 package main
 
 import (
+	"os"
+
 	"go.uber.org/fx"
-	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx"
-	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/example/internal/broker"
+	notifier "github.com/martyfx/martyfx/example/notifier/service"
+	"github.com/martyfx/martyfx/example/orders/service"
 )
 
 func main() {
-	martyfx.Run(
-		fx.Invoke(func(lc fx.Lifecycle, log *zap.Logger, info fxcore.ServiceInfo) {
-			lc.Append(fx.StartHook(func() {
-				log.Info("orders service started", zap.String("environment", info.Environment))
-			}))
-		}),
-	)
+	opts := []fx.Option{service.Module, fx.Invoke(service.PrintUsage)}
+	if broker.Enabled(os.Environ()) {
+		opts = append(opts, broker.Options(os.Environ())...)
+	} else {
+		opts = append(opts, notifier.Module)
+	}
+	martyfx.Run(opts...)
 }

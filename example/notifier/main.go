@@ -1,0 +1,26 @@
+// Command notifier is the martyfx example's consumer: it records a
+// notification for every order event and serves them at GET
+// /v1/notifications. Events come over NATS JetStream (MARTY_NATS_URL, or
+// MARTY_NATS_EMBEDDED=true); without NATS the orders binary runs the same
+// handler in its own process. See example/README.md.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"go.uber.org/fx"
+
+	"github.com/martyfx/martyfx"
+	"github.com/martyfx/martyfx/example/internal/broker"
+	"github.com/martyfx/martyfx/example/notifier/service"
+)
+
+func main() {
+	if !broker.Enabled(os.Environ()) {
+		fmt.Fprintln(os.Stderr, "notifier: MARTY_NATS_URL is not set (nor MARTY_NATS_EMBEDDED=true): "+
+			"this process will receive no order events. Without NATS, `go run ./example/orders` records the notifications itself.")
+	}
+	opts := append([]fx.Option{service.Module}, broker.Options(os.Environ())...)
+	martyfx.Run(opts...)
+}

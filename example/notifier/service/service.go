@@ -1,0 +1,174 @@
+// Package service is the notifier of the martyfx example: it consumes the
+// orders service's OrderCreated and OrderCancelled events through an
+// idempotent handler (fxevents.Idempotent: the marty_inbox table turns
+// redeliveries into one effect), records one notification per event in its
+// own notifications table, and serves them at GET /v1/notifications.
+//
+// The events come over NATS JetStream when natsjs.Module is in the app
+// (MARTY_NATS_URL), or from the bus of the same process: the orders binary
+// includes this Module when it runs without NATS.
+package service
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/example/events"
+	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxrepo"
+)
+
+// HandlerName names the handler: its inbox rows, metrics and (with NATS) its
+// durable consumer.
+const HandlerName = "notifier"
+
+//go:embed migrations
+var migrations embed.FS
+
+// Notification is a row of the notifications table: one per event handled.
+type Notification struct {
+	ID         int64     `gorm:"primaryKey;autoIncrement" json:"id"`
+	EventID    string    `gorm:"size:64;not null" json:"event_id"`
+	EventType  string    `gorm:"size:128;not null" json:"event_type"`
+	OrderID    string    `gorm:"size:64;not null" json:"order_id"`
+	CustomerID string    `gorm:"size:64;not null" json:"customer_id"`
+	Message    string    `gorm:"not null" json:"message"`
+	CreatedAt  time.Time `gorm:"not null" json:"created_at"`
+}
+
+// TableName is the table of Notification.
+func (Notification) TableName() string { return "notifications" }
+
+// Module is the notifier: migrations, the idempotent handler and the HTTP
+// route. It needs fxrepo.Module and fxevents.Module (martyfx.Modules).
+var Module = fx.Options(
+	fxrepo.AsMigrations("notifier", mustSub(migrations, "migrations")),
+	fxevents.AsHandler(NewHandler),
+	fxhttp.AsRoute("GET /v1/notifications", NewListHandler),
+)
+
+func mustSub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Handler records a notification per order event.
+type Handler struct {
+	db    *gorm.DB
+	codec fxevents.Codec
+	log   *zap.Logger
+}
+
+// NewHandler returns the notifier's handler wrapped in fxevents.Idempotent.
+func NewHandler(db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
+	return fxevents.Idempotent(&Handler{db: db, codec: codec, log: log})
+}
+
+// Name implements fxevents.Handler.
+func (h *Handler) Name() string { return HandlerName }
+
+// EventTypes implements fxevents.Handler.
+func (h *Handler) EventTypes() []string {
+	return []string{events.TypeOrderCreated, events.TypeOrderCancelled}
+}
+
+// Handle decodes the event and inserts its notification in the inbox's
+// transaction (fxrepo.DB joins it), so it commits with the inbox row or not
+// at all.
+func (h *Handler) Handle(ctx context.Context, env fxevents.Envelope) error {
+	n := Notification{EventID: env.ID, EventType: env.Type, CreatedAt: time.Now().UTC()}
+	switch env.Type {
+	case events.TypeOrderCreated:
+		var ev events.OrderCreated
+		if err := h.codec.Decode(env.ContentType(), env.Payload, &ev); err != nil {
+			return fxevents.Permanent(fmt.Errorf("notifier: decode %s %s: %w", env.Type, env.ID, err))
+		}
+		n.OrderID, n.CustomerID = ev.OrderID, ev.CustomerID
+		n.Message = fmt.Sprintf("Dear %s, your order %s (%s, total %s) is confirmed.",
+			ev.CustomerID, ev.OrderID, plural(ev.Items, "line"), money(ev.TotalCents))
+	case events.TypeOrderCancelled:
+		var ev events.OrderCancelled
+		if err := h.codec.Decode(env.ContentType(), env.Payload, &ev); err != nil {
+			return fxevents.Permanent(fmt.Errorf("notifier: decode %s %s: %w", env.Type, env.ID, err))
+		}
+		n.OrderID, n.CustomerID = ev.OrderID, ev.CustomerID
+		n.Message = fmt.Sprintf("Dear %s, your order %s was cancelled", ev.CustomerID, ev.OrderID)
+		if ev.Reason != "" {
+			n.Message += ": " + ev.Reason
+		}
+		n.Message += "."
+	default:
+		return fxevents.Permanent(fmt.Errorf("notifier: unexpected event type %q", env.Type))
+	}
+	if err := fxrepo.DB(ctx, h.db).Create(&n).Error; err != nil {
+		return fmt.Errorf("notifier: record notification of %s: %w", env.ID, err)
+	}
+	h.log.Info("notifier: notification recorded",
+		zap.String("order_id", n.OrderID), zap.String("event_type", n.EventType), zap.String("event_id", n.EventID))
+	return nil
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func money(cents int64) string { return fmt.Sprintf("%d.%02d", cents/100, cents%100) }
+
+// ListResponse is the body of GET /v1/notifications.
+type ListResponse struct {
+	Notifications []Notification `json:"notifications"`
+	NextPageToken string         `json:"next_page_token,omitempty"`
+}
+
+// NewListHandler serves GET /v1/notifications, oldest first:
+// ?order_id= filters by order, ?page_size= (1 to 500, default 100) and
+// ?page_token= page through.
+func NewListHandler(db *gorm.DB) http.Handler {
+	repo := fxrepo.NewRepository[Notification, int64](db)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		opts := fxrepo.ListOptions{Limit: 100, Cursor: q.Get("page_token")}
+		if s := q.Get("page_size"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 500 {
+				fxhttp.WriteProblem(w, r, http.StatusBadRequest, fmt.Sprintf("page_size: want an integer from 1 to 500, got %q", s))
+				return
+			}
+			opts.Limit = n
+		}
+		if id := q.Get("order_id"); id != "" {
+			opts.Scopes = append(opts.Scopes, func(db *gorm.DB) *gorm.DB { return db.Where("order_id = ?", id) })
+		}
+		page, err := repo.List(r.Context(), opts)
+		if err != nil {
+			if opts.Cursor != "" && strings.Contains(err.Error(), "invalid cursor") {
+				fxhttp.WriteProblem(w, r, http.StatusBadRequest, "page_token: not a token of this listing")
+				return
+			}
+			fxhttp.WriteError(w, r, fmt.Errorf("notifier: list notifications: %w", err))
+			return
+		}
+		resp := ListResponse{Notifications: page.Items, NextPageToken: page.Next}
+		if resp.Notifications == nil {
+			resp.Notifications = []Notification{}
+		}
+		fxhttp.WriteJSON(w, http.StatusOK, resp)
+	})
+}

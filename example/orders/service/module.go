@@ -1,0 +1,46 @@
+// Package service is the orders service of the martyfx example:
+// orders.v1.OrderService over gRPC and REST (grpc-gateway), a hand-written
+// GET /v1/summary route, the Order model through fxrepo (repository, unit of
+// work, goose migrations), OrderCreated / OrderCancelled events through the
+// fxevents bus inside the unit of work, a readiness check, a business metric
+// and an alert rule. cmd main (example/orders) runs it with martyfx.Run.
+package service
+
+import (
+	"embed"
+	"io/fs"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/fx"
+
+	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/fxgrpc"
+	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxrepo"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrations are the goose migrations of the orders table, one directory
+// per driver (postgres, sqlite).
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err) // the embedded tree always has it
+	}
+	return sub
+}
+
+// Module is the orders service; add it to martyfx.Modules.
+var Module = fx.Options(
+	fx.Provide(NewMetrics, NewChanges),
+	fxrepo.AsMigrations("orders", Migrations()),
+	fxgrpc.AsService(&ordersv1.OrderService_ServiceDesc, NewServer),
+	fxgrpc.AsGateway(ordersv1.RegisterOrderServiceHandler),
+	fxhttp.AsRoute("GET /v1/summary", NewSummaryHandler),
+	fxmonitor.AsCollector(func(m *Metrics) prometheus.Collector { return m.Collector() }),
+	fxmonitor.AsCheck(StoreCheck),
+	fxmonitor.AsAlertRule(CancellationAlert),
+)

@@ -1,0 +1,244 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/fx"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/example/events"
+	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxrepo"
+)
+
+// DefaultPageSize is the page size of ListOrders when the request has none.
+const DefaultPageSize = 20
+
+// WatchPollInterval is how often WatchOrder re-reads a watched order. A
+// change made by this replica wakes the watchers at once; one made by
+// another replica is seen within this interval.
+const WatchPollInterval = 500 * time.Millisecond
+
+// Server implements orders.v1.OrderService on the orders repository, the
+// unit of work and the event bus.
+type Server struct {
+	ordersv1.UnimplementedOrderServiceServer
+
+	orders  *fxrepo.Repository[Order, string]
+	uow     fxrepo.UnitOfWork
+	bus     fxevents.Bus
+	metrics *Metrics
+	changes *Changes
+	stop    <-chan struct{}
+	now     func() time.Time
+}
+
+// ServerParams are the dependencies of NewServer.
+type ServerParams struct {
+	fx.In
+
+	DB       *gorm.DB
+	UoW      fxrepo.UnitOfWork
+	Bus      fxevents.Bus
+	Metrics  *Metrics
+	Changes  *Changes
+	Stopping *fxcore.Stopping
+}
+
+// NewServer returns the OrderService implementation.
+func NewServer(p ServerParams) *Server {
+	return &Server{
+		orders:  fxrepo.NewRepository[Order, string](p.DB),
+		uow:     p.UoW,
+		bus:     p.Bus,
+		metrics: p.Metrics,
+		changes: p.Changes,
+		stop:    p.Stopping.Done(),
+		now:     func() time.Time { return time.Now().UTC() },
+	}
+}
+
+// CreateOrder stores a PENDING order and publishes OrderCreated in the same
+// unit of work (with MARTY_EVENTS_BUS=outbox both commit or neither does).
+func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.Order, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "orders: new id: %v", err)
+	}
+	now := s.now()
+	o := &Order{ID: id.String(), CustomerID: req.GetCustomerId(), Status: StatusPending, CreatedAt: now, UpdatedAt: now}
+	for _, it := range req.GetItems() {
+		o.Items = append(o.Items, Item{SKU: it.GetSku(), Quantity: it.GetQuantity(), UnitPriceCents: it.GetUnitPriceCents()})
+		o.TotalCents += int64(it.GetQuantity()) * it.GetUnitPriceCents()
+	}
+	err = s.uow.Do(ctx, func(ctx context.Context) error {
+		if err := s.orders.Create(ctx, o); err != nil {
+			return err
+		}
+		fxrepo.AfterCommit(ctx, func() { s.metrics.created.Inc(); s.changes.Signal() })
+		return s.bus.Publish(ctx, events.OrderCreated{
+			OrderID: o.ID, CustomerID: o.CustomerID, TotalCents: o.TotalCents, Items: len(o.Items), CreatedAt: now,
+		})
+	})
+	if err != nil {
+		return nil, toStatus("create order", err)
+	}
+	return o.Proto(), nil
+}
+
+// GetOrder reads one order.
+func (s *Server) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.Order, error) {
+	o, err := s.orders.Get(ctx, req.GetId())
+	if err != nil {
+		return nil, toStatus("get order", err)
+	}
+	return o.Proto(), nil
+}
+
+// ListOrders returns a page of orders, newest first (ids are UUIDv7, so the
+// primary key order is the creation order), with keyset paging.
+func (s *Server) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
+	opts := fxrepo.ListOptions{Limit: int(req.GetPageSize()), Cursor: req.GetPageToken(), Desc: true}
+	if opts.Limit == 0 {
+		opts.Limit = DefaultPageSize
+	}
+	if c := req.GetCustomerId(); c != "" {
+		opts.Scopes = append(opts.Scopes, func(db *gorm.DB) *gorm.DB { return db.Where("customer_id = ?", c) })
+	}
+	if st := statusFromProto(req.GetStatus()); st != "" {
+		opts.Scopes = append(opts.Scopes, func(db *gorm.DB) *gorm.DB { return db.Where("status = ?", st) })
+	}
+	page, err := s.orders.List(ctx, opts)
+	if err != nil {
+		if req.GetPageToken() != "" && strings.Contains(err.Error(), "invalid cursor") {
+			return nil, status.Error(codes.InvalidArgument, "invalid request: page_token: not a token of this listing")
+		}
+		return nil, toStatus("list orders", err)
+	}
+	resp := &ordersv1.ListOrdersResponse{NextPageToken: page.Next}
+	for i := range page.Items {
+		resp.Orders = append(resp.Orders, page.Items[i].Proto())
+	}
+	return resp, nil
+}
+
+// CancelOrder cancels a PENDING order and publishes OrderCancelled in the
+// same unit of work. Cancelling a cancelled order is FAILED_PRECONDITION; a
+// concurrent change of the order (optimistic locking) is ABORTED.
+func (s *Server) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.Order, error) {
+	var out *Order
+	err := s.uow.Do(ctx, func(ctx context.Context) error {
+		o, err := s.orders.Get(ctx, req.GetId())
+		if err != nil {
+			return err
+		}
+		if o.Status != StatusPending {
+			return status.Errorf(codes.FailedPrecondition, "order %s is %s: only pending orders can be cancelled", o.ID, o.Status)
+		}
+		now := s.now()
+		o.Status, o.CancelReason, o.UpdatedAt = StatusCancelled, req.GetReason(), now
+		if err := s.orders.Update(ctx, o); err != nil {
+			return err
+		}
+		fxrepo.AfterCommit(ctx, func() { s.metrics.cancelled.Inc(); s.changes.Signal() })
+		out = o
+		return s.bus.Publish(ctx, events.OrderCancelled{
+			OrderID: o.ID, CustomerID: o.CustomerID, Reason: o.CancelReason, CancelledAt: now,
+		})
+	})
+	if err != nil {
+		return nil, toStatus("cancel order", err)
+	}
+	return out.Proto(), nil
+}
+
+// WatchOrder sends the order's current status, then each change, and returns
+// once the order is cancelled (final). It re-reads the order when this
+// replica changes an order and every WatchPollInterval (changes made by other
+// replicas). When the server stops, the stream ends with UNAVAILABLE so it
+// never holds the graceful stop: the client watches again elsewhere.
+func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.OrderStatusChange]) error {
+	ctx := stream.Context()
+	ticker := time.NewTicker(WatchPollInterval)
+	defer ticker.Stop()
+	last := ""
+	for {
+		wake := s.changes.Wait()
+		o, err := s.orders.Get(ctx, req.GetId())
+		if err != nil {
+			return toStatus("watch order", err)
+		}
+		if o.Status != last {
+			last = o.Status
+			if err := stream.Send(&ordersv1.OrderStatusChange{
+				OrderId: o.ID, Status: statusToProto(o.Status), Time: timestamppb.New(o.UpdatedAt),
+			}); err != nil {
+				return err
+			}
+			if o.Status == StatusCancelled {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.stop:
+			return status.Error(codes.Unavailable, "orders: server is stopping; watch again")
+		case <-wake:
+		case <-ticker.C:
+		}
+	}
+}
+
+// toStatus turns an error into a gRPC status: statuses and fxrepo errors
+// (NotFound, AlreadyExists, Aborted for a stale version) keep their code;
+// anything else is INTERNAL.
+func toStatus(op string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var repoErr *fxrepo.Error
+	if errors.As(err, &repoErr) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Internal, fmt.Sprintf("orders: %s: %v", op, err))
+}
+
+// Changes wakes WatchOrder streams when this replica changes an order.
+type Changes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// NewChanges returns a Changes with no waiter.
+func NewChanges() *Changes { return &Changes{ch: make(chan struct{})} }
+
+// Wait returns a channel closed at the next Signal.
+func (c *Changes) Wait() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
+}
+
+// Signal wakes every waiter.
+func (c *Changes) Signal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	close(c.ch)
+	c.ch = make(chan struct{})
+}
