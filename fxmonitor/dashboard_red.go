@@ -276,11 +276,13 @@ type redChart struct {
 	P99        []num `json:"p99"`
 }
 
-// red computes every series of kind over the ring. smooth is how many
-// samples back each chart point looks.
-func (r *ring) red(kind string, smooth int) []redSeries {
+// red computes every series of kind over the ring, and names those that
+// never had traffic (gRPC pre-declares every method) in idle. smooth is how
+// many samples back each chart point looks.
+func (r *ring) red(kind string, smooth int) (out []redSeries, idle []string) {
+	out, idle = []redSeries{}, []string{}
 	if r.n == 0 {
-		return []redSeries{}
+		return out, idle
 	}
 	last := r.last()
 	keys := make([]redKey, 0)
@@ -297,13 +299,16 @@ func (r *ring) red(kind string, smooth int) []redSeries {
 	})
 	bounds := r.bounds[kind]
 	first := r.at(0)
-	out := make([]redSeries, 0, len(keys))
 	for _, k := range keys {
 		s := redSeries{Group: k.a, Name: k.b, Total: last.red[k].total}
 		if kind == "http" {
 			s.Key = strings.TrimSpace(k.a + " " + k.b)
 		} else {
 			s.Key = "/" + k.a + "/" + k.b
+		}
+		if s.Total == 0 {
+			idle = append(idle, s.Key)
+			continue
 		}
 		s.Window = stats(kind, bounds, first.red[k], last.red[k], last.at.Sub(first.at).Seconds())
 		if r.n == 1 {
@@ -325,7 +330,7 @@ func (r *ring) red(kind string, smooth int) []redSeries {
 		}
 		out = append(out, s)
 	}
-	return out
+	return out, idle
 }
 
 // times returns the samples' times in Unix seconds, for the charts' x axis.

@@ -44,6 +44,8 @@ type REDPanel struct {
 	// not in the registry).
 	Present bool        `json:"present"`
 	Series  []redSeries `json:"series"`
+	// Idle names the routes or methods that had no traffic yet.
+	Idle []string `json:"idle"`
 }
 
 // EventPanel is the event bus: outbox figures and dead letters.
@@ -122,9 +124,10 @@ func (d *Dashboard) State(ctx context.Context) DashboardState {
 	st.Times = d.ring.times()
 	last := d.ring.last()
 	fam := func(name string) bool { return last != nil && last.families[name] }
-	st.HTTP = REDPanel{Present: fam(httpRequestsMetric) || fam(httpDurationMetric), Series: d.ring.red("http", d.smooth)}
-	st.HTTP.Present = st.HTTP.Present && len(st.HTTP.Series) > 0
-	st.GRPC = REDPanel{Present: fam(grpcHandledMetric) || fam(grpcDurationMetric), Series: d.ring.red("grpc", d.smooth)}
+	st.HTTP.Series, st.HTTP.Idle = d.ring.red("http", d.smooth)
+	st.HTTP.Present = len(st.HTTP.Series)+len(st.HTTP.Idle) > 0
+	st.GRPC.Series, st.GRPC.Idle = d.ring.red("grpc", d.smooth)
+	st.GRPC.Present = fam(grpcHandledMetric) || fam(grpcDurationMetric)
 	ev := &st.Event
 	ev.Outbox = fam(outboxPendingMetric)
 	ev.Present = ev.Outbox || fam(eventsPublished) || fam(eventsHandled) || fam(eventsQueueDepth) || d.adminOK

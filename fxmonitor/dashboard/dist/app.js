@@ -25,7 +25,7 @@
     var m = Math.floor(s / 60), h = Math.floor(m / 60), d = Math.floor(h / 24);
     if (d > 0) return d + "d " + (h % 24) + "h";
     if (h > 0) return h + "h " + (m % 60) + "m";
-    return m + "m " + Math.floor(s % 60) + "s";
+    return Math.floor(s % 60) ? m + "m " + Math.floor(s % 60) + "s" : m + "m";
   }
 
   function fmtNum(v, digits) {
@@ -89,7 +89,7 @@
       var s = el("td");
       s.appendChild(badge(c.status));
       tr.appendChild(s);
-      tr.appendChild(el("td", null, c.last_run ? fmtDuration(c.duration_seconds) : "–"));
+      tr.appendChild(el("td", "nw", c.last_run ? fmtDuration(c.duration_seconds) : "–"));
       var h = el("td");
       var strip = el("span", "strip");
       (c.history || []).forEach(function (x) {
@@ -172,8 +172,11 @@
 
   function renderRED(kind, panelId, gridId, panel, times, windowSeconds) {
     var sec = $(panelId);
-    if (!panel || !panel.present || !panel.series || panel.series.length === 0) { sec.hidden = true; return; }
+    if (!panel || !panel.present) { sec.hidden = true; return; }
     sec.hidden = false;
+    var idle = sec.querySelector(".idle");
+    idle.hidden = !panel.idle || panel.idle.length === 0;
+    idle.textContent = panel.idle && panel.idle.length ? "No traffic yet: " + panel.idle.join(", ") : "";
     sec.querySelector(".window").textContent = "(last " + fmtDuration(windowSeconds) + ")";
     var grid = $(gridId);
     var seen = {};
@@ -261,25 +264,37 @@
     var dls = ev.dead_letters || [];
     $("dead-count").textContent = String(dls.length);
     $("dead-none").hidden = dls.length > 0;
+    // Rows are keyed by id and kept across updates, so a button is never
+    // replaced under the pointer.
     var body = $("dead-table").tBodies[0];
-    clear(body);
-    dls.forEach(function (d) {
-      var tr = el("tr");
-      tr.dataset.id = d.id;
-      tr.appendChild(el("td", null, d.handler));
-      tr.appendChild(el("td", null, d.type));
-      tr.appendChild(el("td", "err", d.error));
-      tr.appendChild(el("td", null, d.attempts));
-      tr.appendChild(el("td", null, fmtTime(d.at)));
-      var td = el("td");
-      var b = el("button", "redrive", "re-drive");
-      b.type = "button";
-      b.title = "Move event " + d.event_id + " back to the outbox for " + d.handler;
-      b.addEventListener("click", function () { redrive(d.id, b); });
-      td.appendChild(b);
-      tr.appendChild(td);
-      body.appendChild(tr);
+    var existing = {}, wantedIds = {};
+    Array.prototype.forEach.call(body.rows, function (tr) { existing[tr.dataset.id] = tr; });
+    var rows = dls.map(function (d) {
+      wantedIds[d.id] = true;
+      return existing[d.id] || deadRow(d);
     });
+    Object.keys(existing).forEach(function (id) { if (!wantedIds[id]) existing[id].remove(); });
+    rows.forEach(function (tr, i) {
+      if (body.rows[i] !== tr) body.insertBefore(tr, body.rows[i] || null);
+    });
+  }
+
+  function deadRow(d) {
+    var tr = el("tr");
+    tr.dataset.id = d.id;
+    tr.appendChild(el("td", null, d.handler));
+    tr.appendChild(el("td", null, d.type));
+    tr.appendChild(el("td", "err", d.error));
+    tr.appendChild(el("td", null, d.attempts));
+    tr.appendChild(el("td", null, fmtTime(d.at)));
+    var td = el("td");
+    var b = el("button", "redrive", "re-drive");
+    b.type = "button";
+    b.title = "Move event " + d.event_id + " back to the outbox for " + d.handler;
+    b.addEventListener("click", function () { redrive(d.id, b); });
+    td.appendChild(b);
+    tr.appendChild(td);
+    return tr;
   }
 
   function redrive(id, button) {
@@ -341,7 +356,10 @@
           var box = $("graph");
           clear(box);
           box.appendChild(svg);
-          status.textContent = svg.querySelectorAll("g.node").length + " nodes. Scroll to explore.";
+          box.classList.add("fit");
+          box.title = "Click to switch between fitted and full size";
+          box.addEventListener("click", function () { box.classList.toggle("fit"); });
+          status.textContent = svg.querySelectorAll("g.node").length + " nodes. Click the graph to zoom.";
         });
       })
       .catch(function (e) {
