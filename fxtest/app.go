@@ -70,7 +70,11 @@ type graph struct {
 // directly (not inside fx.Options).
 func New(t testing.TB, opts ...fx.Option) *App {
 	t.Helper()
-	s, rest := splitOptions(opts)
+	s, rest, err := splitOptions(opts)
+	if err != nil {
+		t.Fatalf("%v", err)
+		return nil
+	}
 	env := append(append([]string{}, defaultEnv...), s.env...)
 	src, err := fxcore.NewSourceFrom("", env)
 	if err != nil {

@@ -42,6 +42,12 @@ func TestBuildFailure(t *testing.T) {
 	require.Contains(t, f.logged(), "fxtest: the app's logs")
 }
 
+func TestNestedHarnessOption(t *testing.T) {
+	f := newFake(t)
+	require.False(t, f.run(func() { fxtest.New(f, fx.Options(fxtest.Env("MARTY_SERVICE_NAME=x"))) }))
+	require.Contains(t, f.fatal(), "fxtest: the harness options (Env, WithModules, Postgres, Async, WaitTimeout) must be passed to New directly")
+}
+
 func TestStartFailure(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

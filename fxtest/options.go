@@ -65,15 +65,17 @@ func harnessOption(apply func(*settings)) fx.Option {
 	return fx.Module(name)
 }
 
-// splitOptions separates the harness options from the Fx options.
-func splitOptions(opts []fx.Option) (settings, []fx.Option) {
+// splitOptions separates the harness options from the Fx options. A harness
+// option nested in fx.Options or fx.Module would do nothing: it is an error.
+func splitOptions(opts []fx.Option) (settings, []fx.Option, error) {
 	s := settings{wait: 5 * time.Second}
 	var rest []fx.Option
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
-		if str := o.String(); strings.HasPrefix(str, harnessPrefix) {
+		str := o.String()
+		if strings.HasPrefix(str, harnessPrefix) {
 			name := strings.TrimPrefix(str, `fx.Module("`)
 			name, _, _ = strings.Cut(name, `"`)
 			if apply, ok := harnessOpts.Load(name); ok {
@@ -81,9 +83,12 @@ func splitOptions(opts []fx.Option) (settings, []fx.Option) {
 				continue
 			}
 		}
+		if strings.Contains(str, `"fxtest.option#`) {
+			return s, nil, fmt.Errorf("fxtest: the harness options (Env, WithModules, Postgres, Async, WaitTimeout) must be passed to New directly, not inside fx.Options or fx.Module: %.200s", str)
+		}
 		rest = append(rest, o)
 	}
-	return s, rest
+	return s, rest, nil
 }
 
 // WithModules builds the app from these modules instead of DefaultModules
