@@ -130,11 +130,11 @@ func (o *OutboxBus) Publish(ctx context.Context, events ...Event) error {
 		args = append(args, env.ID, aggType, env.AggregateID, partitionOf(key, o.cfg.Partitions), env.Type, env.Source,
 			env.Payload, encodeMetadata(env.Metadata), env.OccurredAt.UnixMicro(), now, now)
 	}
-	db := fxrepo.DB(ctx, o.db)
-	err := db.Exec(sb.String(), args...).Error
-	if err == nil && o.pg {
-		err = db.Exec("SELECT pg_notify('" + notifyChannel + "', '')").Error
+	query := sb.String()
+	if o.pg { // insert and NOTIFY (sent at commit) in one round trip
+		query = "WITH ins AS (" + query + ") SELECT pg_notify('" + notifyChannel + "', '')"
 	}
+	err := fxrepo.DB(ctx, o.db).Exec(query, args...).Error
 	if err != nil {
 		err = fmt.Errorf("fxevents: insert into marty_outbox: %w", err)
 	}

@@ -42,9 +42,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		// database/sql's opener lives as long as a *sql.DB closed late.
 		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
-		// nats-server's JetStream file store flushes through a package-level
-		// goroutine pool that outlives a server Shutdown by design.
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*fileStore).flushLoop"),
+		// No nats-server or nats.go ignores are needed: RunServer's
+		// Shutdown+WaitForShutdown and Conn.Close end all their goroutines.
 	)
 }
 
