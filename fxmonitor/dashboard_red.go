@@ -67,6 +67,8 @@ type ring struct {
 	start  int
 	n      int
 	bounds map[string][]float64 // kind -> histogram upper bounds
+	// wrapped is set once the oldest sample (taken at start) was dropped.
+	wrapped bool
 }
 
 func newRing(size int) *ring {
@@ -84,6 +86,7 @@ func (r *ring) add(s regSample) {
 	}
 	r.buf[r.start] = s
 	r.start = (r.start + 1) % len(r.buf)
+	r.wrapped = true
 }
 
 func (r *ring) at(i int) *regSample { return &r.buf[(r.start+i)%len(r.buf)] }
@@ -319,9 +322,8 @@ func (r *ring) red(kind string, smooth int) (out []redSeries, idle []string) {
 			if i == 0 {
 				st = redStats{Rate: nan, ErrorRatio: nan, P50: nan, P99: nan}
 			} else {
-				j := max(0, i-smooth)
-				a, b := r.at(j), r.at(i)
-				st = stats(kind, bounds, a.red[k], b.red[k], b.at.Sub(a.at).Seconds())
+				a, b, dt := r.window(i, smooth)
+				st = stats(kind, bounds, a.red[k], b.red[k], dt)
 			}
 			s.Points.Rate = append(s.Points.Rate, st.Rate)
 			s.Points.ErrorRatio = append(s.Points.ErrorRatio, st.ErrorRatio)
@@ -331,6 +333,20 @@ func (r *ring) red(kind string, smooth int) (out []redSeries, idle []string) {
 		out = append(out, s)
 	}
 	return out, idle
+}
+
+// window returns the samples that bound chart point i and the seconds
+// between them: smooth samples back, or back to the first sample, which the
+// ring took when the app started; then the window still counts as smooth
+// samples long (there was no traffic before), so the first points do not
+// spike from dividing by a short time.
+func (r *ring) window(i, smooth int) (a, b *regSample, dt float64) {
+	a, b = r.at(max(0, i-smooth)), r.at(i)
+	dt = b.at.Sub(a.at).Seconds()
+	if i < smooth && i > 0 && !r.wrapped {
+		dt = max(dt, dt/float64(i)*float64(smooth))
+	}
+	return a, b, dt
 }
 
 // times returns the samples' times in Unix seconds, for the charts' x axis.
@@ -351,8 +367,8 @@ func (r *ring) rateOf(name string, smooth int) (num, []num) {
 			series[i] = nan
 			continue
 		}
-		a, b := r.at(max(0, i-smooth)), r.at(i)
-		series[i] = num(delta(b.values[name], a.values[name]) / b.at.Sub(a.at).Seconds())
+		a, b, dt := r.window(i, smooth)
+		series[i] = num(delta(b.values[name], a.values[name]) / dt)
 	}
 	if r.n < 2 {
 		return 0, series

@@ -19,6 +19,7 @@
 
   function fmtDuration(s) {
     if (s === null || s === undefined || isNaN(s)) return "–";
+    if (s === 0) return "0 s";
     if (s < 0.001) return (s * 1e6).toFixed(0) + " µs";
     if (s < 1) return (s * 1000).toFixed(s < 0.01 ? 2 : 1) + " ms";
     if (s < 120) return s.toFixed(1) + " s";
