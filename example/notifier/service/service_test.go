@@ -33,14 +33,18 @@ func TestRecordsOnePerEvent(t *testing.T) {
 	require.Equal(t, "Dear alice, your order o-1 (2 lines, total 26.99) is confirmed.", resp.Notifications[0].Message)
 	require.Equal(t, "Dear alice, your order o-1 was cancelled: too slow.", resp.Notifications[2].Message)
 
+	resp = service.ListResponse{}
 	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?order_id=o-2", &resp))
 	require.Len(t, resp.Notifications, 1)
 	require.Equal(t, events.TypeOrderCreated, resp.Notifications[0].EventType)
 
+	resp = service.ListResponse{}
 	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?page_size=2", &resp))
 	require.Len(t, resp.Notifications, 2)
 	require.NotEmpty(t, resp.NextPageToken)
-	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?page_size=2&page_token="+resp.NextPageToken, &resp))
+	token := resp.NextPageToken
+	resp = service.ListResponse{}
+	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?page_size=2&page_token="+token, &resp))
 	require.Len(t, resp.Notifications, 1)
 	require.Empty(t, resp.NextPageToken)
 
