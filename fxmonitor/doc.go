@@ -3,7 +3,9 @@
 // (/metrics, user collectors, gopsutil system gauges), named circuit breakers
 // on sony/gobreaker v2, and alert rules evaluated in-process with
 // Prometheus' semantics, sent to notifiers (logs, Alertmanager) and exported
-// as a Prometheus rule file.
+// as a Prometheus rule file; and an operations dashboard at /dashboard/ on
+// the admin server (Dashboard: checks, RED per route and method, event bus
+// and dead letters, breakers, alerts and the Fx graph, updated live).
 //
 // Add Module (with fxcore.Module and fxhttp.Module for the admin server) and
 // register checks, collectors, rules and notifiers with AsCheck,

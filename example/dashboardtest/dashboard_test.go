@@ -375,7 +375,7 @@ func TestDashboardInChromium(t *testing.T) {
 	var kind string
 	eval(`document.getElementById("events-kind").textContent`, &kind)
 	require.Equal(t, "(transactional outbox)", kind)
-	shot(t, ctx, "dashboard.png") // everything but the re-drive, for the record
+	shot(t, ctx, "dashboard-dead-letter.png") // before the re-drive, for the record
 
 	a.mail.broken.Store(false)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(fmt.Sprintf(`#dead-table tbody tr[data-id=%q] button.redrive`, dead.ID))))
