@@ -34,7 +34,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "new":
 		return runNew(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "martyfx", buildVersion())
+		fmt.Fprintln(stdout, "martyfx", buildVersion()+vcsSuffix())
 		return 0
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, usage)
@@ -136,4 +136,43 @@ func buildVersion() string {
 		}
 	}
 	return "(unknown)"
+}
+
+// vcsSuffix is " (<revision>[, modified])" for a development build made in
+// a VCS checkout, else "".
+func vcsSuffix() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Version != "(devel)" {
+		return ""
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return " (" + rev + modified + ")"
+}
+
+// builtInCheckout reports whether this binary was built inside a VCS checkout
+// (go build stamps vcs.* settings then), not from a module version.
+func builtInCheckout() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs" {
+			return true
+		}
+	}
+	return false
 }

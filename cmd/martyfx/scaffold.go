@@ -148,7 +148,10 @@ func (o *Options) validate() error {
 		o.MartyfxVersion = replacedVersion
 	default:
 		v := buildVersion()
-		if !semver.IsValid(v) {
+		// "(devel)", or a version stamped from a local checkout (a
+		// pseudo-version of a commit, maybe "+dirty"), names nothing a
+		// module proxy is known to serve.
+		if !semver.IsValid(v) || semver.Build(v) != "" || builtInCheckout() {
 			return fmt.Errorf("martyfx new: this martyfx binary is a development build (version %s), so it cannot tell which martyfx version to require: "+
 				"pass --martyfx-version vX.Y.Z, or --replace /path/to/martyfx to use a local checkout, or run a released build "+
 				"(go run github.com/martyfx/martyfx/cmd/martyfx@latest)", v)
