@@ -24,11 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// glebarez/go-sqlite (modernc) keeps no goroutines, but database/sql's
-		// connection opener lives as long as a *sql.DB that a test closed late.
-		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
-	)
+	goleak.VerifyTestMain(m)
 }
 
 // OrderCreated is a value-typed test event with an aggregate.
