@@ -206,7 +206,9 @@ func TestDashboardStateAfterRealRequests(t *testing.T) {
 }
 
 func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
-	h := start(t, dashEnv)
+	// The stream outlives the admin server's write timeout (200ms here:
+	// eight pushes 50ms apart take longer).
+	h := start(t, append([]string{"MARTY_HTTP_WRITE_TIMEOUT=200ms"}, dashEnv...))
 	req, err := http.NewRequest(http.MethodGet, h.admin("/dashboard/api/events"), nil)
 	require.NoError(t, err)
 	client := &http.Client{Transport: h.client.Transport} // no overall timeout: a stream
@@ -220,7 +222,8 @@ func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
 	sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
 	var events []dashState
 	var event string
-	for len(events) < 3 && sc.Scan() {
+	began := time.Now()
+	for len(events) < 8 && sc.Scan() {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "event: "):
@@ -233,18 +236,19 @@ func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
 		}
 	}
 	require.NoError(t, sc.Err())
-	require.Len(t, events, 3)
+	require.Len(t, events, 8)
+	require.Greater(t, time.Since(began), 200*time.Millisecond)
 	require.Equal(t, "orders", events[0].Service.Name)
-	require.Greater(t, len(events[2].Times), len(events[0].Times), "each push carries the new samples")
+	require.Greater(t, len(events[7].Times), len(events[0].Times), "each push carries the new samples")
 
 	// Stopping the app ends the stream promptly instead of holding up the
 	// admin server's graceful stop until its deadline.
 	h.stopped.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	began := time.Now()
+	stopBegan := time.Now()
 	require.NoError(t, h.app.Stop(ctx))
-	require.Less(t, time.Since(began), 4*time.Second)
+	require.Less(t, time.Since(stopBegan), 4*time.Second)
 	_, err = io.Copy(io.Discard, resp.Body)
 	require.NoError(t, err, "the stream ended cleanly")
 }
