@@ -29,9 +29,13 @@ import (
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
-// HandlerName names the handler: its inbox rows, metrics and (with NATS) its
-// durable consumer.
-const HandlerName = "notifier"
+// Handler names: each names its inbox rows, metrics and (with NATS) its
+// durable consumer. One handler per event type, so each consumer has one
+// filter subject (NATS servers before 2.10 refuse several).
+const (
+	HandlerCreated   = "notify_order_created"
+	HandlerCancelled = "notify_order_cancelled"
+)
 
 //go:embed migrations
 var migrations embed.FS
@@ -54,7 +58,12 @@ func (Notification) TableName() string { return "notifications" }
 // route. It needs fxrepo.Module and fxevents.Module (martyfx.Modules).
 var Module = fx.Options(
 	fxrepo.AsMigrations("notifier", mustSub(migrations, "migrations")),
-	fxevents.AsHandler(NewHandler),
+	fxevents.AsHandler(func(db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
+		return NewHandler(HandlerCreated, events.TypeOrderCreated, db, codec, log)
+	}),
+	fxevents.AsHandler(func(db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
+		return NewHandler(HandlerCancelled, events.TypeOrderCancelled, db, codec, log)
+	}),
 	fxhttp.AsRoute("GET /v1/notifications", NewListHandler),
 )
 
@@ -66,25 +75,26 @@ func mustSub(fsys fs.FS, dir string) fs.FS {
 	return sub
 }
 
-// Handler records a notification per order event.
+// Handler records a notification per order event of its type.
 type Handler struct {
+	name  string
+	typ   string
 	db    *gorm.DB
 	codec fxevents.Codec
 	log   *zap.Logger
 }
 
-// NewHandler returns the notifier's handler wrapped in fxevents.Idempotent.
-func NewHandler(db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
-	return fxevents.Idempotent(&Handler{db: db, codec: codec, log: log})
+// NewHandler returns the handler of one event type (events.TypeOrderCreated
+// or events.TypeOrderCancelled), wrapped in fxevents.Idempotent.
+func NewHandler(name, eventType string, db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
+	return fxevents.Idempotent(&Handler{name: name, typ: eventType, db: db, codec: codec, log: log})
 }
 
 // Name implements fxevents.Handler.
-func (h *Handler) Name() string { return HandlerName }
+func (h *Handler) Name() string { return h.name }
 
 // EventTypes implements fxevents.Handler.
-func (h *Handler) EventTypes() []string {
-	return []string{events.TypeOrderCreated, events.TypeOrderCancelled}
-}
+func (h *Handler) EventTypes() []string { return []string{h.typ} }
 
 // Handle decodes the event and inserts its notification in the inbox's
 // transaction (fxrepo.DB joins it), so it commits with the inbox row or not

@@ -64,7 +64,7 @@ func TestRedeliveryRecordedOnce(t *testing.T) {
 	env, err := fxevents.NewEnvelope("orders", events.OrderCreated{OrderID: "o-9", CustomerID: "dan", Items: 1}, codec)
 	require.NoError(t, err)
 	for attempt := 1; attempt <= 3; attempt++ {
-		res := d.HandleOne(t.Context(), service.HandlerName, env, attempt)
+		res := d.HandleOne(t.Context(), service.HandlerCreated, env, attempt)
 		require.NoError(t, res.Err, "delivery %d", attempt)
 	}
 	var n int64
@@ -74,7 +74,7 @@ func TestRedeliveryRecordedOnce(t *testing.T) {
 	// Another event of the same order is a new notification.
 	env2, err := fxevents.NewEnvelope("orders", events.OrderCancelled{OrderID: "o-9", CustomerID: "dan"}, codec)
 	require.NoError(t, err)
-	require.NoError(t, d.HandleOne(t.Context(), service.HandlerName, env2, 1).Err)
+	require.NoError(t, d.HandleOne(t.Context(), service.HandlerCancelled, env2, 1).Err)
 	require.NoError(t, app.DB().Model(&service.Notification{}).Where("order_id = ?", "o-9").Count(&n).Error)
 	require.Equal(t, int64(2), n)
 }
@@ -84,7 +84,7 @@ func TestUndecodableIsDeadLettered(t *testing.T) {
 	var d *fxevents.Dispatcher
 	app := fxtest.New(t, service.Module, fx.Populate(&d))
 	env := fxevents.Envelope{ID: "bad-1", Type: events.TypeOrderCreated, Source: "orders", OccurredAt: time.Now(), Payload: []byte("{not json")}
-	res := d.HandleOne(t.Context(), service.HandlerName, env, 1)
+	res := d.HandleOne(t.Context(), service.HandlerCreated, env, 1)
 	require.True(t, res.DeadLettered, "%+v", res)
 	var n int64
 	require.NoError(t, app.DB().Model(&service.Notification{}).Count(&n).Error)
