@@ -1,8 +1,8 @@
 // Package dashboardtest drives the fxmonitor operations dashboard in a real
 // headless Chromium (Debian's chromium package, .ci/install-chromium) against
-// an app shaped like the example's orders service: fxcore, fxhttp, fxmonitor,
-// fxgrpc, fxrepo (SQLite) and fxevents with the transactional outbox, a gRPC
-// service, HTTP routes and an event handler that fails until it is fixed.
+// the example's orders service (martyfx.Modules + service.Module) with the
+// transactional outbox on SQLite and an extra event handler that fails until
+// it is fixed, so a dead letter appears.
 package dashboardtest
 
 import (
@@ -31,52 +31,22 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
+	"github.com/martyfx/martyfx"
+	"github.com/martyfx/martyfx/example/events"
+	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/example/orders/service"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
-	"github.com/martyfx/martyfx/fxrepo"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const adminToken = "dashboard-test-admin-token"
-
-// orderPlaced is the event the HTTP route publishes through the outbox.
-type orderPlaced struct {
-	ID string `json:"id"`
-}
-
-func (orderPlaced) EventType() string { return "orders.placed" }
-
-// orderStore is a constructor of the app, so the dependency graph shows it.
-type orderStore struct {
-	mu     sync.Mutex
-	orders map[string]string
-}
-
-func newOrderStore() *orderStore { return &orderStore{orders: map[string]string{}} }
-
-// testService is the gRPC service: EmptyCall succeeds, UnaryCall answers the
-// status the request asks for.
-type testService struct {
-	testgrpc.UnimplementedTestServiceServer
-}
-
-func (testService) EmptyCall(context.Context, *testgrpc.Empty) (*testgrpc.Empty, error) {
-	return &testgrpc.Empty{}, nil
-}
-
-func (testService) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
-	if s := req.GetResponseStatus(); s != nil && s.GetCode() != 0 {
-		return nil, status.Error(codes.Code(s.GetCode()), s.GetMessage())
-	}
-	return &testgrpc.SimpleResponse{}, nil
-}
 
 // mailer fails while broken, like a handler whose SMTP server is down.
 type mailer struct {
@@ -97,6 +67,7 @@ func startApp(t *testing.T) *app {
 	dir := t.TempDir()
 	src, err := fxcore.NewSourceFrom("", []string{
 		"MARTY_SERVICE_NAME=orders", "MARTY_SERVICE_VERSION=1.4.2", "MARTY_ENV=development",
+		"OTEL_TRACES_EXPORTER=none",
 		"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_TOKEN=" + adminToken,
 		"MARTY_HTTP_ACCESS_LOG=off", "MARTY_GRPC_ADDR=127.0.0.1:0",
 		"MARTY_DB_DRIVER=sqlite", "MARTY_DB_DSN=" + filepath.Join(dir, "orders.db"),
@@ -107,47 +78,13 @@ func startApp(t *testing.T) *app {
 	require.NoError(t, err)
 	a := &app{mail: &mailer{}}
 	a.mail.broken.Store(true)
-	a.fx = fx.New(
-		fxcore.Module, fxhttp.Module, fxmonitor.Module, fxgrpc.Module, fxrepo.Module, fxevents.Module,
-		fx.Replace(src), fx.NopLogger,
+	opts := append(slices.Clone(martyfx.Modules),
+		fx.Replace(src),
 		// The app's logs go to the test's log, errors only (the dead letter is one).
 		fx.Decorate(func() *zap.Logger { return zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)) }),
-		fx.Provide(newOrderStore),
-		fxgrpc.AsService(&testgrpc.TestService_ServiceDesc, func() testgrpc.TestServiceServer { return testService{} }),
-		fxhttp.AsRoute("POST /v1/orders/{id}", func(s *orderStore, bus fxevents.Bus, uow fxrepo.UnitOfWork) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				id := r.PathValue("id")
-				err := uow.Do(r.Context(), func(ctx context.Context) error {
-					return bus.Publish(ctx, orderPlaced{ID: id})
-				})
-				if err != nil {
-					fxhttp.WriteError(w, r, err)
-					return
-				}
-				s.mu.Lock()
-				s.orders[id] = "placed"
-				s.mu.Unlock()
-				w.WriteHeader(http.StatusCreated)
-			})
-		}),
-		fxhttp.AsRoute("GET /v1/orders/{id}", func(s *orderStore) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				s.mu.Lock()
-				st, ok := s.orders[r.PathValue("id")]
-				s.mu.Unlock()
-				if r.PathValue("id") == "boom" {
-					http.Error(w, "boom", http.StatusInternalServerError)
-					return
-				}
-				if !ok {
-					http.NotFound(w, r)
-					return
-				}
-				_, _ = w.Write([]byte(st))
-			})
-		}),
+		service.Module,
 		fxevents.AsHandler(func() fxevents.Handler {
-			return fxevents.HandlerFunc("mailer", func(_ context.Context, e orderPlaced) error {
+			return fxevents.HandlerFunc("mailer", func(_ context.Context, e events.OrderCreated) error {
 				if a.mail.broken.Load() {
 					return errors.New("smtp 127.0.0.1:25: connection refused")
 				}
@@ -157,6 +94,7 @@ func startApp(t *testing.T) *app {
 		}),
 		fx.Populate(&a.http, &a.grpc, &a.health),
 	)
+	a.fx = fx.New(opts...)
 	require.NoError(t, a.fx.Err())
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -169,42 +107,37 @@ func startApp(t *testing.T) *app {
 	return a
 }
 
-// traffic makes HTTP and gRPC requests, some failing, and places an order
-// whose event the broken mailer dead-letters.
+// traffic places an order over gRPC (its OrderCreated event is what the
+// broken mailer dead-letters), reads it back, asks for unknown orders
+// (NOT_FOUND) and reads the summary route over HTTP.
 func traffic(t *testing.T, a *app) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
-	defer c.CloseIdleConnections()
-	do := func(method, path string) int {
-		req, err := http.NewRequest(method, "http://"+a.http.Addr()+path, nil)
-		require.NoError(t, err)
-		resp, err := c.Do(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	require.Equal(t, http.StatusCreated, do("POST", "/v1/orders/42"))
-	for range 20 {
-		require.Equal(t, http.StatusOK, do("GET", "/v1/orders/42"))
-	}
-	for range 3 {
-		require.Equal(t, http.StatusInternalServerError, do("GET", "/v1/orders/boom"))
-	}
-
 	conn, err := grpc.NewClient(a.grpc.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
-	client := testgrpc.NewTestServiceClient(conn)
+	client := ordersv1.NewOrderServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	order, err := client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: "c-1",
+		Items: []*ordersv1.LineItem{{Sku: "book", Quantity: 2, UnitPriceCents: 1250}}})
+	require.NoError(t, err)
 	for range 15 {
-		_, err := client.EmptyCall(ctx, &testgrpc.Empty{})
+		_, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: order.GetId()})
 		require.NoError(t, err)
 	}
 	for range 4 {
-		_, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "down"}})
-		require.Equal(t, codes.Unavailable, status.Code(err))
+		_, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "01a00000-0000-7000-8000-000000000000"})
+		require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+	}
+
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	defer c.CloseIdleConnections()
+	for range 20 {
+		resp, err := c.Get("http://" + a.http.Addr() + "/v1/summary")
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
 	}
 }
 
@@ -337,6 +270,7 @@ func TestDashboardInChromium(t *testing.T) {
 	eval(`Array.from(document.querySelectorAll("#health-table tbody tr")).map(tr => tr.dataset.check)`, &got)
 	require.ElementsMatch(t, want, got)
 	require.Contains(t, got, "events", "fxevents' readiness check")
+	require.Len(t, want, len(got))
 
 	// RED: the route and the methods have charts with drawn lines. The page
 	// computes rates over a few samples; each chart counts the pixels of its
@@ -355,12 +289,12 @@ func TestDashboardInChromium(t *testing.T) {
 			return n > 20;
 		})()`, sel)
 	}
-	poll("HTTP route chart", drawn(`#http-grid .red-card[data-key="GET /v1/orders/{id}"]`))
-	poll("gRPC EmptyCall chart", drawn(`#grpc-grid .red-card[data-key="/grpc.testing.TestService/EmptyCall"]`))
-	poll("gRPC UnaryCall chart", drawn(`#grpc-grid .red-card[data-key="/grpc.testing.TestService/UnaryCall"]`))
+	poll("HTTP route chart", drawn(`#http-grid .red-card[data-key="GET /v1/summary"]`))
+	poll("gRPC GetOrder chart", drawn(`#grpc-grid .red-card[data-key="/orders.v1.OrderService/GetOrder"]`))
 	var nums string
-	eval(`document.querySelector('#grpc-grid .red-card[data-key="/grpc.testing.TestService/UnaryCall"] .nums').textContent`, &nums)
-	require.Contains(t, nums, "errors 100", "every UnaryCall failed: %s", nums)
+	eval(`document.querySelector('#grpc-grid .red-card[data-key="/orders.v1.OrderService/GetOrder"] .nums').textContent`, &nums)
+	require.Contains(t, nums, "errors 21.1 %", "4 of 19 GetOrder calls were NOT_FOUND: %s", nums)
+	require.Contains(t, nums, "total 19")
 
 	// The outbox panel shows the dead letter; re-drive moves it out once the
 	// mailer is fixed.
@@ -370,7 +304,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	eval(`(() => { const tr = document.querySelector("#dead-table tbody tr"); return {ID: tr.dataset.id, Text: tr.textContent}; })()`, &dead)
 	require.Contains(t, dead.Text, "mailer")
-	require.Contains(t, dead.Text, "orders.placed")
+	require.Contains(t, dead.Text, events.TypeOrderCreated)
 	require.Contains(t, dead.Text, "connection refused")
 	var kind string
 	eval(`document.getElementById("events-kind").textContent`, &kind)
@@ -387,7 +321,7 @@ func TestDashboardInChromium(t *testing.T) {
 	poll("the graph", `document.querySelectorAll("#graph svg g.node").length > 20`)
 	var labels []string
 	eval(`Array.from(document.querySelectorAll("#graph svg g.node")).map(n => n.textContent.trim())`, &labels)
-	for _, ctor := range []string{"newOrderStore", "newHealth", "newDashboard", "NewServer", "*fxevents.Dispatcher", "*gorm.DB"} {
+	for _, ctor := range []string{"NewMetrics", "NewChanges", "newHealth", "newDashboard", "NewServer", "*fxevents.Dispatcher", "*gorm.DB"} {
 		require.True(t, slices.ContainsFunc(labels, func(l string) bool { return strings.Contains(l, ctor) }),
 			"graph node %q among %d nodes", ctor, len(labels))
 	}
