@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,9 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/martyfx/martyfx/example/orders/service"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxtest"
 )
 
 // Just the parts of the Kubernetes objects the test reads.
@@ -243,3 +246,15 @@ func checkDeployment(t *testing.T, file, name string, wantGRPC bool) {
 func TestOrdersManifest(t *testing.T) { checkDeployment(t, "orders.yaml", "orders", true) }
 
 func TestNotifierManifest(t *testing.T) { checkDeployment(t, "notifier.yaml", "notifier", false) }
+
+// The probe paths and the metrics path of the manifests are served by a
+// running orders app's admin server.
+func TestProbePathsServed(t *testing.T) {
+	app := fxtest.New(t, service.Module)
+	for path := range AdminProbePaths {
+		require.Equal(t, http.StatusOK, app.Admin().Get(path, nil), path)
+	}
+	var metrics string
+	require.Equal(t, http.StatusOK, app.Admin().Get("/metrics", &metrics))
+	require.Contains(t, metrics, service.MetricOrders)
+}
