@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -239,4 +240,8 @@ func TestCommandLine(t *testing.T) {
 	info, err := os.Stat(filepath.Join(dir, ".ci", "run"))
 	require.NoError(t, err)
 	require.NotZero(t, info.Mode()&0o100, ".ci/run is executable")
+	if bash, err := exec.LookPath("bash"); err == nil {
+		out, err := exec.Command(bash, "-n", filepath.Join(dir, ".ci", "run")).CombinedOutput()
+		require.NoError(t, err, "bash -n .ci/run: %s", out)
+	}
 }
