@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
 	notifier "github.com/martyfx/martyfx/example/notifier/service"
 	"github.com/martyfx/martyfx/example/orders/service"
+	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxtest"
 )
 
@@ -338,4 +340,22 @@ func TestOutboxToNotifier(t *testing.T) {
 		require.NoError(t, app.DB().Raw("SELECT COUNT(*) FROM marty_outbox WHERE delivered_at IS NULL").Scan(&pending).Error)
 		return pending == 0
 	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// The event is published inside the unit of work: when publishing fails (here
+// a synchronous handler refuses it), the order is rolled back with it.
+func TestPublishFailureRollsBackTheOrder(t *testing.T) {
+	refuse := fxevents.HandlerFunc("refuse", func(context.Context, events.OrderCreated) error {
+		return errors.New("refused")
+	})
+	app := fxtest.New(t, service.Module, fxevents.AsHandler(refuse), fxtest.Env("MARTY_EVENTS_MAX_ATTEMPTS=1"))
+	c := ordersv1.NewOrderServiceClient(app.GRPC())
+	_, err := c.CreateOrder(t.Context(), book(1))
+	require.Error(t, err)
+	require.Equal(t, codes.Internal, status.Code(err), "%v", err)
+
+	var n int64
+	require.NoError(t, app.DB().Raw("SELECT COUNT(*) FROM orders").Scan(&n).Error)
+	require.Zero(t, n, "the order was rolled back with the event")
+	require.Equal(t, 0.0, app.Metric(service.MetricOrders, "action", "created"), "counted only after commit")
 }
