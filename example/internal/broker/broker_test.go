@@ -1,0 +1,27 @@
+package broker
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"MARTY_NATS_URL="}, false},
+		{[]string{"MARTY_NATS_URL=  "}, false},
+		{[]string{"MARTY_NATS_URL=nats://127.0.0.1:4222"}, true},
+		{[]string{"MARTY_NATS_EMBEDDED=true"}, true},
+		{[]string{"MARTY_NATS_EMBEDDED=1"}, true},
+		{[]string{"MARTY_NATS_EMBEDDED=false"}, false},
+		{[]string{"MARTY_NATS_EMBEDDED=maybe"}, false},
+		{[]string{"MARTY_NATS_URLX=nats://x", "OTHER=1"}, false},
+	} {
+		require.Equal(t, tc.want, Enabled(tc.env), "%q", tc.env)
+		require.Equal(t, tc.want, len(Options(tc.env)) == 1, "%q", tc.env)
+	}
+}
