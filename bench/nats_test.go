@@ -76,7 +76,8 @@ func natsApp(b *testing.B, service string, env []string, opts ...fx.Option) *fx.
 // BenchmarkNATSEndToEnd: events/s from a pre-filled Postgres outbox of
 // 100,000 events, relayed to JetStream (PubAck) by one or two publisher
 // apps, to a handler (that decodes) in another app consuming its durable
-// consumer, every event accounted for by id. Next to it, bare JetStream
+// consumer, every event accounted for by id; the consumer alone on a
+// pre-filled stream; the transport's Publish alone. Next to them, bare JetStream
 // async publish with PubAck and Nats-Msg-Id in batches of 500 (the ceiling
 // of the publishing side). Postgres from MARTY_TEST_POSTGRES_DSN; NATS from
 // MARTY_TEST_NATS_URL, else embedded. -benchtime=1x.
@@ -152,6 +153,44 @@ func BenchmarkNATSEndToEnd(b *testing.B) {
 			}
 		})
 	}
+	b.Run("martyfx-consume", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			target := natsTarget(b, natsURL(b))
+			var conn *natsjs.Conn
+			pub := natsApp(b, "bench-publisher", target, fx.Populate(&conn))
+			for i := 0; i < natsEvents; i += 500 {
+				envs := make([]fxevents.Envelope, 500)
+				for j := range envs {
+					env, err := fxevents.NewEnvelope("bench", newBenchEvent(i+j), fxevents.DefaultCodec())
+					if err != nil {
+						b.Fatal(err)
+					}
+					envs[j] = env
+				}
+				if err := conn.Publish(context.Background(), envs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stopApp(b, pub)
+			var handled atomic.Int64
+			done := make(chan struct{})
+			b.StartTimer()
+			start := time.Now()
+			consumer := natsApp(b, "bench-consumer", target,
+				fxevents.AsHandler(fxevents.HandlerFunc("count", func(context.Context, benchEvent) error {
+					if handled.Add(1) == natsEvents {
+						close(done)
+					}
+					return nil
+				})))
+			<-done
+			elapsed := time.Since(start)
+			b.StopTimer()
+			stopApp(b, consumer)
+			b.ReportMetric(natsEvents/elapsed.Seconds(), "events/s")
+		}
+	})
 	b.Run("martyfx-transport-publish", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()

@@ -139,8 +139,11 @@ func (cs *Consumers) consumerConfig(c *consumer) jetstream.ConsumerConfig {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		// The consumer counts deliveries itself and dead-letters past
 		// MaxDeliveries, so the server never drops a message silently.
-		MaxDeliver:    -1,
-		MaxAckPending: max(1000, 4*cfg.FetchBatch),
+		MaxDeliver: -1,
+		// Pull requests bound what is in flight; the server's cap only has
+		// to stay above it for every replica, or a pull ends with "409
+		// Exceeded MaxAckPending" and the client waits for the pull to expire.
+		MaxAckPending: max(10_000, 32*cfg.FetchBatch),
 	}
 	if len(c.subjects) == 1 {
 		cc.FilterSubject = c.subjects[0]
@@ -231,7 +234,9 @@ func (c *consumer) fetch() {
 	cs := c.cs
 	wait := cs.conn.cfg.ReconnectWait
 	for !cs.stopping.Load() {
-		it, err := c.consumer().Messages(jetstream.PullMaxMessages(cs.conn.cfg.FetchBatch))
+		// A short pull expiry (heartbeats at half of it) bounds how long a
+		// lost or refused pull request can stall consumption.
+		it, err := c.consumer().Messages(jetstream.PullMaxMessages(cs.conn.cfg.FetchBatch), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			cs.log.Warn("consume: open the message iterator; retrying", zap.String("consumer", c.name), zap.Error(err))
 			if !cs.sleep(wait) {
