@@ -155,7 +155,9 @@ func TestFailingHandlerIsRedeliveredWithDelayThenDeadLettered(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, dls, 1)
 		require.Equal(t, "card declined for o7", dls[0].Error)
-		require.Equal(t, 1.0, metric(t, ta.reg, "marty_nats_dead_letters_total", map[string]string{"consumer": "billing_charge"}))
+		eventually(t, func() bool {
+			return metric(t, ta.reg, "marty_nats_dead_letters_total", map[string]string{"consumer": "billing_charge"}) == 1
+		}, "dead letters counted")
 
 		jc, err := js.Consumer(ctx, tg.stream, "billing_charge")
 		require.NoError(t, err)
