@@ -13,7 +13,7 @@ import "context"
 //
 // A Transport is provided as an fxevents.Transport:
 //
-//	fx.Provide(fx.Annotate(natsjs.NewTransport, fx.As(new(fxevents.Transport))))
+//	fx.Provide(func(c *natsjs.Conn) fxevents.Transport { return c })
 type Transport interface {
 	// Publish sends the envelopes, in order, and returns nil only when the
 	// broker has durably accepted every one of them. Envelopes of the same

@@ -67,8 +67,10 @@ type Consumers struct {
 	cancel   context.CancelFunc
 	stopping atomic.Bool
 	stopCh   chan struct{}
-	wg       sync.WaitGroup
-	started  bool
+	// multiFilter: the server takes several filter subjects per consumer.
+	multiFilter bool
+	wg          sync.WaitGroup
+	started     bool
 }
 
 type consumer struct {
@@ -76,9 +78,13 @@ type consumer struct {
 	handler  string
 	name     string
 	subjects []string
-	work     []chan jetstream.Msg
-	rr       atomic.Uint64
-	done     chan struct{} // closed when every worker returned
+	// only is set when the server cannot filter on several subjects
+	// (before nats-server 2.10): the consumer then takes every event
+	// subject and acknowledges, unhandled, what is not for its handler.
+	only map[string]bool
+	work []chan jetstream.Msg
+	rr   atomic.Uint64
+	done chan struct{} // closed when every worker returned
 
 	mu sync.Mutex
 	jc jetstream.Consumer
@@ -145,10 +151,17 @@ func (cs *Consumers) consumerConfig(c *consumer) jetstream.ConsumerConfig {
 		// Exceeded MaxAckPending" and the client waits for the pull to expire.
 		MaxAckPending: max(10_000, 32*cfg.FetchBatch),
 	}
-	if len(c.subjects) == 1 {
+	switch {
+	case len(c.subjects) == 1:
 		cc.FilterSubject = c.subjects[0]
-	} else {
+	case cs.multiFilter:
 		cc.FilterSubjects = c.subjects
+	default:
+		cc.FilterSubject = cs.conn.cfg.SubjectPrefix + ".>"
+		c.only = make(map[string]bool, len(c.subjects))
+		for _, s := range c.subjects {
+			c.only[s] = true
+		}
 	}
 	return cc
 }
@@ -159,6 +172,7 @@ func (cs *Consumers) Start(ctx context.Context) error {
 	if js == nil {
 		return ErrNotStarted
 	}
+	cs.multiFilter = supportsMultiFilter(cs.conn.NATS().ConnectedServerVersion())
 	for _, c := range cs.list {
 		jc, err := js.CreateOrUpdateConsumer(ctx, cs.conn.cfg.Stream, cs.consumerConfig(c))
 		if err != nil {
@@ -356,6 +370,10 @@ func (c *consumer) worker(i int) {
 // delivery.
 func (c *consumer) handle(msg jetstream.Msg) {
 	cs := c.cs
+	if c.only != nil && !c.only[msg.Subject()] { // not this handler's (pre-2.10 server)
+		_ = msg.Ack()
+		return
+	}
 	if cs.base.Err() != nil { // past the stop deadline: give it back
 		_ = msg.Nak()
 		return
@@ -500,4 +518,14 @@ func (cs *Consumers) refreshStats() {
 		cs.conn.m.ackPending.WithLabelValues(c.name).Set(float64(info.NumAckPending))
 		cs.conn.m.redelivered.WithLabelValues(c.name).Set(float64(info.NumRedelivered))
 	}
+}
+
+// supportsMultiFilter reports whether a nats-server version (e.g. "2.10.4")
+// accepts consumers with several filter subjects, added in 2.10.
+func supportsMultiFilter(version string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major > 2 || (major == 2 && minor >= 10)
 }
