@@ -52,3 +52,12 @@ func adminGuard(token string, secure bool, next http.Handler) http.Handler {
 			"send Authorization: Bearer <token>, or open the page once with ?token=<token>", http.StatusUnauthorized)
 	})
 }
+
+// adminHandler guards an admin route: the optional token, and Go's
+// cross-origin protection, so a page on another site cannot make the
+// operator's browser POST to state-changing admin routes (re-drive a dead
+// letter, ...). Requests without browser headers (curl, kubelet, Prometheus)
+// and safe methods pass.
+func adminHandler(cfg Config, h http.Handler) http.Handler {
+	return http.NewCrossOriginProtection().Handler(adminGuard(cfg.AdminToken, cfg.TLS.Enabled(), h))
+}

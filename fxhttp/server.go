@@ -113,7 +113,7 @@ func NewServer(p Params) (*Server, error) {
 		}
 		if shared {
 			for _, rt := range sortedRoutes(p.AdminRoutes) {
-				if err := handle(mux, rt.Pattern, adminGuard(cfg.AdminToken, cfg.TLS.Enabled(), rt.Handler), patterns); err != nil {
+				if err := handle(mux, rt.Pattern, adminHandler(cfg, rt.Handler), patterns); err != nil {
 					return nil, err
 				}
 				patterns = append(patterns, rt.Pattern)
@@ -130,7 +130,7 @@ func NewServer(p Params) (*Server, error) {
 		mux := http.NewServeMux()
 		var patterns []string
 		for _, rt := range sortedRoutes(p.AdminRoutes) {
-			if err := handle(mux, rt.Pattern, adminGuard(cfg.AdminToken, cfg.TLS.Enabled(), rt.Handler), patterns); err != nil {
+			if err := handle(mux, rt.Pattern, adminHandler(cfg, rt.Handler), patterns); err != nil {
 				return nil, err
 			}
 			patterns = append(patterns, rt.Pattern)
