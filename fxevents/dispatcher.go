@@ -269,6 +269,7 @@ func (d *Dispatcher) startPublish(ctx context.Context, ev Event) (trace.Span, En
 	if corr := CorrelationID(ctx); corr != "" && corr != env.ID {
 		metaCarrier{&env.Metadata}.Set(MetaCorrelationID, corr)
 	}
+	observe(ctx, env)
 	return span, env, nil
 }
 

@@ -45,14 +45,32 @@ func (r *eventRecorder) decorate(b fxevents.Bus, codec fxevents.Codec, info fxco
 // Publish implements fxevents.Bus: it publishes through the app's bus and
 // records the events with the outcome.
 func (b *recordingBus) Publish(ctx context.Context, events ...fxevents.Event) error {
+	var (
+		mu   sync.Mutex
+		envs []fxevents.Envelope
+	)
+	ctx = fxevents.WithEnvelopeObserver(ctx, func(env fxevents.Envelope) {
+		mu.Lock()
+		envs = append(envs, env)
+		mu.Unlock()
+	})
 	err := b.Bus.Publish(ctx, events...)
+	mu.Lock()
+	defer mu.Unlock()
 	b.rec.mu.Lock()
 	defer b.rec.mu.Unlock()
-	for _, ev := range events {
-		env, eerr := fxevents.NewEnvelope(b.source, ev, b.codec)
-		p := Published{Event: ev, Envelope: env, Err: err}
-		if err == nil && eerr != nil {
-			p.Err = eerr
+	for i, ev := range events {
+		p := Published{Event: ev, Err: err}
+		if i < len(envs) {
+			p.Envelope = envs[i] // the envelope the bus really built
+		} else {
+			// Publish failed before building it (e.g. the codec refused the
+			// event): describe it as the bus would have.
+			env, eerr := fxevents.NewEnvelope(b.source, ev, b.codec)
+			p.Envelope = env
+			if err == nil && eerr != nil {
+				p.Err = eerr
+			}
 		}
 		b.rec.events = append(b.rec.events, p)
 	}
