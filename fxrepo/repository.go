@@ -340,10 +340,22 @@ func (r *Repository[T, ID]) List(ctx context.Context, opts ListOptions) (Page[T]
 
 func (r *Repository[T, ID]) encodeCursor(ctx context.Context, row reflect.Value, order *schema.Field) (string, error) {
 	id, _ := r.pk.ValueOf(ctx, row)
+	val, _ := order.ValueOf(ctx, row)
+	return EncodeCursor(r.pk, order, id, val)
+}
+
+func (r *Repository[T, ID]) decodeCursor(cursor string, order *schema.Field) (val, id any, err error) {
+	return DecodeCursor(cursor, r.pk, order)
+}
+
+// EncodeCursor encodes a keyset cursor for a page ending at the row whose
+// primary key is id and whose order column holds val (ignored when the list
+// is ordered by the primary key). Stores other than Repository, such as
+// fxtest.MemoryStore, use it so that their cursors are the same.
+func EncodeCursor(pk, order *schema.Field, id, val any) (string, error) {
 	parts := []any{id}
-	if order != r.pk {
-		v, _ := order.ValueOf(ctx, row)
-		parts = append(parts, v)
+	if order != pk {
+		parts = append(parts, val)
 	}
 	b, err := json.Marshal(parts)
 	if err != nil {
@@ -352,7 +364,10 @@ func (r *Repository[T, ID]) encodeCursor(ctx context.Context, row reflect.Value,
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func (r *Repository[T, ID]) decodeCursor(cursor string, order *schema.Field) (val, id any, err error) {
+// DecodeCursor decodes a cursor made by EncodeCursor into the order column's
+// value (nil when ordered by the primary key) and the primary key, typed as
+// the fields are.
+func DecodeCursor(cursor string, pk, order *schema.Field) (val, id any, err error) {
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil {
 		return nil, nil, err
@@ -362,13 +377,13 @@ func (r *Repository[T, ID]) decodeCursor(cursor string, order *schema.Field) (va
 		return nil, nil, err
 	}
 	want := 1
-	if order != r.pk {
+	if order != pk {
 		want = 2
 	}
 	if len(parts) != want {
 		return nil, nil, errors.New("cursor does not match the order")
 	}
-	idPtr := reflect.New(r.pk.FieldType)
+	idPtr := reflect.New(pk.FieldType)
 	if err := json.Unmarshal(parts[0], idPtr.Interface()); err != nil {
 		return nil, nil, err
 	}

@@ -3,9 +3,6 @@ package fxtest
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -446,7 +443,7 @@ func (s *MemoryStore[T, ID]) List(ctx context.Context, opts fxrepo.ListOptions) 
 		return less(rows[i].val, rows[i].id, rows[j].val, rows[j].id)
 	})
 	if opts.Cursor != "" {
-		cval, cid, err := s.decodeCursor(opts.Cursor, order)
+		cval, cid, err := fxrepo.DecodeCursor(opts.Cursor, s.pk, order)
 		if err != nil {
 			return fxrepo.Page[T]{}, fmt.Errorf("fxrepo: list %s: invalid cursor: %w", s.entity, err)
 		}
@@ -472,7 +469,7 @@ func (s *MemoryStore[T, ID]) List(ctx context.Context, opts fxrepo.ListOptions) 
 	page := fxrepo.Page[T]{}
 	for i, r := range rows {
 		if i == limit {
-			next, err := s.encodeCursor(rows[i-1].id, rows[i-1].val, order)
+			next, err := fxrepo.EncodeCursor(s.pk, order, rows[i-1].id, rows[i-1].val)
 			if err != nil {
 				return fxrepo.Page[T]{}, fmt.Errorf("fxrepo: list %s: %w", s.entity, err)
 			}
@@ -484,48 +481,6 @@ func (s *MemoryStore[T, ID]) List(ctx context.Context, opts fxrepo.ListOptions) 
 	return page, nil
 }
 
-func (s *MemoryStore[T, ID]) encodeCursor(id, val any, order *schema.Field) (string, error) {
-	parts := []any{id}
-	if order != s.pk {
-		parts = append(parts, val)
-	}
-	b, err := json.Marshal(parts)
-	if err != nil {
-		return "", fmt.Errorf("encode cursor: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
-}
-
-func (s *MemoryStore[T, ID]) decodeCursor(cursor string, order *schema.Field) (val, id any, err error) {
-	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil {
-		return nil, nil, err
-	}
-	var parts []json.RawMessage
-	if err := json.Unmarshal(b, &parts); err != nil {
-		return nil, nil, err
-	}
-	want := 1
-	if order != s.pk {
-		want = 2
-	}
-	if len(parts) != want {
-		return nil, nil, errors.New("cursor does not match the order")
-	}
-	idPtr := reflect.New(s.pk.FieldType)
-	if err := json.Unmarshal(parts[0], idPtr.Interface()); err != nil {
-		return nil, nil, err
-	}
-	id = idPtr.Elem().Interface()
-	if want == 2 {
-		vPtr := reflect.New(order.FieldType)
-		if err := json.Unmarshal(parts[1], vPtr.Interface()); err != nil {
-			return nil, nil, err
-		}
-		val = vPtr.Elem().Interface()
-	}
-	return val, id, nil
-}
 
 // compareValues orders two column values of the same Go type the way SQL
 // does for the common types: numbers, strings (bytewise), booleans, times.
