@@ -481,7 +481,6 @@ func (s *MemoryStore[T, ID]) List(ctx context.Context, opts fxrepo.ListOptions) 
 	return page, nil
 }
 
-
 // compareValues orders two column values of the same Go type the way SQL
 // does for the common types: numbers, strings (bytewise), booleans, times.
 func compareValues(a, b any) int {
