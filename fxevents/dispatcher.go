@@ -378,7 +378,9 @@ func (d *Dispatcher) DeadLetter(ctx context.Context, handler string, env Envelop
 }
 
 func (d *Dispatcher) deadLetter(ctx context.Context, handler string, env Envelope, err error, attempts int, hm *handlerMetrics) {
-	hm.dead.Inc()
+	// Stored before it is counted: whoever sees the counter move finds the
+	// dead letter in the store.
+	defer hm.dead.Inc()
 	d.log.Error("event dead-lettered", zap.String("handler", handler), zap.String("type", env.Type),
 		zap.String("event_id", env.ID), zap.String("aggregate_id", env.AggregateID), zap.Int("attempts", attempts),
 		zap.String("trace_id", trace.SpanContextFromContext(d.prop.Extract(context.Background(), metaCarrier{&env.Metadata})).TraceID().String()),
