@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -21,6 +20,7 @@ import (
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/internal/metrictest"
 )
 
 func TestMain(m *testing.M) {
@@ -106,42 +106,11 @@ func testOptions(t *testing.T, env []string, opts ...fx.Option) (*testApp, []fx.
 	return ta, append(all, opts...)
 }
 
-// metric returns the value of a counter, gauge or histogram sample count
-// with exactly these labels (0 when absent).
+// metric returns the value of a counter or gauge, or a histogram's sample
+// count, with exactly these labels (0 when absent).
 func metric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue next
-				}
-			}
-			return value(m)
-		}
-	}
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
+	return metrictest.Value(t, g, name, labels)
 }
 
 func eventually(t *testing.T, cond func() bool, msg string) {

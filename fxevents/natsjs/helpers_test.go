@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -31,6 +30,7 @@ import (
 	"github.com/martyfx/martyfx/fxevents/natsjs"
 	"github.com/martyfx/martyfx/fxmonitor"
 	"github.com/martyfx/martyfx/fxrepo"
+	"github.com/martyfx/martyfx/internal/metrictest"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
 
@@ -255,38 +255,7 @@ func (r *received) dupes() int {
 // count, with exactly these labels (0 when absent).
 func metric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := g.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue next
-				}
-			}
-			return value(m)
-		}
-	}
-	return 0
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	return 0
+	return metrictest.Value(t, g, name, labels)
 }
 
 func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
