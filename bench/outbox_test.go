@@ -74,39 +74,60 @@ func prefillOutbox(b *testing.B, dsn string) {
 // the bare loop from its first claim.
 func BenchmarkOutboxRelay(b *testing.B) {
 	for _, relays := range []int{1, 2} {
-		b.Run(fmt.Sprintf("martyfx-%drelay", relays), func(b *testing.B) {
-			for range b.N {
-				b.StopTimer()
-				dsn := pgtest.NewDatabase(b)
-				prefillOutbox(b, dsn)
-				var handled atomic.Int64
-				var first atomic.Int64
-				done := make(chan struct{})
-				h := fxevents.AsHandler(fxevents.HandlerFunc("noop", func(context.Context, benchEvent) error {
-					n := handled.Add(1)
-					if n == 1 {
-						first.Store(time.Now().UnixNano())
-					}
-					if n == outboxRows {
-						close(done)
-					}
-					return nil
-				}))
-				b.StartTimer()
-				apps := make([]*fx.App, relays)
-				for r := range apps {
-					apps[r], _, _, _ = outboxApp(b, dsn, []string{"MARTY_EVENTS_BATCH_SIZE=1000"}, h)
-				}
-				<-done
-				// From the first handled event: app start-up is not relaying.
-				elapsed := time.Since(time.Unix(0, first.Load()))
-				b.StopTimer()
-				for _, a := range apps {
-					stopApp(b, a)
-				}
-				b.ReportMetric(outboxRows/elapsed.Seconds(), "events/s")
+		for _, decode := range []bool{false, true} {
+			name := fmt.Sprintf("martyfx-%drelay", relays)
+			if decode {
+				name += "-decode"
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				for range b.N {
+					b.StopTimer()
+					dsn := pgtest.NewDatabase(b)
+					prefillOutbox(b, dsn)
+					var handled atomic.Int64
+					var first atomic.Int64
+					done := make(chan struct{})
+					count := func() {
+						n := handled.Add(1)
+						if n == 1 {
+							first.Store(time.Now().UnixNano())
+						}
+						if n == outboxRows {
+							close(done)
+						}
+					}
+					// The no-op handler takes the envelope as it is, like the
+					// bare loop takes its rows; -decode decodes each payload
+					// into a benchEvent first (HandlerFunc), as a typed
+					// handler does.
+					var h fxevents.Handler = noopHandler{count}
+					if decode {
+						h = fxevents.HandlerFunc("noop", func(context.Context, benchEvent) error { count(); return nil })
+					}
+					b.StartTimer()
+					apps := make([]*fx.App, relays)
+					for r := range apps {
+						apps[r], _, _, _ = outboxApp(b, dsn, []string{"MARTY_EVENTS_BATCH_SIZE=1000"}, fxevents.AsHandler(h))
+					}
+					for first.Load() == 0 {
+						time.Sleep(time.Millisecond)
+					}
+					b0, i0 := cpuTicks()
+					p0 := procTicks()
+					<-done
+					b1, i1 := cpuTicks()
+					p1 := procTicks()
+					reportCPU(b, b1-b0, i1-i0, p1-p0)
+					// From the first handled event: app start-up is not relaying.
+					elapsed := time.Since(time.Unix(0, first.Load()))
+					b.StopTimer()
+					for _, a := range apps {
+						stopApp(b, a)
+					}
+					b.ReportMetric(outboxRows/elapsed.Seconds(), "events/s")
+				}
+			})
+		}
 	}
 	for _, workers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("bare-pgx-skiplocked-%dworker", workers), func(b *testing.B) {
@@ -124,6 +145,7 @@ func BenchmarkOutboxRelay(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
+				b0, i0 := cpuTicks()
 				start := time.Now()
 				var wg sync.WaitGroup
 				var total atomic.Int64
@@ -143,6 +165,8 @@ func BenchmarkOutboxRelay(b *testing.B) {
 				}
 				wg.Wait()
 				elapsed := time.Since(start)
+				b1, i1 := cpuTicks()
+				reportCPU(b, b1-b0, i1-i0, -1)
 				b.StopTimer()
 				pool.Close()
 				if total.Load() != outboxRows {
@@ -153,6 +177,13 @@ func BenchmarkOutboxRelay(b *testing.B) {
 		})
 	}
 }
+
+// noopHandler receives the bench events as envelopes and only counts them.
+type noopHandler struct{ count func() }
+
+func (noopHandler) Name() string                                      { return "noop" }
+func (noopHandler) EventTypes() []string                              { return []string{benchEvent{}.EventType()} }
+func (h noopHandler) Handle(context.Context, fxevents.Envelope) error { h.count(); return nil }
 
 func bareClaim(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	n := 0

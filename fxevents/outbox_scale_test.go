@@ -223,3 +223,60 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 	latency = publish()
 	require.Less(t, latency, time.Second, "still woken by NOTIFY after the reconnect")
 }
+
+// The claim query must read about a batch of rows whatever the outbox
+// holds: on a freshly filled table without statistics it merges one
+// ordered index scan per partition (no bitmap scan, no sort of every
+// pending row of the partitions, which "part IN (...) ORDER BY seq" gets),
+// and those scans stop once the batch is complete. The relay's
+// transaction settings end with the transaction.
+func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
+	b := pgBackend(t)
+	oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_RELAY=false"})
+	for i := 0; i < 20_000; i += 1000 {
+		evs := make([]fxevents.Event, 1000)
+		for j := range evs {
+			evs[j] = OrderCreated{OrderID: fmt.Sprint("agg-", (i+j)%997), Seq: i + j}
+		}
+		require.NoError(t, oa.uow.Do(context.Background(), func(ctx context.Context) error { return oa.bus.Publish(ctx, evs...) }))
+	}
+	conn, err := pgx.Connect(context.Background(), strings.TrimPrefix(b.env[1], "MARTY_DB_DSN="))
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	ctx := context.Background()
+
+	const batch, parts = 500, 16 // 20,000 rows: ~5,000 in these 16 of 64 partitions
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, fxevents.RelayTxSettings)
+	require.NoError(t, err)
+	args := make([]any, parts)
+	for i := range args {
+		args[i] = int32(i * 4)
+	}
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) "+fxevents.ClaimQuery(parts, batch), args...)
+	require.NoError(t, err)
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	text := strings.Join(plan, "\n")
+	require.Contains(t, text, "Merge Append", text)
+	read := 0
+	for _, line := range plan {
+		l := strings.TrimLeft(line, " ->")
+		require.False(t, strings.HasPrefix(l, "Sort (") || strings.HasPrefix(l, "Incremental Sort") || strings.HasPrefix(l, "Bitmap"),
+			"no sort or bitmap scan:\n%s", text)
+		if strings.HasPrefix(l, "Index Scan using marty_outbox_pending") {
+			var n, loops int
+			_, err := fmt.Sscanf(l[strings.Index(l, "(actual rows="):], "(actual rows=%d loops=%d)", &n, &loops)
+			require.NoError(t, err, line)
+			read += n
+		}
+	}
+	require.Greater(t, read, 0, text)
+	require.LessOrEqual(t, read, batch+parts, "the partition scans stop with the batch:\n%s", text)
+	require.NoError(t, tx.Commit(ctx))
+
+	var sync string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT current_setting('synchronous_commit')").Scan(&sync))
+	require.Equal(t, "on", sync, "the relay's settings ended with its transaction")
+}

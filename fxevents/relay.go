@@ -2,7 +2,6 @@ package fxevents
 
 import (
 	"context"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math"
@@ -34,9 +33,10 @@ const partitionLockClass = 0x6d6f7574
 //     holding pg_try_advisory_xact_lock(class, partition): across every
 //     replica at most one worker relays a partition at a time, and the lock
 //     goes with the transaction (a killed relay or a terminated connection
-//     releases it, and its uncommitted deletions roll back);
-//   - the worker takes the partition's pending rows in seq (publish) order
-//     FOR UPDATE and handles them in that order; once a row of an aggregate
+//     releases it, and its uncommitted deletions roll back); a transaction
+//     locks a share of the pending partitions (Partitions / RelayWorkers);
+//   - the worker reads its partitions' pending rows in seq (publish) order
+//     and handles them in that order; once a row of an aggregate
 //     fails or is not due yet (backing off), the aggregate's later rows are
 //     left for a later pass, so they never overtake it;
 //   - a row is deleted (or marked delivered) in the same transaction, after
@@ -242,13 +242,16 @@ type outboxRow struct {
 
 const rowColumns = "seq, id, aggregate_id, type, source, payload, metadata, occurred_at, attempts, next_attempt_at, done_handlers, only_handler"
 
-func scanRows(db *gorm.DB, query string, args ...any) ([]outboxRow, error) {
-	rows, err := db.Raw(query, args...).Rows()
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []outboxRow
+// rowScanner is what readRows needs of *sql.Rows and pgx.Rows.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// readRows reads claimed rows (rowColumns, in that order).
+func readRows(rows rowScanner, capHint int) ([]outboxRow, error) {
+	out := make([]outboxRow, 0, capHint)
 	for rows.Next() {
 		var o outboxRow
 		var meta string
@@ -264,13 +267,14 @@ func scanRows(db *gorm.DB, query string, args ...any) ([]outboxRow, error) {
 	return out, rows.Err()
 }
 
-// claimOnce relays one batch; it returns the rows handled and the earliest
-// next attempt of rows it had to leave.
+// claimOnce relays the pending partitions it can lock, a batch at a time;
+// it returns the rows handled and the earliest next attempt of rows it had
+// to leave.
 func (r *relay) claimOnce() (int, int64, error) {
 	if !r.pg {
 		return r.claimSQLite()
 	}
-	var parts []int
+	var parts []int32
 	err := r.db.WithContext(r.workCtx).Raw(`WITH RECURSIVE p AS (
 		(SELECT part FROM marty_outbox WHERE delivered_at IS NULL ORDER BY part LIMIT 1)
 		UNION ALL
@@ -283,66 +287,170 @@ func (r *relay) claimOnce() (int, int64, error) {
 	if len(parts) == 0 {
 		return 0, 0, nil
 	}
-	var nextDue int64
+	// Start at a random pending partition, so workers (here and in other
+	// replicas) spread over the partitions instead of queueing for the same
+	// locks.
 	off := rand.IntN(len(parts))
-	for i := range parts {
-		if r.runCtx.Err() != nil {
-			return 0, 0, nil
+	parts = append(parts[off:], parts[:off]...)
+	var nextDue int64
+	total := 0
+	for r.runCtx.Err() == nil {
+		n, due, full, err := r.claimBatch(parts)
+		if err != nil {
+			return 0, 0, err
 		}
-		part := parts[(off+i)%len(parts)]
-		total := 0
-		for r.runCtx.Err() == nil {
-			n, due, full, err := r.claimPartition(part)
-			if err != nil {
-				return 0, 0, err
-			}
-			if due > 0 && (nextDue == 0 || due < nextDue) {
-				nextDue = due
-			}
-			total += n
-			if !full { // the partition is drained (or held by another worker)
-				break
-			}
+		if due > 0 && (nextDue == 0 || due < nextDue) {
+			nextDue = due
 		}
-		if total > 0 {
-			return total, nextDue, nil
+		total += n
+		if !full { // drained (or every partition is held by another worker)
+			break
 		}
 	}
-	return 0, nextDue, nil
+	return total, nextDue, nil
 }
 
-// claimPartition relays one batch of a partition; full says the batch was
-// full, so more rows may be waiting.
-func (r *relay) claimPartition(part int) (n int, nextDue int64, full bool, err error) {
-	err = r.db.WithContext(r.workCtx).Transaction(func(tx *gorm.DB) error {
-		var locked bool
-		if err := tx.Raw("SELECT pg_try_advisory_xact_lock(?, ?)", partitionLockClass, part).Scan(&locked).Error; err != nil {
-			return fmt.Errorf("lock partition %d: %w", part, err)
-		}
-		if !locked {
-			return nil
-		}
-		rows, err := scanRows(tx, "SELECT "+rowColumns+" FROM marty_outbox WHERE part = ? AND delivered_at IS NULL ORDER BY seq LIMIT ? FOR UPDATE",
-			part, r.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("claim partition %d: %w", part, err)
-		}
-		res := r.process(rows)
-		n, nextDue = res.handled, res.nextDue
-		full = len(rows) == r.cfg.BatchSize && n > 0
-		return r.finish(tx, res)
+// partitionsPerBatch is how many partitions one relay transaction locks: an
+// equal share among the replica's workers. A batch reads its partitions'
+// rows in seq order, which are neighbours in the table, where a batch of
+// one partition would touch a heap page per row.
+func (r *relay) partitionsPerBatch() int {
+	return max(1, (r.cfg.Partitions+r.cfg.RelayWorkers-1)/r.cfg.RelayWorkers)
+}
+
+// claimBatch relays one batch from the partitions of candidates it can
+// lock; full says the batch was full, so more rows may be waiting. It runs
+// on the pool's pgx connection directly: binary rows and no database/sql
+// layer on the relay's hot path.
+//
+// The advisory locks make this transaction the only writer of those
+// partitions' pending rows (only relay workers update or delete them, and
+// only under the lock), so the rows need no FOR UPDATE. The commit does not
+// wait for the WAL flush: a deletion lost in a database crash means the rows
+// are delivered again, which at-least-once delivery allows (the inbox makes
+// the effect exactly-once), and never that one is lost.
+func (r *relay) claimBatch(candidates []int32) (n int, nextDue int64, full bool, err error) {
+	ctx := r.workCtx
+	err = r.withPgx(ctx, func(conn *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// One round trip: configure the transaction, then lock a share
+			// of the partitions.
+			b := &pgx.Batch{}
+			b.Queue(relayTxSettings)
+			b.Queue("SELECT p FROM unnest($1::int[]) AS p WHERE pg_try_advisory_xact_lock($2, p) LIMIT $3",
+				candidates, partitionLockClass, r.partitionsPerBatch())
+			br := tx.SendBatch(ctx, b)
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("configure relay transaction: %w", err)
+			}
+			lr, _ := br.Query()
+			locked, err := pgx.CollectRows(lr, pgx.RowTo[int32])
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("lock partitions: %w", err)
+			}
+			if len(locked) == 0 {
+				return nil
+			}
+			args := make([]any, len(locked))
+			for i, p := range locked {
+				args[i] = p
+			}
+			rs, _ := tx.Query(ctx, claimQuery(len(locked), r.cfg.BatchSize), args...)
+			rows, err := readRows(rs, r.cfg.BatchSize)
+			rs.Close()
+			if err != nil {
+				return fmt.Errorf("claim partitions %v: %w", locked, err)
+			}
+			res := r.process(rows)
+			n, nextDue = res.handled, res.nextDue
+			full = len(rows) == r.cfg.BatchSize && n > 0
+			return r.finish(func(q string, args ...any) error {
+				_, err := tx.Exec(ctx, dollarParams(q), args...)
+				return err
+			}, res)
+		})
 	})
 	return n, nextDue, full, err
 }
 
+// relayTxSettings configures a relay transaction (is_local: they end with
+// it; see claimBatch).
+const relayTxSettings = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// withPgx runs fn on a connection of the gorm pool as the pgx connection
+// it is (fxrepo opens Postgres through pgx's database/sql driver).
+func (r *relay) withPgx(ctx context.Context, fn func(*pgx.Conn) error) error {
+	sqlDB, err := r.db.DB()
+	if err != nil {
+		return err
+	}
+	c, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error {
+		pc, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return fmt.Errorf("the outbox relay needs a pgx connection, the database pool holds %T", dc)
+		}
+		return fn(pc.Conn())
+	})
+}
+
+// dollarParams numbers the ? placeholders of q for pgx ($1, $2, ...); the
+// relay's statements have no ? elsewhere.
+func dollarParams(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// claimQuery reads the first batch rows, in seq order, of the pending rows
+// of parts partitions ($1 … $parts): a merge of one ordered scan of
+// marty_outbox_pending per partition, each stopping as soon as the merge
+// has its batch, so a batch reads about batch rows whatever the table holds.
+func claimQuery(parts, batch int) string {
+	var b strings.Builder
+	limit := " ORDER BY seq LIMIT " + strconv.Itoa(batch)
+	b.WriteString("SELECT " + rowColumns + " FROM (")
+	for i := range parts {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString("(SELECT " + rowColumns + " FROM marty_outbox WHERE part = $" + strconv.Itoa(i+1) + " AND delivered_at IS NULL" + limit + ")")
+	}
+	b.WriteString(") o" + limit)
+	return b.String()
+}
+
 func (r *relay) claimSQLite() (int, int64, error) {
 	db := r.db.WithContext(r.workCtx)
-	rows, err := scanRows(db, "SELECT "+rowColumns+" FROM marty_outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", r.cfg.BatchSize)
+	rs, err := db.Raw("SELECT "+rowColumns+" FROM marty_outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", r.cfg.BatchSize).Rows()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read marty_outbox: %w", err)
+	}
+	rows, err := readRows(rs, r.cfg.BatchSize)
+	rs.Close()
 	if err != nil {
 		return 0, 0, fmt.Errorf("read marty_outbox: %w", err)
 	}
 	res := r.process(rows)
-	if err := db.Transaction(func(tx *gorm.DB) error { return r.finish(tx, res) }); err != nil {
+	if err := db.Transaction(func(tx *gorm.DB) error {
+		return r.finish(func(q string, args ...any) error { return tx.Exec(q, args...).Error }, res)
+	}); err != nil {
 		return 0, 0, err
 	}
 	return res.handled, res.nextDue, nil
@@ -372,7 +480,8 @@ func (r *relay) process(rows []outboxRow) batchResult {
 	}
 	now := time.Now().UnixMicro()
 	blocked := map[string]bool{}
-	var due []outboxRow
+	due := make([]outboxRow, 0, len(rows))
+	res.delivered = make([]int64, 0, len(rows))
 	for _, row := range rows {
 		agg := row.env.AggregateID
 		if agg != "" && blocked[agg] {
@@ -494,48 +603,33 @@ func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64
 	}
 }
 
-// finish deletes (or marks delivered) and reschedules rows in tx.
-func (r *relay) finish(tx *gorm.DB, res batchResult) error {
+// finish deletes (or marks delivered) and reschedules rows with exec, a
+// statement of the batch's transaction with ? placeholders.
+func (r *relay) finish(exec func(q string, args ...any) error, res batchResult) error {
 	if len(res.delivered) > 0 {
 		var err error
 		var ids any = res.delivered
 		where := "seq IN ?"
-		if r.pg { // one array parameter instead of one per row
-			ids, where = int64Array(res.delivered), "seq = ANY(?::bigint[])"
+		if r.pg { // one bigint[] parameter instead of one per row
+			where = "seq = ANY(?)"
 		}
 		if r.cfg.Retention > 0 {
-			err = tx.Exec("UPDATE marty_outbox SET delivered_at = ? WHERE "+where, time.Now().UnixMicro(), ids).Error
+			err = exec("UPDATE marty_outbox SET delivered_at = ? WHERE "+where, time.Now().UnixMicro(), ids)
 		} else {
-			err = tx.Exec("DELETE FROM marty_outbox WHERE "+where, ids).Error
+			err = exec("DELETE FROM marty_outbox WHERE "+where, ids)
 		}
 		if err != nil {
 			return fmt.Errorf("mark %d outbox rows delivered: %w", len(res.delivered), err)
 		}
 	}
 	for _, u := range res.updates {
-		if err := tx.Exec("UPDATE marty_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, done_handlers = ? WHERE seq = ?",
-			u.attempts, u.next, u.lastError, u.done, u.seq).Error; err != nil {
+		if err := exec("UPDATE marty_outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, done_handlers = ? WHERE seq = ?",
+			u.attempts, u.next, u.lastError, u.done, u.seq); err != nil {
 			return fmt.Errorf("reschedule outbox row %d: %w", u.seq, err)
 		}
 	}
 	r.m.delivered.Add(float64(len(res.delivered)))
 	return nil
-}
-
-// int64Array is a Postgres bigint[] parameter in text form.
-type int64Array []int64
-
-// Value implements driver.Valuer.
-func (a int64Array) Value() (driver.Value, error) {
-	b := make([]byte, 0, len(a)*8+2)
-	b = append(b, '{')
-	for i, v := range a {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendInt(b, v, 10)
-	}
-	return string(append(b, '}')), nil
 }
 
 // maintain refreshes the pending and lag gauges and purges delivered

@@ -1,0 +1,7 @@
+package fxevents
+
+// Internals the external tests check against Postgres.
+var (
+	ClaimQuery      = claimQuery
+	RelayTxSettings = relayTxSettings
+)
