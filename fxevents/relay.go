@@ -67,6 +67,7 @@ type relay struct {
 	wg        sync.WaitGroup
 	lag       atomic.Uint64 // float64 bits, seconds
 	listening atomic.Bool
+	outage    atomic.Int32 // consecutive batches the transport was unavailable for
 }
 
 type relayMetrics struct {
@@ -567,15 +568,23 @@ func (r *relay) process(rows []outboxRow) batchResult {
 	return res
 }
 
-// processTransport hands the due rows to the transport in one call.
+// processTransport hands the due rows to the transport in one call, waiting
+// at most HandlerTimeout for it: while the broker is unavailable the rows
+// stay as they are (no attempt counted, the transaction ends) and the
+// relay tries again after a pause that grows up to 5 s.
 func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64, res *batchResult) {
 	envs := make([]Envelope, len(due))
 	for i, row := range due {
 		envs[i] = row.env
 	}
-	err := r.transport.Publish(ctx, envs...)
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.HandlerTimeout)
+	err := r.transport.Publish(pctx, envs...)
+	cancel()
 	res.handled = len(due)
 	if err == nil {
+		if n := r.outage.Swap(0); n > 0 {
+			r.log.Info("outbox relay: the transport is back", zap.Int("batches_delayed", int(n)))
+		}
 		for _, row := range due {
 			res.delivered = append(res.delivered, row.seq)
 		}
@@ -583,6 +592,15 @@ func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64
 	}
 	if r.workCtx.Err() != nil {
 		res.handled = 0
+		return
+	}
+	if errors.Is(err, ErrTransportUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		n := r.outage.Add(1)
+		if n == 1 {
+			r.log.Warn("outbox relay: the transport is unavailable; events wait in the outbox", zap.Error(err))
+		}
+		res.handled = 0
+		res.nextDue = time.Now().Add(min(r.d.Backoff(int(n)), 5*time.Second)).UnixMicro()
 		return
 	}
 	r.log.Warn("outbox relay: transport refused a batch", zap.Int("rows", len(due)), zap.Error(err))

@@ -1,6 +1,9 @@
 package fxevents
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Transport is a message broker behind the bus. It is optional: when the
 // graph has a Transport (natsjs.Module provides one), the memory bus's
@@ -19,5 +22,15 @@ type Transport interface {
 	// broker has durably accepted every one of them. Envelopes of the same
 	// AggregateID must stay in the given order. It may be called from
 	// several goroutines at once.
+	//
+	// When the broker cannot be reached (disconnected, reconnecting), the
+	// error should match ErrTransportUnavailable (errors.Is): the outbox
+	// relay then leaves the rows as they are, counts no attempt and tries
+	// again after a pause, so an outage delays events and never
+	// dead-letters them. Other errors count as failed delivery attempts.
 	Publish(ctx context.Context, envs ...Envelope) error
 }
+
+// ErrTransportUnavailable marks a Transport.Publish error caused by the
+// broker being out of reach rather than by the events (see Transport).
+var ErrTransportUnavailable = errors.New("transport unavailable")

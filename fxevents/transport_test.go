@@ -2,7 +2,9 @@ package fxevents_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,5 +157,70 @@ func TestOutboxRelaysToTheTransportAndDeadLettersWhatItRefuses(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "", dls[0].Handler)
 		require.Contains(t, dls[0].Error, "broker down")
+	})
+}
+
+// outageTransport is down (its Publish blocks until the context ends, as a
+// client waiting for its reconnection does) until up is set.
+type outageTransport struct {
+	captureTransport
+	up    atomic.Bool
+	calls atomic.Int32
+}
+
+func (o *outageTransport) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
+	o.calls.Add(1)
+	if !o.up.Load() {
+		<-ctx.Done()
+		return fmt.Errorf("waiting for the broker: %w: %w", fxevents.ErrTransportUnavailable, ctx.Err())
+	}
+	return o.captureTransport.Publish(ctx, envs...)
+}
+
+// A broker outage delays outbox events and never dead-letters them: the
+// relay waits at most HandlerTimeout per batch, leaves the rows as they were
+// (no attempt counted) and ends its transaction, then delivers everything
+// once the broker is back.
+func TestOutboxRelayWaitsOutATransportOutage(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, b backend) {
+		tr := &outageTransport{}
+		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_HANDLER_TIMEOUT=100ms", "MARTY_EVENTS_MAX_ATTEMPTS=2",
+			"MARTY_EVENTS_POLL_INTERVAL=50ms", "MARTY_EVENTS_BACKOFF_INITIAL=10ms"},
+			fx.Supply(fx.Annotate(tr, fx.As(new(fxevents.Transport)))))
+		ctx := context.Background()
+		for i := range 20 {
+			require.NoError(t, oa.uow.Do(ctx, func(ctx context.Context) error {
+				return oa.bus.Publish(ctx, OrderCreated{OrderID: fmt.Sprint("o", i%3), Seq: i})
+			}))
+		}
+		// Many more tries than MaxAttempts while the broker is down.
+		eventually(t, func() bool { return tr.calls.Load() >= 6 }, "the relay keeps trying")
+		var attempts, dead int64
+		require.NoError(t, oa.db.Raw("SELECT COALESCE(MAX(attempts), -1) FROM marty_outbox").Scan(&attempts).Error)
+		require.Zero(t, attempts, "an outage counts no attempt")
+		require.Equal(t, int64(20), countRows(t, oa.db, "marty_outbox"))
+		require.NoError(t, oa.db.Raw("SELECT COUNT(*) FROM marty_outbox_dead").Scan(&dead).Error)
+		require.Zero(t, dead, "nothing dead-lettered by the outage")
+		if b.name == "postgres" {
+			var open int64
+			require.NoError(t, oa.db.Raw(`SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()
+				AND xact_start < now() - interval '2 seconds'`).Scan(&open).Error)
+			require.Zero(t, open, "no relay transaction stays open through the outage")
+		}
+
+		tr.up.Store(true)
+		eventually(t, func() bool { return countRows(t, oa.db, "marty_outbox") == 0 }, "the outbox drains once the broker is back")
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		require.Len(t, tr.envs, 20)
+		last := map[string]int{}
+		for _, env := range tr.envs {
+			var e OrderCreated
+			require.NoError(t, json.Unmarshal(env.Payload, &e))
+			if prev, ok := last[e.OrderID]; ok {
+				require.Greater(t, e.Seq, prev, "aggregate order holds after the outage")
+			}
+			last[e.OrderID] = e.Seq
+		}
 	})
 }

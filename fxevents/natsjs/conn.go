@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxevents"
 )
 
 // ErrNotStarted is returned by Publish before Start or after Close.
@@ -258,10 +260,10 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("natsjs: waiting for the connection to %s: %w", c.url, ctx.Err())
+			return fmt.Errorf("natsjs: waiting for the connection to %s: %w: %w", c.url, fxevents.ErrTransportUnavailable, ctx.Err())
 		case <-c.stopping:
 			t.Stop()
-			return fmt.Errorf("natsjs: not connected to %s and the app is stopping", c.url)
+			return fmt.Errorf("natsjs: not connected to %s and the app is stopping: %w", c.url, fxevents.ErrTransportUnavailable)
 		}
 		t.Stop()
 	}

@@ -76,6 +76,7 @@ func TestPublishWhileDisconnectedWaitsForContextOrStop(t *testing.T) {
 	start := time.Now()
 	err := ta.bus.Publish(ctx, OrderPlaced{OrderID: "o1"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorIs(t, err, fxevents.ErrTransportUnavailable, "the outbox relay counts no attempt for it")
 	require.ErrorContains(t, err, "natsjs: waiting for the connection to nats://127.0.0.1:"+strconv.Itoa(port))
 	require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond)
 
@@ -95,5 +96,6 @@ func TestPublishWhileDisconnectedWaitsForContextOrStop(t *testing.T) {
 	start = time.Now()
 	err = ta.bus.Publish(context.Background(), OrderPlaced{OrderID: "o3"})
 	require.ErrorContains(t, err, "and the app is stopping")
+	require.ErrorIs(t, err, fxevents.ErrTransportUnavailable)
 	require.Less(t, time.Since(start), time.Second)
 }

@@ -66,10 +66,13 @@ func (c *Conn) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
 		if err == nil {
 			return nil
 		}
+		lost := errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || !c.connected()
 		if ctx.Err() != nil {
+			if lost {
+				err = fmt.Errorf("%w: %w", fxevents.ErrTransportUnavailable, err)
+			}
 			return fmt.Errorf("natsjs: publish %d events to stream %s: %w", len(failed), c.cfg.Stream, err)
 		}
-		lost := errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting) || !c.connected()
 		if !lost {
 			if firstFail.IsZero() {
 				firstFail = time.Now()
