@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,39 +20,40 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
-// The built-in chain, outermost first, for unary and stream calls alike
-// (tracing is not an interceptor: otelgrpc's stats handler wraps it all):
+// The built-in chain, outermost first, for unary and stream calls alike:
 //
-//  1. metrics: grpc_server_started_total, grpc_server_handled_total{grpc_code},
-//     grpc_server_handling_seconds (go-grpc-middleware's prometheus provider);
-//  2. logging: one zap line per finished call, level by code;
-//  3. recovery: a panic becomes codes.Internal, its stack is logged;
-//  4. user interceptors with position < 0;
-//  5. auth: the AuthFunc, when one is in the graph (not for health and reflection);
-//  6. validation: Validate() / ValidateAll() errors, or else protovalidate
+//  1. tracing: the call's OpenTelemetry server span, continuing the
+//     caller's trace (otelgrpc's spans; see serverTracing);
+//  2. metrics: grpc_server_started_total, grpc_server_handled_total{grpc_code},
+//     grpc_server_handling_seconds, grpc_server_msg_{received,sent}_total
+//     (go-grpc-middleware's prometheus provider's series; see serverMetrics);
+//  3. logging: one zap line per finished call, level by code;
+//  4. recovery: a panic becomes codes.Internal, its stack is logged;
+//  5. user interceptors with position < 0;
+//  6. auth: the AuthFunc, when one is in the graph (not for health and reflection);
+//  7. validation: Validate() / ValidateAll() errors, or else protovalidate
 //     (buf.validate) rule violations, become InvalidArgument with a
 //     google.rpc.BadRequest detail;
-//  7. user interceptors with position >= 0, then the handler.
+//  8. user interceptors with position >= 0, then the handler.
 //
-// Metrics and logging sit outside recovery so a panic is counted and logged
-// as the Internal it is answered with.
-func buildChain(metrics *grpcprom.ServerMetrics, log *callLogger, auth AuthFunc, v *validation,
+// Tracing, metrics and logging sit outside recovery so a panic is traced,
+// counted and logged as the Internal it is answered with.
+func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger, auth AuthFunc, v *validation,
 	unary []UnaryInterceptor, stream []StreamInterceptor,
 ) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	slices.SortStableFunc(unary, func(a, b UnaryInterceptor) int { return a.Position - b.Position })
 	slices.SortStableFunc(stream, func(a, b StreamInterceptor) int { return a.Position - b.Position })
 
-	var us []grpc.UnaryServerInterceptor
-	var ss []grpc.StreamServerInterceptor
+	us := []grpc.UnaryServerInterceptor{tracing.unary}
+	ss := []grpc.StreamServerInterceptor{tracing.stream}
 	if metrics != nil {
-		us = append(us, metrics.UnaryServerInterceptor())
-		ss = append(ss, metrics.StreamServerInterceptor())
+		us = append(us, metrics.unary)
+		ss = append(ss, metrics.stream)
 	}
 	if log != nil {
 		us = append(us, log.unary)
@@ -190,16 +192,14 @@ func (l *callLogger) finished(ctx context.Context, method string, start time.Tim
 	if ce == nil {
 		return
 	}
-	fields := make([]zap.Field, 0, 6)
-	fields = append(fields,
+	pooled := fieldsPool.Get().(*[]zap.Field)
+	fields := append((*pooled)[:0],
 		zap.String("grpc.method", method),
 		zap.String("grpc.code", code.String()),
 		zap.Duration("duration", time.Since(start)),
 	)
-	if addr, ok := ctx.Value(peerKey{}).(string); ok {
-		fields = append(fields, zap.String("peer", addr))
-	} else if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		fields = append(fields, zap.Stringer("peer", p.Addr))
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		fields = append(fields, zap.String("peer", peerString(p.Addr)))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
@@ -207,29 +207,38 @@ func (l *callLogger) finished(ctx context.Context, method string, start time.Tim
 	if err != nil {
 		fields = append(fields, zap.String("error", status.Convert(err).Message()))
 	}
-	ce.Write(fields...)
+	ce.Write(fields...) // cores encode the fields in Write and keep none
+	clear(fields)
+	*pooled = fields[:0]
+	fieldsPool.Put(pooled)
 }
 
-// peerKey holds the remote address of a connection as a string, formatted
-// once per connection by peerTagger instead of once per logged call.
-type peerKey struct{}
+// fieldsPool recycles the call log's field slices.
+var fieldsPool = sync.Pool{New: func() any { s := make([]zap.Field, 0, 6); return &s }}
 
-// peerTagger is a stats handler that only tags connections with peerKey;
-// the contexts of the calls on a connection derive from it.
-type peerTagger struct{}
+// peers caches the text of connections' remote addresses (one net.Addr per
+// connection), so a call's log line does not format it again; it is
+// emptied when it holds maxPeers, which bounds it on servers with many
+// short connections.
+var (
+	peers     sync.Map // net.Addr -> string
+	peerCount atomic.Int32
+)
 
-func (peerTagger) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
-	if info.RemoteAddr == nil {
-		return ctx
+const maxPeers = 4096
+
+func peerString(a net.Addr) string {
+	if s, ok := peers.Load(a); ok {
+		return s.(string)
 	}
-	return context.WithValue(ctx, peerKey{}, info.RemoteAddr.String())
+	s := a.String()
+	if peerCount.Add(1) > maxPeers {
+		peers.Clear()
+		peerCount.Store(0)
+	}
+	peers.Store(a, s)
+	return s
 }
-
-func (peerTagger) HandleConn(context.Context, stats.ConnStats) {}
-
-func (peerTagger) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-
-func (peerTagger) HandleRPC(context.Context, stats.RPCStats) {}
 
 // isClientError reports the codes that say the caller got something wrong.
 func isClientError(c codes.Code) bool {
@@ -284,6 +293,7 @@ func authStream(auth AuthFunc) grpc.StreamServerInterceptor {
 	}
 }
 
+// ctxStream is a server stream with another context.
 type ctxStream struct {
 	grpc.ServerStream
 	ctx context.Context

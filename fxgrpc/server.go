@@ -12,10 +12,7 @@ import (
 	"sync"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -63,7 +60,7 @@ type Server struct {
 	stopping   *fxcore.Stopping
 	shutdowner fx.Shutdowner
 	readiness  Readiness
-	metrics    *grpcprom.ServerMetrics
+	metrics    *serverMetrics
 	tlsCerts   []tls.Certificate
 	tp         trace.TracerProvider
 	prop       propagation.TextMapPropagator
@@ -105,7 +102,7 @@ func NewServer(p ServerParams) (*Server, error) {
 	s.reflection = cfg.Reflection == "on" || (cfg.Reflection == "auto" && !p.Info.IsProduction())
 
 	if p.Registerer != nil {
-		s.metrics = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+		s.metrics = newServerMetrics()
 		if err := p.Registerer.Register(s.metrics); err != nil {
 			return nil, fmt.Errorf("fxgrpc: register server metrics: %w", err)
 		}
@@ -114,15 +111,9 @@ func NewServer(p ServerParams) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	unary, stream := buildChain(s.metrics, newCallLogger(log, cfg), p.Auth, v, p.Unary, p.Stream)
+	unary, stream := buildChain(newServerTracing(tp, prop), s.metrics, newCallLogger(log, cfg), p.Auth, v, p.Unary, p.Stream)
 
 	opts := []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(tp),
-			otelgrpc.WithPropagators(prop),
-			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))),
-		)),
-		grpc.StatsHandler(peerTagger{}),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
