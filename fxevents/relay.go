@@ -569,7 +569,7 @@ func (r *relay) process(rows []outboxRow) batchResult {
 }
 
 // processTransport hands the due rows to the transport in one call, waiting
-// at most HandlerTimeout for it: while the broker is unavailable the rows
+// at most HandlerTimeout (when set) for it: while the broker is unavailable the rows
 // stay as they are (no attempt counted, the transaction ends) and the
 // relay tries again after a pause that grows up to 5 s.
 func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64, res *batchResult) {
@@ -577,7 +577,10 @@ func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64
 	for i, row := range due {
 		envs[i] = row.env
 	}
-	pctx, cancel := context.WithTimeout(ctx, r.cfg.HandlerTimeout)
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if r.cfg.HandlerTimeout > 0 { // 0: no bound
+		pctx, cancel = context.WithTimeout(ctx, r.cfg.HandlerTimeout)
+	}
 	err := r.transport.Publish(pctx, envs...)
 	cancel()
 	res.handled = len(due)

@@ -224,3 +224,29 @@ func TestOutboxRelayWaitsOutATransportOutage(t *testing.T) {
 		}
 	})
 }
+
+// ctxTransport refuses to publish with a context that has ended, as a
+// broker client does.
+type ctxTransport struct{ captureTransport }
+
+func (c *ctxTransport) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.captureTransport.Publish(ctx, envs...)
+}
+
+// With MARTY_EVENTS_HANDLER_TIMEOUT=0 (no bound) the relay waits for the
+// transport as long as it takes, and delivers.
+func TestOutboxRelayWithoutHandlerTimeoutDelivers(t *testing.T) {
+	tr := &ctxTransport{}
+	oa := newOutboxApp(t, sqliteBackend(t), []string{"MARTY_EVENTS_HANDLER_TIMEOUT=0", "MARTY_EVENTS_POLL_INTERVAL=50ms"},
+		fx.Supply(fx.Annotate(tr, fx.As(new(fxevents.Transport)))))
+	require.NoError(t, oa.uow.Do(context.Background(), func(ctx context.Context) error {
+		return oa.bus.Publish(ctx, OrderCreated{OrderID: "o1", Seq: 1}, OrderCreated{OrderID: "o1", Seq: 2})
+	}))
+	eventually(t, func() bool { return countRows(t, oa.db, "marty_outbox") == 0 }, "delivered to the transport")
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	require.Len(t, tr.envs, 2)
+}
