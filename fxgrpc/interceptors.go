@@ -228,6 +228,11 @@ var (
 const maxPeers = 4096
 
 func peerString(a net.Addr) string {
+	switch a.(type) {
+	case *net.TCPAddr, *net.UnixAddr: // pointers: usable as keys, one per connection
+	default:
+		return a.String() // another listener's address type may not be comparable
+	}
 	if s, ok := peers.Load(a); ok {
 		return s.(string)
 	}
