@@ -4,4 +4,5 @@ package fxevents
 var (
 	ClaimQuery      = claimQuery
 	RelayTxSettings = relayTxSettings
+	MaintainDelay   = maintainDelay
 )

@@ -313,3 +313,10 @@ func TestOutboxRedriveAll(t *testing.T) {
 	eventually(t, func() bool { return handled.Load() == 2 && countRows(t, oa.db, "marty_outbox") == 0 }, "re-driven")
 	require.Zero(t, countRows(t, oa.db, "marty_outbox_dead"))
 }
+
+// The gauges' pass (a COUNT over the pending rows) backs off when it gets
+// slow, as with a backlog of millions of rows during an outage.
+func TestMaintenanceBacksOffWhenCountingIsSlow(t *testing.T) {
+	require.Equal(t, time.Second, fxevents.MaintainDelay(time.Second, 5*time.Millisecond))
+	require.Equal(t, 10*time.Second, fxevents.MaintainDelay(time.Second, 500*time.Millisecond))
+}
