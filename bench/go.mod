@@ -2,6 +2,8 @@ module github.com/martyfx/martyfx/bench
 
 go 1.26.0
 
+toolchain go1.27.3
+
 replace github.com/martyfx/martyfx => ../
 
 require (

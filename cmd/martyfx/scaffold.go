@@ -29,6 +29,9 @@ const (
 	martyfxModule = "github.com/martyfx/martyfx"
 	// goVersion is the go directive of generated modules: martyfx's own.
 	goVersion = "1.26.0"
+	// goToolchain is the toolchain line of generated modules: martyfx's own,
+	// a Go release without known vulnerabilities.
+	goToolchain = "go1.27.3"
 	// replacedVersion is the conventional version required when a replace
 	// directive supplies the module.
 	replacedVersion = "v0.0.0-00010101000000-000000000000"
@@ -338,6 +341,9 @@ func goMod(o Options) ([]byte, error) {
 		return nil, fmt.Errorf("martyfx new: go.mod: %w", err)
 	}
 	if err := f.AddGoStmt(goVersion); err != nil {
+		return nil, fmt.Errorf("martyfx new: go.mod: %w", err)
+	}
+	if err := f.AddToolchainStmt(goToolchain); err != nil {
 		return nil, fmt.Errorf("martyfx new: go.mod: %w", err)
 	}
 	if err := f.AddRequire(martyfxModule, o.MartyfxVersion); err != nil {
