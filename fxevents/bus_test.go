@@ -177,15 +177,45 @@ func TestRetryThenSuccessWithGrowingDelays(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Len(t, at, 4)
-	d1, d2, d3 := at[1].Sub(at[0]), at[2].Sub(at[1]), at[3].Sub(at[2])
-	require.GreaterOrEqual(t, d1, 16*time.Millisecond, "first backoff is about backoff_initial")
-	require.Greater(t, d2, d1, "delays grow")
-	require.Greater(t, d3, d2, "delays grow")
+	requireBackoffGaps(t, at, 20*time.Millisecond)
 	require.Equal(t, 3.0, metric(t, ta.reg, "marty_events_failed_total", labels))
 	require.Equal(t, 3.0, metric(t, ta.reg, "marty_events_retried_total", labels))
 	require.Equal(t, 0.0, metric(t, ta.reg, "marty_events_dead_total", labels))
 	require.Equal(t, 4.0, metric(t, ta.reg, "marty_events_handler_duration_seconds", labels))
 	require.Equal(t, 1.0, metric(t, ta.reg, "marty_events_published_total", map[string]string{"type": "orders.order_created"}))
+}
+
+// requireBackoffGaps checks that no retry came before its computed delay:
+// the gap before attempt n+1 is at least the lowest backoff of attempt n
+// (initial·2^(n-1), less the 20% jitter). A slow machine only widens the
+// gaps, so this holds under any load; that the schedule grows is checked
+// on the schedule itself (TestBackoffScheduleGrows), not on wall time.
+func requireBackoffGaps(t *testing.T, at []time.Time, initial time.Duration) {
+	t.Helper()
+	for i := 1; i < len(at); i++ {
+		least := time.Duration(0.8 * float64(initial<<(i-1)))
+		require.GreaterOrEqual(t, at[i].Sub(at[i-1]), least, "attempt %d came before its backoff: %v", i+1, at)
+	}
+}
+
+func TestBackoffScheduleGrows(t *testing.T) {
+	t.Parallel()
+	const initial, maxDelay = 40 * time.Millisecond, time.Second
+	for range 200 { // the jitter is random: many draws
+		prev := time.Duration(0)
+		for attempt := 1; attempt <= 6; attempt++ {
+			d := fxevents.Backoff(initial, maxDelay, attempt)
+			base := min(initial<<(attempt-1), maxDelay)
+			require.GreaterOrEqual(t, d, time.Duration(0.8*float64(base)), "attempt %d", attempt)
+			require.LessOrEqual(t, d, time.Duration(1.2*float64(base)), "attempt %d", attempt)
+			if base < maxDelay {
+				require.Greater(t, d, prev, "attempt %d waits longer than attempt %d", attempt, attempt-1)
+			}
+			prev = d
+		}
+	}
+	d := fxevents.Backoff(initial, maxDelay, 0)
+	require.GreaterOrEqual(t, d, time.Duration(0.8*float64(initial)), "attempt 0 counts as the first")
 }
 
 func TestDeadLetterAfterMaxAttemptsThenRedrive(t *testing.T) {

@@ -5,4 +5,5 @@ var (
 	ClaimQuery      = claimQuery
 	RelayTxSettings = relayTxSettings
 	MaintainDelay   = maintainDelay
+	Backoff         = backoff
 )

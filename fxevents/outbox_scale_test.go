@@ -181,7 +181,9 @@ func listenerPID(t *testing.T, conn *pgx.Conn) int {
 func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T) {
 	b := pgBackend(t)
 	got := make(chan time.Time, 100)
-	oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=10s"},
+	// With an hour between polls, a delivery within the test can only come
+	// from NOTIFY waking the relay.
+	oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=1h"},
 		fxevents.AsHandler(fxevents.HandlerFunc("notify", func(context.Context, OrderCreated) error {
 			got <- time.Now()
 			return nil
@@ -195,23 +197,25 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 
 	publish := func() time.Duration {
 		t.Helper()
-		var committed time.Time
+		// Timed from the start of the transaction: the relay may hand the
+		// event to the handler before Do has returned from its commit, so
+		// a clock read after Do could come after the delivery.
+		var began time.Time
 		require.Eventually(t, func() bool {
+			began = time.Now()
 			err := oa.uow.Do(context.Background(), func(ctx context.Context) error { return oa.bus.Publish(ctx, OrderCreated{OrderID: "n"}) })
-			committed = time.Now()
 			return err == nil
 		}, 10*time.Second, 50*time.Millisecond, "publish (the pool replaces terminated connections)")
 		select {
 		case at := <-got:
-			return at.Sub(committed)
-		case <-time.After(5 * time.Second):
-			t.Fatal("not delivered within 5s with a 10s poll interval: NOTIFY did not wake the relay")
+			return at.Sub(began)
+		case <-time.After(30 * time.Second):
+			t.Fatal("not delivered within 30s with an hour between polls: NOTIFY did not wake the relay")
 			return 0
 		}
 	}
 	latency := publish()
-	require.Less(t, latency, time.Second, "delivered through NOTIFY, not the 10s poll")
-	t.Logf("commit to handler via NOTIFY: %s", latency)
+	t.Logf("publish to handler via NOTIFY: %s", latency)
 
 	// Kill every connection the app has, the LISTEN one included.
 	old := listenerPID(t, conn)
@@ -221,7 +225,7 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 	eventually(t, func() bool { p := listenerPID(t, conn); return p != 0 && p != old }, "the relay listens again")
 	time.Sleep(100 * time.Millisecond)
 	latency = publish()
-	require.Less(t, latency, time.Second, "still woken by NOTIFY after the reconnect")
+	t.Logf("after the reconnect: %s", latency)
 }
 
 // The claim query must read about a batch of rows whatever the outbox
