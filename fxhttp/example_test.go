@@ -19,7 +19,7 @@ func ExampleAsAdminRoute() {
 		"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0",
 	})
 	ok := func(body string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, body) })
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprint(w, body) })
 	}
 	var srv *fxhttp.Server
 	app := fx.New(fxcore.Module, fxhttp.Module, fx.Replace(src), fx.NopLogger,
@@ -41,7 +41,7 @@ func ExampleAsAdminRoute() {
 			fmt.Println(err)
 			return
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		fmt.Println(path, resp.StatusCode)
 	}
 	// Output:

@@ -383,7 +383,7 @@ func TestBodyLimitChunkedIs413WhateverTheHandlerAnswers(t *testing.T) {
 			_, _ = io.WriteString(w, "ok")
 		})),
 		AsRoute("POST /flushes", reads(func(w http.ResponseWriter, _ *http.Request, _ error) {
-			http.NewResponseController(w).Flush()
+			_ = http.NewResponseController(w).Flush()
 			_, _ = io.WriteString(w, "ok")
 		})),
 	)
