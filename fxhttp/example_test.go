@@ -24,7 +24,7 @@ func ExampleAsAdminRoute() {
 	var srv *fxhttp.Server
 	app := fx.New(fxcore.Module, fxhttp.Module, fx.Replace(src), fx.NopLogger,
 		fxhttp.AsAdminRoute("GET /livez", ok("ok"), fxhttp.Open()), // probes, metrics: open
-		fxhttp.AsAdminRoute("GET /debug/orders", ok("payloads")),    // protected
+		fxhttp.AsAdminRoute("GET /debug/orders", ok("payloads")),   // protected
 		fx.Populate(&srv))
 	if err := app.Start(context.Background()); err != nil {
 		fmt.Println(err)
