@@ -33,6 +33,8 @@ var Module = fx.Module("martyfx.events",
 		func(d *Dispatcher) DeadLetterStore { return d.DeadLetters() },
 	),
 	fx.Invoke(func(Bus) {}), // the relay runs even when nothing publishes
+	// Protected admin routes (payloads, re-drive): they need
+	// MARTY_HTTP_ADMIN_TOKEN, and are not served in production without it.
 	fxhttp.AsAdminRoute("GET /events/dead", newDeadListRoute),
 	fxhttp.AsAdminRoute("POST /events/dead/{id}/retry", newDeadRetryRoute),
 	fxhttp.AsAdminRoute("POST /events/dead/retry", newDeadRetryAllRoute),

@@ -23,6 +23,7 @@ var Module = fx.Module("martyfx.grpc",
 	),
 	fx.Provide(fx.Private, newGateway, monitorReadiness, monitorBreakers),
 	fx.Provide(fx.Annotate(gatewayRoutes, fx.ResultTags(`group:"martyfx.http.routes,flatten"`))),
+	// Protected: it lists the hosted services and their health.
 	fxhttp.AsAdminRoute("GET /grpc/services", newServicesHandler),
 	fx.Invoke(run),
 )

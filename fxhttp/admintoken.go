@@ -11,10 +11,41 @@ import (
 // set when a page is opened once with ?token=<token>.
 const AdminTokenCookie = "marty_admin_token"
 
-// adminGuard requires the admin token (Config.AdminToken) on every admin
-// route: "Authorization: Bearer <token>", the AdminTokenCookie cookie, or a
+// adminRoutes decides how each admin route is served, sorted by pattern:
+//
+//   - open routes (Route.Open: probes, /metrics) need no token, ever;
+//   - protected routes need cfg.AdminToken when it is set; without one
+//     they are left out in production (their patterns are returned in
+//     withheld, for the start-up warning) and served open elsewhere, on a
+//     developer's box.
+//
+// Every served route also refuses cross-site browser requests with unsafe
+// methods (http.CrossOriginProtection), so a page on another site cannot
+// make the operator's browser re-drive a dead letter. Requests without
+// browser headers (curl, kubelet, Prometheus) and safe methods pass.
+func adminRoutes(cfg Config, production bool, routes []Route) (serve []Route, withheld []string) {
+	cop := http.NewCrossOriginProtection()
+	secure := cfg.TLS.Enabled()
+	for _, rt := range sortedRoutes(routes) {
+		token := cfg.AdminToken
+		switch {
+		case rt.Open:
+			token = ""
+		case token == "" && production:
+			withheld = append(withheld, rt.Pattern)
+			continue
+		}
+		rt.Handler = cop.Handler(adminGuard(token, secure, rt.Handler))
+		serve = append(serve, rt)
+	}
+	return serve, withheld
+}
+
+// adminGuard requires the admin token: "Authorization: Bearer <token>" (the
+// scheme in any case, RFC 9110 §11.1), the AdminTokenCookie cookie, or a
 // "token" query parameter, which sets the cookie and redirects to the same
-// URL without it (so the token leaves the address bar). token "" is no guard.
+// URL without it (so the token leaves the address bar). token "" is no
+// guard.
 func adminGuard(token string, secure bool, next http.Handler) http.Handler {
 	if token == "" {
 		return next
@@ -25,7 +56,7 @@ func adminGuard(token string, secure bool, next http.Handler) http.Handler {
 		return got != "" && subtle.ConstantTimeCompare(g[:], want[:]) == 1
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if auth, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && match(strings.TrimSpace(auth)) {
+		if got, ok := bearerToken(r.Header.Get("Authorization")); ok && match(got) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -48,16 +79,18 @@ func adminGuard(token string, secure bool, next http.Handler) http.Handler {
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="admin"`)
 		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, "fxhttp: the admin server needs its token (MARTY_HTTP_ADMIN_TOKEN): "+
+		http.Error(w, "fxhttp: this admin route needs the admin token (MARTY_HTTP_ADMIN_TOKEN): "+
 			"send Authorization: Bearer <token>, or open the page once with ?token=<token>", http.StatusUnauthorized)
 	})
 }
 
-// adminHandler guards an admin route: the optional token, and Go's
-// cross-origin protection, so a page on another site cannot make the
-// operator's browser POST to state-changing admin routes (re-drive a dead
-// letter, ...). Requests without browser headers (curl, kubelet, Prometheus)
-// and safe methods pass.
-func adminHandler(cfg Config, h http.Handler) http.Handler {
-	return http.NewCrossOriginProtection().Handler(adminGuard(cfg.AdminToken, cfg.TLS.Enabled(), h))
+// bearerToken returns the credentials of an Authorization header with the
+// Bearer scheme. The scheme is case-insensitive and separated from the
+// token by one or more spaces or tabs (RFC 9110 §11.1, §11.4).
+func bearerToken(h string) (string, bool) {
+	i := strings.IndexAny(h, " \t")
+	if i < 0 || !strings.EqualFold(h[:i], "Bearer") {
+		return "", false
+	}
+	return strings.Trim(h[i:], " \t"), true
 }

@@ -25,6 +25,10 @@ type Config struct {
 	// AdminAddr is the admin server's address (MARTY_HTTP_ADMIN_ADDR); ""
 	// disables it, and the same value as Addr serves the admin routes on the
 	// public server (except port 0: each server gets its own free port).
+	// The default listens on every interface: kubelet probes and Prometheus
+	// reach the pod on its IP, not on loopback. What it serves is safe to
+	// expose that way: probes and /metrics are read-only and carry no
+	// payload, and in production the other admin routes need AdminToken.
 	AdminAddr string `koanf:"admin_addr"`
 	// ReadHeaderTimeout bounds reading the request headers (slowloris guard).
 	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"`
@@ -50,10 +54,15 @@ type Config struct {
 	AccessLog string `koanf:"access_log"`
 	// AccessLogRatio is the fraction of requests logged in sampled mode.
 	AccessLogRatio float64 `koanf:"access_log_ratio"`
-	// AdminToken, when set, is required by every admin route
-	// (MARTY_HTTP_ADMIN_TOKEN): "Authorization: Bearer <token>", or for a
-	// browser ?token=<token> once, which sets an HttpOnly SameSite=Strict
-	// cookie. Probes and scrapers must then send the header too.
+	// AdminToken (MARTY_HTTP_ADMIN_TOKEN), when set, is required by the
+	// protected admin routes, those that show payloads, status detail or
+	// change state (dead letters and their re-drive, /statusz, the dashboard
+	// and its API, ...): "Authorization: Bearer <token>" (the scheme in any
+	// case), or for a browser ?token=<token> once, which sets an HttpOnly
+	// SameSite=Strict cookie. Open admin routes (probes, /metrics; see
+	// Open) never need it. In production (MARTY_ENV=production) without a
+	// token the protected routes are not served at all and start logs a
+	// warning naming them; elsewhere they are served without one.
 	AdminToken string `koanf:"admin_token"`
 }
 

@@ -9,13 +9,20 @@
 //		fxhttp.AsAdminRoute("GET /debug/info", diag.NewInfoHandler),
 //	)
 //
+// Admin routes are protected unless registered with Open() (probes,
+// /metrics: read-only, no payloads): with MARTY_HTTP_ADMIN_TOKEN set they
+// need "Authorization: Bearer <token>"; without it they are not served in
+// production (MARTY_ENV=production), and served open elsewhere. Open routes
+// never need the token.
+//
 // Every request goes through a built-in stack, outermost first: panic
 // recovery (500 problem+json, stack logged, the server lives on), request id
 // (X-Request-Id accepted or generated, echoed, logged and put on the span),
 // tracing (a server span named "METHOD /route/{pattern}" with the
 // OpenTelemetry HTTP semantic-convention attributes; probe and metrics paths
 // are not traced), Prometheus RED metrics labelled by route pattern (never the
-// raw path), an access log line and a request body size limit (413). User
+// raw path), an access log line and a request body size limit (413, for a
+// declared length and a chunked body alike, whatever the handler answers). User
 // middleware registered with AsMiddleware runs outside that stack (order < 0)
 // or inside it, per route (order >= 0).
 //

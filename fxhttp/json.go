@@ -41,7 +41,9 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // DecodeJSON decodes the request body into dst strictly: exactly one JSON
 // value, no unknown fields, no trailing data, a JSON content type (or none),
-// within the body limit. It writes nothing: on failure it returns a
+// within the body limit (the server's MaxBodyBytes, DefaultMaxBodyBytes
+// outside an fxhttp server; a body past it is 413 whether its length was
+// declared or it came chunked). It writes nothing: on failure it returns a
 // *DecodeError (400, 413 or 415 with the reason) that WriteError answers:
 //
 //	var in CreateOrder
@@ -64,6 +66,11 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		body = http.NoBody
 	}
 	if infoFrom(r.Context()) == nil {
+		// Outside an fxhttp server: the same limit for a declared length
+		// and a chunked body.
+		if r.ContentLength > DefaultMaxBodyBytes {
+			return decodeError(&http.MaxBytesError{Limit: DefaultMaxBodyBytes})
+		}
 		body = http.MaxBytesReader(w, body, DefaultMaxBodyBytes)
 	}
 	dec := json.NewDecoder(body)

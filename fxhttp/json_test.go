@@ -75,6 +75,60 @@ func TestDecodeJSONOutsideTheServerHasADefaultLimit(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, StatusOf(r.Context(), err))
 }
 
+// Outside an fxhttp server too, a body past DefaultMaxBodyBytes is 413
+// whether it declares its length (refused unread) or comes chunked.
+func TestDecodeJSONOutsideTheServerChunkedAndDeclaredAre413(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(decodeRoute())
+	defer srv.Close()
+	big := `{"item":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}`
+	for _, chunked := range []bool{false, true} {
+		var body io.Reader = strings.NewReader(big)
+		if chunked {
+			body = io.MultiReader(body)
+		}
+		req, err := http.NewRequest(http.MethodPost, srv.URL, body)
+		require.NoError(t, err)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "chunked=%v", chunked)
+		require.Equal(t, fmt.Sprintf("body is larger than %d bytes", DefaultMaxBodyBytes), problemOf(t, resp, string(b)).Detail)
+	}
+
+	// A declared length past the limit is refused before the body is read.
+	r := httptest.NewRequest(http.MethodPost, "/", errReader{})
+	r.ContentLength = DefaultMaxBodyBytes + 1
+	var in createOrder
+	err := DecodeJSON(httptest.NewRecorder(), r, &in)
+	var de *DecodeError
+	require.ErrorAs(t, err, &de)
+	require.Equal(t, http.StatusRequestEntityTooLarge, de.Status)
+}
+
+// errReader fails the test's request if anything reads it.
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("read the body") }
+
+// Inside the server, DecodeJSON's 413 holds for both kinds of body.
+func TestDecodeJSONChunkedAndDeclaredAre413(t *testing.T) {
+	t.Parallel()
+	h := start(t, []string{"MARTY_HTTP_MAX_BODY_BYTES=64"}, AsRoute("POST /v1/orders", decodeRoute))
+	big := `{"item":"` + strings.Repeat("x", 100) + `"}`
+	for _, chunked := range []bool{false, true} {
+		var body io.Reader = strings.NewReader(big)
+		if chunked {
+			body = io.MultiReader(body)
+		}
+		resp, b := h.do(http.MethodPost, h.url("/v1/orders"), body)
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "chunked=%v", chunked)
+		require.Equal(t, "body is larger than 64 bytes", problemOf(t, resp, b).Detail)
+	}
+}
+
 type teapotError struct{}
 
 func (teapotError) Error() string   { return "short and stout" }

@@ -24,12 +24,17 @@ var Module = fx.Module("martyfx.http",
 )
 
 // Params are NewServer's dependencies. Fx fills them in; without Fx, fill
-// the fields by hand (only Config and Log are required).
+// the fields by hand (only Config and Log are required; fill Info
+// in production).
 type Params struct {
 	fx.In
 
 	Config Config
 	Log    *zap.Logger
+	// Info is the service's identity; in production (Info.IsProduction)
+	// without Config.AdminToken the protected admin routes are not served.
+	// The zero value is not production.
+	Info fxcore.ServiceInfo
 	// Registerer receives the RED metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer `optional:"true"`
 	// Stopping is signalled first thing in Stop (readiness goes NOT_SERVING).

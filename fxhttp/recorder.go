@@ -2,6 +2,7 @@ package fxhttp
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,12 +11,22 @@ import (
 // recorder wraps the ResponseWriter to learn the status and the bytes
 // written. It keeps Flush, Hijack and ReadFrom (sendfile) working, and
 // Unwrap serves http.ResponseController.
+//
+// When the request body went past the limit (bodyReader sets tooLarge)
+// before the response started, the response is 413, whatever the handler
+// answers: the recorder writes the problem itself and discards what the
+// handler writes. A handler (grpc-gateway's, a hand-written io.ReadAll)
+// often turns the read error into a 400 or a 500; the client must learn
+// that its body was too large, as it does for a declared Content-Length.
 type recorder struct {
 	w           http.ResponseWriter
 	status      int
 	bytes       int64
 	wroteHeader bool
 	hijacked    bool
+	discard     bool   // the handler's writes are dropped (413 already sent)
+	tooLarge    int64  // the body limit the request went past; 0: not
+	path, id    string // for the 413 problem: request path and id
 }
 
 func (r *recorder) Header() http.Header { return r.w.Header() }
@@ -26,16 +37,44 @@ func (r *recorder) WriteHeader(code int) {
 			r.w.WriteHeader(code) // informational: the real status comes later
 			return
 		}
+		if r.tooLarge > 0 {
+			r.refuseBody()
+			return
+		}
 		r.status = code
 		r.wroteHeader = true
 	}
 	r.w.WriteHeader(code)
 }
 
+// start marks an implicit 200 (a Write, ReadFrom or Flush without
+// WriteHeader), or answers 413 for a body past the limit.
+func (r *recorder) start() {
+	if r.tooLarge > 0 {
+		r.refuseBody()
+		return
+	}
+	r.status = http.StatusOK
+	r.wroteHeader = true
+}
+
+// refuseBody answers 413 in place of the handler's response.
+func (r *recorder) refuseBody() {
+	limit := r.tooLarge
+	r.tooLarge = 0
+	h := r.w.Header()
+	h.Set("Connection", "close") // the rest of the body is not read
+	h.Del("Content-Encoding")    // the problem is written as is
+	writeProblem(r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", limit), r.path, r.id)
+	r.discard = true
+}
+
 func (r *recorder) Write(b []byte) (int, error) {
 	if !r.wroteHeader {
-		r.status = http.StatusOK
-		r.wroteHeader = true
+		r.start()
+	}
+	if r.discard {
+		return len(b), nil
 	}
 	n, err := r.w.Write(b)
 	r.bytes += int64(n)
@@ -45,8 +84,10 @@ func (r *recorder) Write(b []byte) (int, error) {
 // ReadFrom keeps the sendfile path of *http.response for io.Copy.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if !r.wroteHeader {
-		r.status = http.StatusOK
-		r.wroteHeader = true
+		r.start()
+	}
+	if r.discard {
+		return io.Copy(io.Discard, src)
 	}
 	var n int64
 	var err error
@@ -64,8 +105,7 @@ type writerOnly struct{ io.Writer }
 // Flush sends buffered data to the client (server-sent events, streaming).
 func (r *recorder) Flush() {
 	if !r.wroteHeader {
-		r.status = http.StatusOK
-		r.wroteHeader = true
+		r.start()
 	}
 	_ = http.NewResponseController(r.w).Flush()
 }
@@ -123,8 +163,10 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	n = int(b.remaining)
 	b.read += int64(n)
 	b.remaining = 0
-	if !b.rec.wroteHeader {
-		// The rest of the body is not read: the connection cannot be reused.
+	if !b.rec.wroteHeader && !b.rec.hijacked {
+		// The response becomes 413, and the rest of the body is not read:
+		// the connection cannot be reused.
+		b.rec.tooLarge = b.limit
 		b.rec.Header().Set("Connection", "close")
 	}
 	b.err = &http.MaxBytesError{Limit: b.limit}

@@ -21,6 +21,14 @@ const (
 type Route struct {
 	Pattern string
 	Handler http.Handler
+	// Open is for admin routes that are read-only and show no payload or
+	// configuration (probes, /metrics): they are served without the admin
+	// token, in production too, so kubelet and Prometheus need no
+	// credentials. Every other admin route is protected: it needs
+	// Config.AdminToken when one is set, and in production it is not served
+	// at all without one. AsAdminRoute sets Open with the Open option; on
+	// public routes it means nothing.
+	Open bool
 }
 
 // Middleware wraps handlers. Order is explicit: lower runs first (outermost).
@@ -33,23 +41,48 @@ type Middleware struct {
 // AsRoute registers a route on the public server. ctor returns an
 // http.Handler (its parameters are injected by Fx), or is an http.Handler.
 func AsRoute(pattern string, ctor any) fx.Option {
-	return asRoute(routesGroup, "fxhttp.AsRoute", pattern, ctor)
+	return asRoute(routesGroup, "fxhttp.AsRoute", pattern, ctor, false)
 }
 
 // AsAdminRoute registers a route on the admin server (probes, metrics,
 // diagnostics). ctor is as for AsRoute.
-func AsAdminRoute(pattern string, ctor any) fx.Option {
-	return asRoute(adminRoutesGroup, "fxhttp.AsAdminRoute", pattern, ctor)
+//
+// Admin routes are protected unless registered with Open(): with
+// MARTY_HTTP_ADMIN_TOKEN set they need the token; without it they are
+// served open outside production, and not served at all in production
+// (MARTY_ENV=production), where start logs a warning naming them. Mark a
+// route Open only when it is read-only and reveals no payload, no
+// configuration and no internal detail:
+//
+//	fxhttp.AsAdminRoute("GET /livez", newLiveness, fxhttp.Open())
+//	fxhttp.AsAdminRoute("POST /events/dead/{id}/retry", newRetry) // protected
+func AsAdminRoute(pattern string, ctor any, opts ...AdminRouteOption) fx.Option {
+	var o adminRouteOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	return asRoute(adminRoutesGroup, "fxhttp.AsAdminRoute", pattern, ctor, o.open)
 }
 
-func asRoute(group, helper, pattern string, ctor any) fx.Option {
+// AdminRouteOption configures an admin route (AsAdminRoute).
+type AdminRouteOption func(*adminRouteOptions)
+
+type adminRouteOptions struct{ open bool }
+
+// Open serves the admin route without the admin token, in production too
+// (Route.Open). For probes and metrics: read-only, no payloads.
+func Open() AdminRouteOption { return func(o *adminRouteOptions) { o.open = true } }
+
+func asRoute(group, helper, pattern string, ctor any, open bool) fx.Option {
 	what := fmt.Sprintf("%s(%q)", helper, pattern)
 	return fxcore.Group(group, what, ctor, func(v any) (Route, error) {
 		h, ok := v.(http.Handler)
 		if !ok || h == nil {
 			return Route{}, fmt.Errorf("got %T, want an http.Handler", v)
 		}
-		return Route{Pattern: pattern, Handler: h}, nil
+		return Route{Pattern: pattern, Handler: h, Open: open}, nil
 	})
 }
 

@@ -30,6 +30,7 @@ type Server struct {
 
 	api, admin *endpoint // nil when disabled (admin also when shared)
 	dropped    int       // admin routes not served: the admin server is disabled
+	withheld   []string  // protected admin routes not served: production without a token
 
 	mu      sync.Mutex
 	started bool
@@ -98,6 +99,10 @@ func NewServer(p Params) (*Server, error) {
 	}
 
 	shared := cfg.sharedAdmin()
+	var admin []Route
+	if cfg.AdminAddr != "" {
+		admin, s.withheld = adminRoutes(cfg, p.Info.IsProduction(), p.AdminRoutes)
+	}
 	if cfg.Addr != "" {
 		mux := http.NewServeMux()
 		var patterns []string
@@ -112,8 +117,8 @@ func NewServer(p Params) (*Server, error) {
 			patterns = append(patterns, rt.Pattern)
 		}
 		if shared {
-			for _, rt := range sortedRoutes(p.AdminRoutes) {
-				if err := handle(mux, rt.Pattern, adminHandler(cfg, rt.Handler), patterns); err != nil {
+			for _, rt := range admin {
+				if err := handle(mux, rt.Pattern, rt.Handler, patterns); err != nil {
 					return nil, err
 				}
 				patterns = append(patterns, rt.Pattern)
@@ -129,8 +134,8 @@ func NewServer(p Params) (*Server, error) {
 	if cfg.AdminAddr != "" && !shared {
 		mux := http.NewServeMux()
 		var patterns []string
-		for _, rt := range sortedRoutes(p.AdminRoutes) {
-			if err := handle(mux, rt.Pattern, adminHandler(cfg, rt.Handler), patterns); err != nil {
+		for _, rt := range admin {
+			if err := handle(mux, rt.Pattern, rt.Handler, patterns); err != nil {
 				return nil, err
 			}
 			patterns = append(patterns, rt.Pattern)
@@ -261,6 +266,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.dropped > 0 {
 		s.log.Warn("admin server disabled (MARTY_HTTP_ADMIN_ADDR is empty): admin routes are not served", zap.Int("routes", s.dropped))
+	}
+	if len(s.withheld) > 0 {
+		s.log.Warn("admin routes that show payloads or change state are not served: "+
+			"MARTY_ENV is production and MARTY_HTTP_ADMIN_TOKEN is not set; set it (e.g. from a Kubernetes Secret) "+
+			"to serve them to callers that send Authorization: Bearer <token>; probes and /metrics stay open",
+			zap.Strings("routes", s.withheld))
 	}
 	s.started = true
 	return nil

@@ -345,6 +345,98 @@ func TestBodyLimit413(t *testing.T) {
 	require.NotNil(t, h.metric("http_server_requests_total", map[string]string{"route": "/json", "code": "413"}))
 }
 
+// A body past the limit is 413 whether its length was declared or it came
+// chunked, whatever the handler makes of the read error: a 400 of its own
+// (grpc-gateway answers InvalidArgument), a 500, or ignoring it. The
+// handler's own body is not sent.
+func TestBodyLimitChunkedIs413WhateverTheHandlerAnswers(t *testing.T) {
+	t.Parallel()
+	var ran atomic.Int64
+	reads := func(answer func(w http.ResponseWriter, r *http.Request, err error)) func() http.Handler {
+		return func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ran.Add(1)
+				_, err := io.ReadAll(r.Body)
+				answer(w, r, err)
+			})
+		}
+	}
+	h := start(t, []string{"MARTY_HTTP_MAX_BODY_BYTES=16"},
+		AsRoute("POST /400", reads(func(w http.ResponseWriter, _ *http.Request, err error) {
+			if err != nil {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", "27")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(w, `{"code":3,"message":"bad"}`+"\n")
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		})),
+		AsRoute("POST /500", reads(func(w http.ResponseWriter, _ *http.Request, err error) {
+			if err != nil {
+				http.Error(w, "read failed: "+err.Error(), http.StatusInternalServerError)
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		})),
+		AsRoute("POST /ignores", reads(func(w http.ResponseWriter, _ *http.Request, _ error) {
+			_, _ = io.WriteString(w, "ok")
+		})),
+		AsRoute("POST /flushes", reads(func(w http.ResponseWriter, _ *http.Request, _ error) {
+			_ = http.NewResponseController(w).Flush()
+			_, _ = io.WriteString(w, "ok")
+		})),
+	)
+	for _, route := range []string{"/400", "/500", "/ignores", "/flushes"} {
+		for _, chunked := range []bool{false, true} {
+			var body io.Reader = strings.NewReader(strings.Repeat("x", 100))
+			if chunked {
+				body = io.MultiReader(body) // no length: sent chunked
+			}
+			req, err := http.NewRequest(http.MethodPost, h.url(route), body)
+			require.NoError(t, err)
+			before := ran.Load()
+			resp, err := h.client.Do(req)
+			require.NoError(t, err)
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s chunked=%v: %s", route, chunked, b)
+			p := problemOf(t, resp, string(b))
+			require.Equal(t, "body is larger than 16 bytes", p.Detail)
+			require.Equal(t, route, p.Instance)
+			require.Equal(t, resp.Header.Get(RequestIDHeader), p.RequestID)
+			require.NotContains(t, string(b), "ok")
+			require.NotContains(t, string(b), "bad")
+			// A declared length is refused before the handler runs; a
+			// chunked body only while the handler reads it.
+			require.Equal(t, chunked, ran.Load() == before+1, "%s chunked=%v: handler ran", route, chunked)
+		}
+		// Within the limit, chunked or not, the handler answers.
+		resp, body := h.do(http.MethodPost, h.url(route), io.MultiReader(strings.NewReader("small")))
+		require.Equal(t, http.StatusOK, resp.StatusCode, route)
+		require.Equal(t, "ok", body)
+	}
+	require.NotNil(t, h.metric("http_server_requests_total", map[string]string{"route": "/400", "code": "413"}))
+	require.Nil(t, h.metric("http_server_requests_total", map[string]string{"route": "/400", "code": "400"}))
+
+	// A handler that answered before reading keeps its answer: the status
+	// is out already.
+	early := start(t, []string{"MARTY_HTTP_MAX_BODY_BYTES=16"}, AsRoute("POST /early", func() http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusAccepted)
+			_, err := io.ReadAll(r.Body)
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				_, _ = io.WriteString(w, "cut")
+			}
+		})
+	}))
+	resp, body := early.do(http.MethodPost, early.url("/early"), io.MultiReader(strings.NewReader(strings.Repeat("x", 100))))
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Equal(t, "cut", body)
+}
+
 func TestGracefulStopCompletesInFlightAndRefusesNew(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})

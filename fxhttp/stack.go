@@ -76,6 +76,7 @@ func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header()[RequestIDHeader] = []string{id}
 	st.info = requestInfo{id: id, mappers: s.mappers}
+	st.rec.path, st.rec.id = r.URL.Path, id
 	ctx := context.WithValue(r.Context(), infoKey{}, &st.info)
 
 	// Tracing, except for probes and scrapes.
@@ -91,7 +92,9 @@ func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r2 := r.WithContext(ctx)
 
-	// Body limit: refuse a declared oversize body at once, cut the others.
+	// Body limit: refuse a declared oversize body at once, cut the others
+	// (chunked, HTTP/2 without content-length) while read; the recorder
+	// then answers 413 whatever the handler makes of the read error.
 	if r.Body != nil && r.Body != http.NoBody {
 		st.body = bodyReader{rc: r.Body, rec: &st.rec, limit: s.maxBody, remaining: s.maxBody}
 		r2.Body = &st.body

@@ -18,12 +18,16 @@ import (
 // AsAlertRule and AsNotifier; samples the marty_system_* gauges; and serves
 // on the admin server (fxhttp.Module):
 //
-//	/livez /readyz /startupz   probes (plain text; ?verbose for JSON)
-//	/metrics                   Prometheus / OpenMetrics
-//	/alerts                    pending, firing and resolved alerts (JSON)
-//	/alerts/rules.yaml         the alert rules as a Prometheus rule file
-//	/statusz                   service, checks, breakers and alerts (JSON)
-//	/dashboard/                the operations dashboard (MARTY_MONITOR_DASHBOARD)
+//	/livez /readyz /startupz   probes (plain text; ?verbose for JSON)     open
+//	/metrics                   Prometheus / OpenMetrics                    open
+//	/alerts                    pending, firing and resolved alerts (JSON)  protected
+//	/alerts/rules.yaml         the alert rules as a Prometheus rule file   protected
+//	/statusz                   service, checks, breakers and alerts (JSON) protected
+//	/dashboard/                the operations dashboard (MARTY_MONITOR_DASHBOARD) protected
+//
+// Open routes never need the admin token; protected ones need
+// MARTY_HTTP_ADMIN_TOKEN when it is set and, in production, are not served
+// without it (see fxhttp.AsAdminRoute).
 //
 // A fxmonitor.Clock in the graph (optional) drives alert evaluation.
 var Module = fx.Module("martyfx.monitor",
@@ -35,10 +39,14 @@ var Module = fx.Module("martyfx.monitor",
 		newDashboard,
 	),
 	fx.Invoke(registerCollectors, startSystemMetrics, func(*Health, *Breakers, *Alerts) {}),
-	fxhttp.AsAdminRoute("GET /livez", func(h *Health) http.Handler { return h.ProbeHandler(Liveness) }),
-	fxhttp.AsAdminRoute("GET /readyz", func(h *Health) http.Handler { return h.ProbeHandler(Readiness) }),
-	fxhttp.AsAdminRoute("GET /startupz", func(h *Health) http.Handler { return h.ProbeHandler(Startup) }),
-	fxhttp.AsAdminRoute("GET /metrics", MetricsHandler),
+	// Probes and metrics are open (read-only, no payloads): kubelet and
+	// Prometheus need no credentials. The rest shows status detail or
+	// re-drives dead letters: protected by MARTY_HTTP_ADMIN_TOKEN, and not
+	// served in production without it.
+	fxhttp.AsAdminRoute("GET /livez", func(h *Health) http.Handler { return h.ProbeHandler(Liveness) }, fxhttp.Open()),
+	fxhttp.AsAdminRoute("GET /readyz", func(h *Health) http.Handler { return h.ProbeHandler(Readiness) }, fxhttp.Open()),
+	fxhttp.AsAdminRoute("GET /startupz", func(h *Health) http.Handler { return h.ProbeHandler(Startup) }, fxhttp.Open()),
+	fxhttp.AsAdminRoute("GET /metrics", MetricsHandler, fxhttp.Open()),
 	fxhttp.AsAdminRoute("GET /alerts", func(a *Alerts) http.Handler { return a.AlertsHandler() }),
 	fxhttp.AsAdminRoute("GET /alerts/rules.yaml", func(a *Alerts, info fxcore.ServiceInfo) http.Handler {
 		return a.RulesHandler(info.Name)

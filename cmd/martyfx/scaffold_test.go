@@ -168,9 +168,42 @@ func TestRenderEveryCombination(t *testing.T) {
 				} else {
 					require.Equal(t, "/readyz", probes["readinessProbe"]["httpGet"].(map[string]any)["path"])
 				}
+				// The admin token comes from the optional Secret, never from the manifest.
+				token := envOf(t, files["deploy/k8s/deployment.yaml"])["MARTY_HTTP_ADMIN_TOKEN"]
+				require.NotNil(t, token, "MARTY_HTTP_ADMIN_TOKEN")
+				require.NotContains(t, token, "value")
+				ref := token["valueFrom"].(map[string]any)["secretKeyRef"].(map[string]any)
+				require.Equal(t, map[string]any{"name": "order-history-admin", "key": "token", "optional": true}, ref)
+				require.Contains(t, string(files["deploy/k8s/deployment.yaml"]), "kubectl create secret generic order-history-admin")
+				require.Contains(t, string(files["README.md"]), "kubectl create secret generic order-history-admin")
 			}
 		}
 	}
+}
+
+// envOf returns the env entries of the Deployment's only container by name.
+func envOf(t *testing.T, manifest []byte) map[string]map[string]any {
+	t.Helper()
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Env []map[string]any `yaml:"env"`
+					} `yaml:"containers"`
+				} `yaml:"spec"`
+			} `yaml:"template"`
+		} `yaml:"spec"`
+	}
+	require.NoError(t, yaml.Unmarshal(manifest, &d))
+	require.Len(t, d.Spec.Template.Spec.Containers, 1)
+	out := map[string]map[string]any{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		name, _ := e["name"].(string)
+		require.NotContains(t, out, name, "env %s set twice", name)
+		out[name] = e
+	}
+	return out
 }
 
 // probesOf returns the probes of the Deployment's only container by name.

@@ -59,8 +59,15 @@ type container struct {
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
 	Env []struct {
-		Name  string `yaml:"name"`
-		Value string `yaml:"value"`
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			SecretKeyRef *struct {
+				Name     string `yaml:"name"`
+				Key      string `yaml:"key"`
+				Optional bool   `yaml:"optional"`
+			} `yaml:"secretKeyRef"`
+		} `yaml:"valueFrom"`
 	} `yaml:"env"`
 	StartupProbe   *probe `yaml:"startupProbe"`
 	LivenessProbe  *probe `yaml:"livenessProbe"`
@@ -82,10 +89,16 @@ type probe struct {
 	} `yaml:"grpc"`
 }
 
-func load(t *testing.T, file string) []object {
+func manifestText(t *testing.T, file string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("kubernetes", file))
 	require.NoError(t, err)
+	return string(b)
+}
+
+func load(t *testing.T, file string) []object {
+	t.Helper()
+	b := []byte(manifestText(t, file))
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(false)
 	var objs []object
@@ -216,6 +229,29 @@ func checkDeployment(t *testing.T, file, name string, wantGRPC bool) {
 	require.GreaterOrEqual(t, g, s.stop, "grace period must not cut the stop timeout short")
 	require.LessOrEqual(t, g, s.stop+10*time.Second, "grace period should match the stop timeout")
 
+	// The admin token comes from a Secret, never from the manifest; it is
+	// optional: without it production serves only the open admin routes.
+	var tokenRef bool
+	for _, e := range c.Env {
+		if e.Name != "MARTY_HTTP_ADMIN_TOKEN" {
+			continue
+		}
+		require.False(t, tokenRef, "MARTY_HTTP_ADMIN_TOKEN set twice")
+		tokenRef = true
+		require.Empty(t, e.Value, "MARTY_HTTP_ADMIN_TOKEN must not be written in the manifest")
+		require.NotNil(t, e.ValueFrom, "MARTY_HTTP_ADMIN_TOKEN valueFrom")
+		ref := e.ValueFrom.SecretKeyRef
+		require.NotNil(t, ref, "MARTY_HTTP_ADMIN_TOKEN valueFrom.secretKeyRef")
+		require.Equal(t, name+"-admin", ref.Name)
+		require.Equal(t, "token", ref.Key)
+		require.True(t, ref.Optional, "the pod starts without the Secret (protected admin routes off)")
+	}
+	require.True(t, tokenRef, "MARTY_HTTP_ADMIN_TOKEN from a Secret")
+	mode, _ := env(c, "MARTY_ENV")
+	require.Equal(t, "production", mode)
+	require.Contains(t, manifestText(t, file), "kubectl create secret generic "+name+"-admin",
+		"the manifest says how to create the admin token's Secret")
+
 	require.NotEmpty(t, c.Resources.Requests["cpu"])
 	require.NotEmpty(t, c.Resources.Requests["memory"])
 	require.NotEmpty(t, c.Resources.Limits["memory"])
@@ -247,14 +283,55 @@ func TestOrdersManifest(t *testing.T) { checkDeployment(t, "orders.yaml", "order
 
 func TestNotifierManifest(t *testing.T) { checkDeployment(t, "notifier.yaml", "notifier", false) }
 
+// protectedAdminPaths are admin routes the orders app serves that show
+// payloads, status detail or change state.
+var protectedAdminPaths = [][2]string{
+	{http.MethodGet, "/statusz"},
+	{http.MethodGet, "/events/dead"},
+	{http.MethodPost, "/events/dead/retry"},
+	{http.MethodGet, "/grpc/services"},
+	{http.MethodGet, "/dashboard/"},
+	{http.MethodGet, "/alerts"},
+}
+
 // The probe paths and the metrics path of the manifests are served by a
-// running orders app's admin server.
+// running orders app's admin server in the manifests' environment
+// (production) with no token, with no credentials; the protected admin
+// routes are not.
 func TestProbePathsServed(t *testing.T) {
-	app := fxtest.New(t, service.Module)
+	objs := load(t, "orders.yaml")
+	envName, ok := env(find(t, objs, "Deployment", "orders").Spec.Template.Spec.Containers[0], "MARTY_ENV")
+	require.True(t, ok)
+	app := fxtest.New(t, service.Module, fxtest.Env("MARTY_ENV="+envName))
 	for path := range AdminProbePaths {
 		require.Equal(t, http.StatusOK, app.Admin().Get(path, nil), path)
 	}
 	var metrics string
 	require.Equal(t, http.StatusOK, app.Admin().Get("/metrics", &metrics))
 	require.Contains(t, metrics, service.MetricOrders)
+	for _, p := range protectedAdminPaths {
+		require.Equal(t, http.StatusNotFound, app.Admin().Do(p[0], p[1], nil, nil), "%s %s without the Secret", p[0], p[1])
+	}
+}
+
+// With the Secret, the protected admin routes answer the token's bearer
+// and no one else; the probes still need nothing.
+func TestAdminTokenFromTheSecret(t *testing.T) {
+	const token = "deploy-test-admin-token"
+	app := fxtest.New(t, service.Module, fxtest.Env("MARTY_ENV=production", "MARTY_HTTP_ADMIN_TOKEN="+token))
+	for path := range AdminProbePaths {
+		require.Equal(t, http.StatusOK, app.Admin().Get(path, nil), path)
+	}
+	require.Equal(t, http.StatusOK, app.Admin().Get("/metrics", nil))
+	for _, p := range protectedAdminPaths {
+		req, err := http.NewRequest(p[0], app.Admin().URL(p[1]), nil)
+		require.NoError(t, err)
+		resp, _ := app.Admin().Send(req)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %s without the token", p[0], p[1])
+		req, err = http.NewRequest(p[0], app.Admin().URL(p[1]), nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, _ = app.Admin().Send(req)
+		require.Less(t, resp.StatusCode, 300, "%s %s with the token", p[0], p[1])
+	}
 }
