@@ -68,7 +68,7 @@ func TestSIGTERMUnderLoadFailsNoAcceptedRequest(t *testing.T) {
 
 	conn, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	rpc := ordersv1.NewOrderServiceClient(conn)
 	const workers = 16 // half REST, half gRPC
 	tr := &http.Transport{MaxIdleConnsPerHost: workers}
@@ -210,7 +210,7 @@ func createOverREST(ctx context.Context, hc *http.Client, addr, customer string)
 		}
 		return noAnswer, err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return answeredFail, fmt.Sprintf("HTTP %d %s", resp.StatusCode, b)
@@ -248,7 +248,7 @@ func storedCustomers(t *testing.T, bin string, env []string) map[string]bool {
 	waitReady(t, p)
 	conn, err := grpc.NewClient(p.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	rpc := ordersv1.NewOrderServiceClient(conn)
 	out := map[string]bool{}
 	token := ""
