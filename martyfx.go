@@ -52,7 +52,9 @@ var Modules = []fx.Option{
 // MARTY_START_TIMEOUT, runs until SIGINT or SIGTERM (or a module's
 // fx.Shutdowner call), stops it within MARTY_STOP_TIMEOUT and exits the
 // process: 0 on a clean stop, 1 when start or stop fails, or the exit code a
-// module asked for.
+// module asked for. The stop runs the servers' stop sequence
+// (fxcore.Stopping: readiness off, one drain delay, public HTTP, gRPC,
+// admin) before the other modules' stop hooks.
 func Run(opts ...fx.Option) {
 	os.Exit(run(opts...))
 }
@@ -98,10 +100,14 @@ func run(opts ...fx.Option) int {
 	log.Info("martyfx: started; stop with SIGINT or SIGTERM")
 	sig := <-app.Wait()
 	log.Info("martyfx: stopping", zap.String("signal", sig.Signal.String()), zap.Int("exit_code", sig.ExitCode))
-	// Readiness goes NOT_SERVING before any stop hook runs.
-	stopping.Begin()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), core.StopTimeout)
 	defer cancelStop()
+	// The servers' stop sequence runs before any stop hook, so that they
+	// drain while the modules their handlers use (database, event bus)
+	// still work: readiness off everywhere, one drain delay, the public
+	// HTTP server, gRPC, the admin server last. Its errors are the servers'
+	// stop hooks' errors, which app.Stop returns.
+	_ = stopping.Stop(stopCtx)
 	if err := app.Stop(stopCtx); err != nil {
 		fmt.Fprintln(os.Stderr, "martyfx: stop:", err)
 		if errors.Is(err, context.DeadlineExceeded) || sig.ExitCode == 0 {

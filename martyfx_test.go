@@ -3,6 +3,7 @@ package martyfx
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,6 +16,9 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxgrpc"
+	"github.com/martyfx/martyfx/fxhttp"
 )
 
 func TestMain(m *testing.M) {
@@ -47,10 +51,27 @@ func runScenario(name string) {
 				OnStop:  func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() },
 			})
 		}))
+	case "stop-order":
+		Run(fx.Invoke(func(lc fx.Lifecycle, h *fxhttp.Server, g *fxgrpc.Server, log *zap.Logger) {
+			// Appended last, so Fx runs it first (a relay or a database
+			// would): the servers have stopped by then.
+			lc.Append(fx.StopHook(func() {
+				log.Info("scenario stop hook", zap.Bool("servers_stopped", refused(h.Addr()) && refused(g.Addr()) && refused(h.AdminAddr())))
+			}))
+		}))
 	case "bad-config":
 		Run()
 	}
 	os.Exit(99) // Run must never return
+}
+
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	_ = c.Close()
+	return false
 }
 
 type result struct {
@@ -108,6 +129,19 @@ func TestRunExitsZeroOnSIGTERM(t *testing.T) {
 	res := wait(t, cmd, out)
 	require.Equal(t, 0, res.code, res.output)
 	require.Contains(t, res.output, `"msg":"scenario started"`, "JSON logs as configured")
+}
+
+func TestRunStopsTheServersBeforeTheOtherModules(t *testing.T) {
+	cmd, out := startScenario(t, "stop-order", "MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0",
+		"MARTY_GRPC_ADDR=127.0.0.1:0", "MARTY_DB_DSN=:memory:", "MARTY_HTTP_DRAIN_DELAY=50ms", "MARTY_GRPC_DRAIN_DELAY=100ms")
+	waitForLog(t, out, "martyfx: started")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	res := wait(t, cmd, out)
+	require.Equal(t, 0, res.code, res.output)
+	require.Contains(t, res.output, `"servers_stopped":true`, "the servers stopped before the other stop hooks")
+	require.Equal(t, 1, strings.Count(res.output, `"msg":"stop sequence finished"`), res.output)
+	require.Equal(t, 1, strings.Count(res.output, "waiting the drain delay"), res.output)
+	require.Contains(t, res.output, `"drain_delay":0.1,"stages":["http api","grpc","http admin"]`, "one drain delay, the largest")
 }
 
 func TestRunExitsOneWhenStartFails(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 // Module provides the service identity, the config Source, the logger, the
 // Prometheus registry (as prometheus.Registerer and prometheus.Gatherer) and
-// the Stopping signal.
+// the app's stop sequence (*Stopping).
 var Module = fx.Module("martyfx.core",
 	fx.Provide(
 		NewSource,
@@ -23,7 +23,7 @@ var Module = fx.Module("martyfx.core",
 		NewRegistry,
 		func(r *prometheus.Registry) prometheus.Registerer { return r },
 		func(r *prometheus.Registry) prometheus.Gatherer { return r },
-		NewStopping,
+		newStopping,
 	),
 	fx.Invoke(reportUnusedSections, syncLogger),
 )

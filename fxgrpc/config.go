@@ -49,7 +49,9 @@ type Config struct {
 	TLSClientCAFile string `koanf:"tls_client_ca_file"`
 
 	// DrainDelay is waited between health turning NOT_SERVING and the start
-	// of the graceful stop, so load balancers stop sending new calls.
+	// of the graceful stop, so load balancers stop sending new calls. The
+	// largest drain delay configured across servers (MARTY_GRPC_DRAIN_DELAY,
+	// MARTY_HTTP_DRAIN_DELAY) is waited once.
 	DrainDelay time.Duration `koanf:"drain_delay"`
 
 	// LogOKLevel, LogClientErrorLevel and LogServerErrorLevel are the zap

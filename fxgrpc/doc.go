@@ -12,8 +12,11 @@
 //		fxgrpc.AsGateway(pb.RegisterOrdersHandler),
 //	).Run()
 //
-// The server listens in OnStart on MARTY_GRPC_ADDR (default :50051). At stop
-// it turns health NOT_SERVING, waits MARTY_GRPC_DRAIN_DELAY, and stops
+// The server listens in OnStart on MARTY_GRPC_ADDR (default :50051). It
+// stops as a stage of the app's stop sequence (fxcore.Stopping): health turns
+// NOT_SERVING with every server's readiness, the largest drain delay
+// configured across servers is waited once, the public HTTP server and the
+// gateway drain while this server still serves them, then it stops
 // gracefully within the stop deadline, after which calls still running are
-// cut off.
+// cut off; the admin server stops last.
 package fxgrpc

@@ -56,6 +56,8 @@ func (g *gateway) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fxgrpc: gateway: %w", err)
 	}
+	// Closed once the gRPC server has stopped, which the stop sequence
+	// does only after the public HTTP server (serving the gateway) drained.
 	g.s.afterStop = append(g.s.afterStop, func() { _ = conn.Close() })
 	for _, reg := range g.regs {
 		if err := reg(context.WithoutCancel(ctx), g.mux, conn); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +39,22 @@ type echo struct {
 	started chan string
 	// failFirst fails that many calls with UNAVAILABLE first.
 	failFirst atomic.Int64
+	// holds: an Echo whose message is a key waits until released (or the
+	// call ends).
+	holds sync.Map // string -> *held
+}
+
+type held struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+// hold makes the first Echo call with message msg wait until release is
+// called; entered is closed once it waits.
+func (e *echo) hold(msg string) (entered <-chan struct{}, release func()) {
+	h := &held{entered: make(chan struct{}), release: make(chan struct{})}
+	e.holds.Store(msg, h)
+	return h.entered, sync.OnceFunc(func() { close(h.release) })
 }
 
 func newEcho() *echo { return &echo{started: make(chan string, 16)} }
@@ -47,6 +64,15 @@ func (e *echo) Echo(ctx context.Context, req *testpb.EchoRequest) (*testpb.EchoR
 	select {
 	case e.started <- "Echo":
 	default:
+	}
+	if v, ok := e.holds.Load(req.GetMessage()); ok {
+		h := v.(*held)
+		h.once.Do(func() { close(h.entered) })
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 	}
 	if e.failFirst.Add(-1) >= 0 {
 		return nil, status.Error(codes.Unavailable, "not yet")

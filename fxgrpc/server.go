@@ -10,7 +10,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
@@ -70,6 +69,7 @@ type Server struct {
 	started   bool
 	stopped   bool
 	serveDone chan struct{}
+	stage     *fxcore.Stage // once listening
 	afterStop []func()
 }
 
@@ -84,7 +84,7 @@ func NewServer(p ServerParams) (*Server, error) {
 	log = log.Named("grpc")
 	stopping := p.Stopping
 	if stopping == nil {
-		stopping = fxcore.NewStopping()
+		stopping = fxcore.NewStopping(fxcore.WithStopLogger(log))
 	}
 	tp := p.Tracer
 	if tp == nil {
@@ -241,6 +241,11 @@ func (s *Server) Start(context.Context) error {
 	s.mu.Lock()
 	s.lis = lis
 	s.started = true
+	// Stopped after the public HTTP server (whose gateway calls this
+	// server) has drained, before the admin server.
+	s.stage = s.stopping.AddStage(fxcore.StopStage{
+		Name: "grpc", Order: fxcore.StopBack, DrainDelay: s.cfg.DrainDelay, Stop: s.stop,
+	})
 	s.mu.Unlock()
 	go s.serve(lis)
 	s.health.started()
@@ -266,28 +271,34 @@ func (s *Server) serve(lis net.Listener) {
 	s.log.Error("grpc server failed", zap.Error(err))
 }
 
-// Stop begins the app's shutdown (health NOT_SERVING), waits the drain
-// delay, then stops gracefully: new calls are refused, calls in flight
-// complete. When ctx ends first, the calls still running are cut off.
+// Stop runs the app's stop sequence (fxcore.Stopping) unless another
+// server's stop has begun it, and returns this server's part of it:
+// health turns NOT_SERVING on every server at once, the largest drain delay
+// configured across servers is waited once, the public HTTP server (and
+// its gateway, which calls this server) drains, then this server stops
+// gracefully: new calls are refused, calls in flight complete. When ctx
+// ends first, the calls still running are cut off. Stop is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
-	s.stopping.Begin()
 	s.mu.Lock()
-	if !s.started || s.stopped {
+	g := s.stage
+	if g == nil {
 		s.stopped = true
-		s.mu.Unlock()
+	}
+	s.mu.Unlock()
+	if g == nil {
+		s.stopping.Begin()
 		return nil
 	}
+	return g.Stop(ctx)
+}
+
+// stop is the server's stop stage: the graceful stop within ctx, then the
+// hard one, then what must close after the server (the gateway's
+// connection).
+func (s *Server) stop(ctx context.Context) error {
+	s.mu.Lock()
 	s.stopped = true
 	s.mu.Unlock()
-
-	if d := s.cfg.DrainDelay; d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-	}
 	s.health.endWatches()
 
 	graceful := make(chan struct{})

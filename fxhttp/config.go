@@ -44,7 +44,9 @@ type Config struct {
 	// MaxBodyBytes caps request bodies (413 beyond); 0 is no limit.
 	MaxBodyBytes int64 `koanf:"max_body_bytes"`
 	// DrainDelay is waited after readiness turns NOT_SERVING and before the
-	// listeners close, so load balancers stop sending new requests first.
+	// public listener closes, so load balancers stop sending new requests
+	// first. The largest drain delay configured across servers
+	// (MARTY_HTTP_DRAIN_DELAY, MARTY_GRPC_DRAIN_DELAY) is waited once.
 	DrainDelay time.Duration `koanf:"drain_delay"`
 	// H2C serves unencrypted HTTP/2 (prior knowledge) next to HTTP/1.1.
 	H2C bool `koanf:"h2c"`

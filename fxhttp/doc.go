@@ -31,7 +31,11 @@
 // registered with AsErrorStatus and errors that have an HTTPStatus() int
 // method. NewClient returns an instrumented *http.Client.
 //
-// Listening happens in OnStart, so a port in use fails Start with the address;
-// stopping marks the app as stopping (readiness goes NOT_SERVING), waits the
-// drain delay, then shuts down gracefully within the stop deadline.
+// Listening happens in OnStart, so a port in use fails Start with the address.
+// The servers stop as stages of the app's stop sequence (fxcore.Stopping):
+// readiness goes NOT_SERVING everywhere at once, the largest drain delay
+// configured across servers is waited once (the public server answers
+// "Connection: close" meanwhile), then the public server shuts down
+// gracefully while the gRPC server still serves its gateway, then gRPC, and
+// the admin server last, each within the stop deadline.
 package fxhttp

@@ -37,7 +37,9 @@ type Params struct {
 	Info fxcore.ServiceInfo
 	// Registerer receives the RED metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer `optional:"true"`
-	// Stopping is signalled first thing in Stop (readiness goes NOT_SERVING).
+	// Stopping is the app's stop sequence: the server adds its stages (the
+	// public server before the gRPC server, the admin server last) when it
+	// listens. Nil: a sequence of this server alone.
 	Stopping *fxcore.Stopping `optional:"true"`
 	// Shutdowner stops the app when a server dies after start.
 	Shutdowner fx.Shutdowner `optional:"true"`

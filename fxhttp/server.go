@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.uber.org/fx"
@@ -34,15 +33,16 @@ type Server struct {
 
 	mu      sync.Mutex
 	started bool
-	serving sync.WaitGroup
+	stages  []*fxcore.Stage // the api then the admin stage, once listening
 }
 
 // endpoint is one listening http.Server.
 type endpoint struct {
-	name string // "api" or "admin"
-	addr string // configured, then bound
-	srv  *http.Server
-	ln   net.Listener
+	name   string // "api" or "admin"
+	addr   string // configured, then bound
+	srv    *http.Server
+	ln     net.Listener
+	served chan struct{} // closed when Serve has returned
 }
 
 // NewServer builds both servers and their routes. Conflicting or invalid
@@ -56,7 +56,11 @@ func NewServer(p Params) (*Server, error) {
 	}
 	cfg := p.Config
 	log := p.Log.Named("http")
-	s := &Server{cfg: cfg, log: log, stopping: p.Stopping, sd: p.Shutdowner}
+	stopping := p.Stopping
+	if stopping == nil {
+		stopping = fxcore.NewStopping(fxcore.WithStopLogger(log))
+	}
+	s := &Server{cfg: cfg, log: log, stopping: stopping, sd: p.Shutdowner}
 
 	metrics, err := newServerMetrics(p.Registerer)
 	if err != nil {
@@ -129,7 +133,7 @@ func NewServer(p Params) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.api = s.newEndpoint("api", cfg.Addr, h)
+		s.api = s.newEndpoint("api", cfg.Addr, closeWhenStopping(h, stopping))
 	}
 	if cfg.AdminAddr != "" && !shared {
 		mux := http.NewServeMux()
@@ -171,7 +175,7 @@ func (s *Server) newEndpoint(name, addr string, h http.Handler) *endpoint {
 		protos.SetUnencryptedHTTP2(true)
 	}
 	errLog, _ := zap.NewStdLogAt(s.log.With(zap.String("server", name)), zap.WarnLevel)
-	return &endpoint{name: name, addr: addr, srv: &http.Server{
+	return &endpoint{name: name, addr: addr, served: make(chan struct{}), srv: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
@@ -181,6 +185,21 @@ func (s *Server) newEndpoint(name, addr string, h http.Handler) *endpoint {
 		Protocols:         &protos,
 		ErrorLog:          errLog,
 	}}
+}
+
+// closeWhenStopping answers "Connection: close" once shutdown has begun,
+// so that during the drain delay clients take each next request to a new
+// connection (through the load balancer, which by then routes elsewhere)
+// instead of reusing this one; HTTP/2 connections get a GOAWAY. Unlike
+// http.Server.SetKeepAlivesEnabled(false) it does not close the idle
+// connections at once, which would race with requests being sent on them.
+func closeWhenStopping(h http.Handler, stopping *fxcore.Stopping) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Begun() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func sortedRoutes(rs []Route) []Route {
@@ -260,9 +279,21 @@ func (s *Server) Start(ctx context.Context) error {
 		if tlsConf != nil {
 			ep.srv.TLSConfig = tlsConf.Clone() // net/http edits it (NextProtos)
 		}
-		s.serving.Add(1)
 		go s.serve(ep)
 		s.log.Info("http server listening", zap.String("server", ep.name), zap.String("addr", ep.addr), zap.Bool("tls", tlsConf != nil))
+	}
+	// The api server drains first (its gateway calls the gRPC server, which
+	// stops after it), the admin server stops last: probes and /metrics
+	// answer throughout the stop.
+	if s.api != nil {
+		s.stages = append(s.stages, s.stopping.AddStage(fxcore.StopStage{
+			Name: "http api", Order: fxcore.StopFront, DrainDelay: s.cfg.DrainDelay, Stop: s.api.shutdown,
+		}))
+	}
+	if s.admin != nil {
+		s.stages = append(s.stages, s.stopping.AddStage(fxcore.StopStage{
+			Name: "http admin", Order: fxcore.StopAdmin, Stop: s.admin.shutdown,
+		}))
 	}
 	if s.dropped > 0 {
 		s.log.Warn("admin server disabled (MARTY_HTTP_ADMIN_ADDR is empty): admin routes are not served", zap.Int("routes", s.dropped))
@@ -278,7 +309,7 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 func (s *Server) serve(ep *endpoint) {
-	defer s.serving.Done()
+	defer close(ep.served)
 	var err error
 	if ep.srv.TLSConfig != nil {
 		err = ep.srv.ServeTLS(ep.ln, "", "")
@@ -295,52 +326,39 @@ func (s *Server) serve(ep *endpoint) {
 	}
 }
 
-// Stop marks the app as stopping (readiness goes NOT_SERVING), waits
-// DrainDelay, then shuts both servers down gracefully: listeners close at
-// once, requests in flight complete. When ctx ends first the remaining
-// connections are closed and the error says so.
+// Stop runs the app's stop sequence (fxcore.Stopping) unless another
+// server's stop has begun it, and returns this server's part of it:
+// readiness fails everywhere at once, the largest drain delay configured
+// across servers is waited once, then the public server shuts down
+// gracefully (its listener closes, requests in flight complete) while the
+// gRPC server still serves its gateway, and the admin server last. When ctx
+// ends first the remaining connections are closed and the error says so.
+// Stop is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
-	if s.stopping != nil {
-		s.stopping.Begin()
-	}
 	s.mu.Lock()
-	if !s.started {
-		s.mu.Unlock()
+	stages := s.stages
+	s.mu.Unlock()
+	if len(stages) == 0 {
+		s.stopping.Begin()
 		return nil
 	}
-	s.started = false
-	s.mu.Unlock()
-	if d := s.cfg.DrainDelay; d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+	var errs []error
+	for _, g := range stages {
+		errs = append(errs, g.Stop(ctx))
 	}
-	var (
-		wg   sync.WaitGroup
-		emu  sync.Mutex
-		errs []error
-	)
-	for _, ep := range []*endpoint{s.api, s.admin} {
-		if ep == nil || ep.ln == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := ep.srv.Shutdown(ctx); err != nil {
-				_ = ep.srv.Close()
-				emu.Lock()
-				errs = append(errs, fmt.Errorf("fxhttp: graceful shutdown of the %s server on %s: %w (open connections closed)", ep.name, ep.addr, err))
-				emu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	s.serving.Wait()
 	return errors.Join(errs...)
+}
+
+// shutdown is the endpoint's stop stage: a graceful shutdown within ctx,
+// then a hard close.
+func (ep *endpoint) shutdown(ctx context.Context) error {
+	var err error
+	if e := ep.srv.Shutdown(ctx); e != nil {
+		_ = ep.srv.Close()
+		err = fmt.Errorf("fxhttp: graceful shutdown of the %s server on %s: %w (open connections closed)", ep.name, ep.addr, e)
+	}
+	<-ep.served
+	return err
 }
 
 // Addr returns the public server's address: the bound one once started

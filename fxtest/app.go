@@ -57,6 +57,7 @@ type graph struct {
 	Tracer     trace.TracerProvider          `optional:"true"`
 	Propagator propagation.TextMapPropagator `optional:"true"`
 	Info       fxcore.ServiceInfo            `optional:"true"`
+	Stopping   *fxcore.Stopping              `optional:"true"`
 }
 
 // New builds the app from DefaultModules (or WithModules) and opts with the
@@ -135,7 +136,7 @@ func New(t testing.TB, opts ...fx.Option) *App {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), core.StopTimeout)
 		defer cancel()
-		if err := a.fx.Stop(ctx); err != nil {
+		if err := a.stop(ctx); err != nil {
 			t.Errorf("fxtest: stop the app: %v", err)
 		}
 	})
@@ -165,9 +166,20 @@ func (a *App) closeClients() {
 }
 
 // Stop stops the app now (it is otherwise stopped when the test ends) and
-// returns Fx's error; the clients of GRPC and HTTP are closed first.
+// returns Fx's error; the clients of GRPC and HTTP are closed first. Like
+// martyfx.Run it runs the servers' stop sequence (fxcore.Stopping) before
+// the other modules' stop hooks.
 func (a *App) Stop(ctx context.Context) error {
 	a.closeClients()
+	return a.stop(ctx)
+}
+
+// stop runs the servers' stop sequence, then Fx's stop hooks, which return
+// the sequence's errors as the servers' own.
+func (a *App) stop(ctx context.Context) error {
+	if a.g.Stopping != nil {
+		_ = a.g.Stopping.Stop(ctx)
+	}
 	return a.fx.Stop(ctx)
 }
 

@@ -3,6 +3,7 @@ package fxtest_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -249,6 +250,34 @@ func TestStopEarly(t *testing.T) {
 	defer cancel()
 	require.NoError(t, app.Stop(ctx))
 	require.NotNil(t, app.FX())
+}
+
+// TestStopRunsTheServersStopSequenceFirst: like martyfx.Run, the harness
+// stops the servers (the stop sequence) before any other module's stop
+// hook, even one Fx runs first.
+func TestStopRunsTheServersStopSequenceFirst(t *testing.T) {
+	t.Parallel()
+	var serversStopped atomic.Bool
+	app := fxtest.New(t, fx.Invoke(func(lc fx.Lifecycle, h *fxhttp.Server, g *fxgrpc.Server) {
+		// Appended last, so Fx runs it first: a relay or a database would.
+		lc.Append(fx.StopHook(func() {
+			serversStopped.Store(refused(h.Addr()) && refused(g.Addr()) && refused(h.AdminAddr()))
+		}))
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, app.Stop(ctx))
+	require.True(t, serversStopped.Load(), "every server had stopped before the other stop hooks ran")
+	require.Equal(t, 1, app.Logs().FilterMessage("stop sequence finished").Len())
+}
+
+func refused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	_ = c.Close()
+	return false
 }
 
 var _ = gorm.ErrRecordNotFound
