@@ -2,6 +2,7 @@ package fxmonitor
 
 import (
 	"context"
+	"slices"
 	"net/http"
 	"time"
 
@@ -67,6 +68,7 @@ func newHealth(p healthParams) (*Health, error) {
 		Timeout:       p.Config.CheckTimeout,
 		TTL:           p.Config.CheckTTL,
 		WatchInterval: p.Config.WatchInterval,
+		Critical:      p.Config.CriticalOverrides(),
 		Registerer:    p.Registry,
 		Logger:        p.Log.Named("health"),
 	})
@@ -90,6 +92,7 @@ type alertsParams struct {
 	Config    Config
 	Info      fxcore.ServiceInfo
 	Rules     []AlertRule `group:"martyfx.monitor.alert_rules"`
+	Health    *Health
 	Notifiers []Notifier  `group:"martyfx.monitor.notifiers"`
 	Clock     Clock       `optional:"true"`
 	Gatherer  prometheus.Gatherer
@@ -115,7 +118,11 @@ func newAlerts(p alertsParams) (*Alerts, error) {
 		notifiers = append(notifiers, am)
 	}
 	notifiers = append(notifiers, p.Notifiers...)
-	a, err := NewAlerts(p.Rules, p.Gatherer, AlertsOptions{
+	rules := p.Rules
+	if p.Config.CheckAlerts && len(p.Health.checks) > 0 {
+		rules = append(slices.Clone(rules), CheckAlertRules(p.Config.CheckAlertFor)...)
+	}
+	a, err := NewAlerts(rules, p.Gatherer, AlertsOptions{
 		Interval:   p.Config.AlertInterval,
 		Resend:     p.Config.AlertResend,
 		Clock:      p.Clock,
