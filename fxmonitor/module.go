@@ -2,8 +2,8 @@ package fxmonitor
 
 import (
 	"context"
-	"slices"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,8 +93,8 @@ type alertsParams struct {
 	Info      fxcore.ServiceInfo
 	Rules     []AlertRule `group:"martyfx.monitor.alert_rules"`
 	Health    *Health
-	Notifiers []Notifier  `group:"martyfx.monitor.notifiers"`
-	Clock     Clock       `optional:"true"`
+	Notifiers []Notifier `group:"martyfx.monitor.notifiers"`
+	Clock     Clock      `optional:"true"`
 	Gatherer  prometheus.Gatherer
 	Registry  prometheus.Registerer
 	Log       *zap.Logger
