@@ -31,8 +31,35 @@ type clusterNode struct {
 	name      string
 	port, rte int
 	dir, log  string
+	bin       string
+	args      []string
 	cmd       *exec.Cmd
 	exited    chan struct{}
+}
+
+// run starts (or restarts, on the same ports and store) the node's process
+// and waits until it accepts connections.
+func (n *clusterNode) run(t *testing.T) {
+	t.Helper()
+	n.cmd = exec.Command(n.bin, n.args...)
+	n.exited = make(chan struct{})
+	require.NoError(t, n.cmd.Start(), "start %s", n.bin)
+	cmd, exited := n.cmd, n.exited
+	go func() { _ = cmd.Wait(); close(exited) }()
+	eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+itoa(n.port), time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	}, "%s accepts connections", n.name)
+}
+
+// kill ends the process with SIGKILL: no goodbye to the cluster.
+func (n *clusterNode) kill(t *testing.T) {
+	t.Helper()
+	require.NoError(t, n.cmd.Process.Signal(syscall.SIGKILL))
+	<-n.exited
 }
 
 func (n *clusterNode) url() string { return "nats://127.0.0.1:" + itoa(n.port) }
@@ -63,23 +90,23 @@ func startCluster(t *testing.T) []*clusterNode {
 	nodes := make([]*clusterNode, 3)
 	var routes []string
 	for i := range nodes {
-		n := &clusterNode{name: fmt.Sprintf("n%d", i+1), port: freePort(t), rte: freePort(t), exited: make(chan struct{})}
+		n := &clusterNode{name: fmt.Sprintf("n%d", i+1), port: freePort(t), rte: freePort(t), bin: bin}
 		n.dir = filepath.Join(base, n.name)
 		n.log = filepath.Join(base, n.name+".log")
 		routes = append(routes, "nats://127.0.0.1:"+itoa(n.rte))
 		nodes[i] = n
 	}
 	for _, n := range nodes {
-		n.cmd = exec.Command(bin, "-a", "127.0.0.1", "-p", itoa(n.port), "--server_name", n.name,
-			"-js", "-sd", n.dir, "--cluster_name", "martyfx-test", "--cluster", "nats://127.0.0.1:"+itoa(n.rte),
-			"--routes", strings.Join(routes, ","), "-l", n.log)
-		require.NoError(t, n.cmd.Start(), "start %s", bin)
-		go func() { _ = n.cmd.Wait(); close(n.exited) }()
+		n.args = []string{"-a", "127.0.0.1", "-p", itoa(n.port), "--server_name", n.name,
+			"-js", "-sd", n.dir, "--cluster_name", "martyfx-test", "--cluster", "nats://127.0.0.1:" + itoa(n.rte),
+			"--routes", strings.Join(routes, ","), "-l", n.log}
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {
-			_ = n.cmd.Process.Kill()
-			<-n.exited
+			if n.cmd != nil {
+				_ = n.cmd.Process.Kill()
+				<-n.exited
+			}
 		}
 		if t.Failed() {
 			for _, n := range nodes {
@@ -91,13 +118,7 @@ func startCluster(t *testing.T) []*clusterNode {
 		}
 	})
 	for _, n := range nodes {
-		eventually(t, func() bool {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:"+itoa(n.port), time.Second)
-			if err == nil {
-				_ = c.Close()
-			}
-			return err == nil
-		}, "%s accepts connections", n.name)
+		n.run(t)
 	}
 	nc, js := clusterClient(t, nodes)
 	defer nc.Close()
@@ -213,8 +234,7 @@ func TestClusterStreamLeaderKilledMidStream(t *testing.T) {
 	}
 	require.NotNil(t, victim, "stream leader %q is one of the nodes", leader)
 	connectedTo := ta.conn.NATS().ConnectedServerName()
-	require.NoError(t, victim.cmd.Process.Signal(syscall.SIGKILL))
-	<-victim.exited
+	victim.kill(t)
 	atKill, _ := effects()
 	inOutbox := accepted.Load()
 	t.Logf("killed stream leader %s (the app was connected to %s) with %d events in the stream, %d accepted by the outbox, %d taken effect",
@@ -254,4 +274,74 @@ func TestClusterStreamLeaderKilledMidStream(t *testing.T) {
 	require.NotNil(t, si)
 	require.Equal(t, uint64(total), si.State.Msgs, "the stream holds every event once (resends deduplicated by message id)")
 	t.Logf("new stream leader %s; stream holds %d messages", si.Cluster.Leader, si.State.Msgs)
+}
+
+// Two of the three nodes die: the stream has no quorum and cannot take a
+// write, although the app stays connected to the survivor. Publishes fail
+// with "no response from stream", which the outbox relay takes as the
+// broker being unavailable: the events wait in the outbox, no attempt is
+// counted and nothing is dead-lettered (MARTY_EVENTS_MAX_ATTEMPTS=2 would
+// otherwise dead-letter within seconds). Once the nodes are back every event
+// takes effect once.
+func TestClusterQuorumLossKeepsEventsInTheOutbox(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	nodes := startCluster(t)
+	id := randHex(5)
+	stream := "T_" + id
+	ta := newDBApp(t, "orders", []string{
+		"MARTY_NATS_URL=" + clusterURLs(nodes), "MARTY_NATS_STREAM=" + stream, "MARTY_NATS_SUBJECT_PREFIX=t" + id,
+		"MARTY_NATS_REPLICAS=3", "MARTY_NATS_RECONNECT_WAIT=50ms", "MARTY_NATS_RECONNECT_MAX=500ms",
+		"MARTY_NATS_PUBLISH_TIMEOUT=1s", "MARTY_NATS_ACK_WAIT=5s",
+		"MARTY_EVENTS_BUS=outbox", "MARTY_EVENTS_POLL_INTERVAL=100ms", "MARTY_EVENTS_MAX_ATTEMPTS=2",
+		"MARTY_EVENTS_BACKOFF_INITIAL=50ms", "MARTY_EVENTS_BACKOFF_MAX=200ms",
+		"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=" + dsn, "MARTY_LOG_LEVEL=error",
+	}, fxevents.AsHandler(effectHandler))
+	require.NoError(t, ta.db.Exec("CREATE TABLE effects (seq INTEGER NOT NULL)").Error)
+	effects := func() (rows, distinct int64) {
+		require.NoError(t, ta.db.Raw("SELECT COUNT(*), COUNT(DISTINCT seq) FROM effects").Row().Scan(&rows, &distinct))
+		return rows, distinct
+	}
+	publish := func(from, to int) {
+		require.NoError(t, ta.uow.Do(context.Background(), func(ctx context.Context) error {
+			for seq := from; seq < to; seq++ {
+				if err := ta.bus.Publish(ctx, OrderPlaced{OrderID: fmt.Sprintf("agg-%d", seq%10), Seq: seq}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	publish(0, 100)
+	eventually(t, func() bool { n, _ := effects(); return n == 100 }, "events flow with the whole cluster")
+
+	// Keep the node the app is connected to; kill the two others.
+	survivor := ta.conn.NATS().ConnectedServerName()
+	var killed []*clusterNode
+	for _, n := range nodes {
+		if n.name != survivor {
+			n.kill(t)
+			killed = append(killed, n)
+		}
+	}
+	publish(100, 300)
+	// The outage: several publish timeouts, well past what two attempts take.
+	time.Sleep(6 * time.Second)
+	var pending, failed, dead int64
+	require.NoError(t, ta.db.Raw("SELECT COUNT(*), COALESCE(SUM(attempts), 0) FROM marty_outbox WHERE delivered_at IS NULL").Row().Scan(&pending, &failed))
+	require.NoError(t, ta.db.Raw("SELECT COUNT(*) FROM marty_outbox_dead").Scan(&dead).Error)
+	require.Equal(t, int64(200), pending, "the events of the outage wait in the outbox")
+	require.Zero(t, failed, "no attempt is counted while the stream cannot answer")
+	require.Zero(t, dead, "nothing dead-lettered")
+	require.Zero(t, metric(t, ta.reg, "marty_outbox_failed_total", nil))
+
+	for _, n := range killed {
+		n.run(t)
+	}
+	eventually(t, func() bool { n, _ := effects(); return n >= 300 }, "every event takes effect once the quorum is back")
+	time.Sleep(300 * time.Millisecond) // a duplicate would land now
+	rows, distinct := effects()
+	require.Equal(t, int64(300), rows, "each event took effect exactly once")
+	require.Equal(t, int64(300), distinct)
+	require.NoError(t, ta.db.Raw("SELECT COUNT(*) FROM marty_outbox_dead").Scan(&dead).Error)
+	require.Zero(t, dead)
 }
