@@ -212,6 +212,10 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 	if opts.WatchInterval <= 0 {
 		opts.WatchInterval = 5 * time.Second
 	}
+	checks, err := overrideCritical(checks, opts.Critical)
+	if err != nil {
+		return nil, err
+	}
 	h := &Health{log: opts.Logger, timeout: opts.Timeout, ttl: opts.TTL, watch: opts.WatchInterval}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.status = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -233,10 +237,6 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 				return nil, fmt.Errorf("fxmonitor: register health metrics: %w", err)
 			}
 		}
-	}
-	checks, err := overrideCritical(checks, opts.Critical)
-	if err != nil {
-		return nil, err
 	}
 	seen := map[string]bool{}
 	for _, c := range checks {

@@ -64,7 +64,7 @@ func (m *monitoredApp) do(t *testing.T, method, url string, body io.Reader) (int
 	require.NoError(t, err)
 	resp, err := m.client.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)
