@@ -417,6 +417,6 @@ func TestStatusz(t *testing.T) {
 	require.EqualValues(t, 1, st.Breakers[0].TotalSuccesses)
 	require.Len(t, st.Alerts, 1)
 	require.Equal(t, fxmonitor.AlertFiring, st.Alerts[0].State)
-	require.Equal(t, 1, st.Rules)
+	require.Equal(t, 3, st.Rules, "NoReplicas and the two built-in rules on failing checks")
 	require.Greater(t, st.UptimeSeconds, 0.0)
 }

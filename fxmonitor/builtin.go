@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
@@ -65,4 +66,41 @@ func BreakersCheck(name string, b *Breakers) Check {
 		}
 		return nil
 	}}
+}
+
+// The built-in alert rules on failing health checks (CheckAlertRules).
+const (
+	// AlertCheckFailing fires while a critical check fails: its probes
+	// answer 503 and the pod gets no traffic.
+	AlertCheckFailing = "MartyHealthCheckFailing"
+	// AlertCheckDegraded fires while a non-critical check fails: the pod
+	// keeps serving (readiness stays 200) but a dependency it absorbs is
+	// down, so some work waits.
+	AlertCheckDegraded = "MartyHealthCheckDegraded"
+)
+
+// CheckAlertRules returns the built-in alert rules on
+// marty_health_check_failing: AlertCheckFailing (severity critical) for
+// critical checks and AlertCheckDegraded (severity warning) for the others,
+// each firing once a check has failed for the given duration, with the
+// check's name in the check label. Module adds them when the app has checks
+// (MARTY_MONITOR_CHECK_ALERTS, MARTY_MONITOR_CHECK_ALERT_FOR).
+func CheckAlertRules(after time.Duration) []AlertRule {
+	return []AlertRule{
+		{
+			Name: AlertCheckFailing, Metric: "marty_health_check_failing", Labels: map[string]string{"critical": "true"},
+			Op: OpEqual, Threshold: 1, For: after, Severity: "critical",
+			Summary: "Critical health check {{ $labels.check }} is failing: the pod is not ready",
+			Description: "The critical check {{ $labels.check }} keeps failing, so its probes answer 503 and the pod gets no traffic. " +
+				"GET /readyz?verbose on the admin server shows its error.",
+		},
+		{
+			Name: AlertCheckDegraded, Metric: "marty_health_check_failing", Labels: map[string]string{"critical": "false"},
+			Op: OpEqual, Threshold: 1, For: after, Severity: "warning",
+			Summary: "Health check {{ $labels.check }} is failing: the service is degraded",
+			Description: "The non-critical check {{ $labels.check }} keeps failing. Readiness stays up and requests are served, " +
+				"but what depends on it waits (events stay in the outbox while the broker is down, say). " +
+				"GET /readyz?verbose on the admin server shows its error.",
+		},
+	}
 }

@@ -24,6 +24,19 @@ type Config struct {
 	Disk DiskConfig `koanf:"disk"`
 	// Memory is the built-in memory usage check (MARTY_MONITOR_MEMORY_*).
 	Memory MemoryConfig `koanf:"memory"`
+	// Checks overrides settings of health checks by name
+	// (MARTY_MONITOR_CHECKS_<NAME>_<FIELD>; the name matched like a breaker
+	// name), e.g. MARTY_MONITOR_CHECKS_NATS_CRITICAL=true. A name that
+	// matches no check fails the start.
+	Checks map[string]CheckSettings `koanf:"checks"`
+	// CheckAlerts adds the built-in alert rules on failing health checks,
+	// MartyHealthCheckFailing (critical checks) and MartyHealthCheckDegraded
+	// (non-critical ones), when the app has checks
+	// (MARTY_MONITOR_CHECK_ALERTS, default true).
+	CheckAlerts bool `koanf:"check_alerts"`
+	// CheckAlertFor is how long a check must keep failing before its alert
+	// fires (MARTY_MONITOR_CHECK_ALERT_FOR, default 1m).
+	CheckAlertFor time.Duration `koanf:"check_alert_for"`
 	// System samples CPU, memory and disk into marty_system_* gauges
 	// (MARTY_MONITOR_SYSTEM_*).
 	System SystemConfig `koanf:"system"`
@@ -82,6 +95,14 @@ type MemoryConfig struct {
 	MaxPercent float64 `koanf:"max_percent"`
 }
 
+// CheckSettings overrides a health check's settings; unset fields keep
+// what the check's module chose.
+type CheckSettings struct {
+	// Critical, when set, makes the check critical (its failure fails its
+	// probes with 503) or not (its failure reports degraded with 200).
+	Critical *bool `koanf:"critical"`
+}
+
 // SystemConfig configures the gopsutil system metrics.
 type SystemConfig struct {
 	// Enabled turns the marty_system_* gauges on (default true).
@@ -128,6 +149,8 @@ func DefaultConfig() Config {
 		AlertmanagerTimeout: 5 * time.Second,
 		AlertmanagerRetries: 3,
 		LogAlerts:           true,
+		CheckAlerts:         true,
+		CheckAlertFor:       time.Minute,
 		Breaker:             DefaultBreakerSettings(),
 		BreakerCheck:        true,
 		Dashboard:           true,
@@ -152,6 +175,9 @@ func (c Config) Validate() error {
 		if p.v <= 0 {
 			return fxcore.Invalid(p.key, p.v.String(), "a positive duration")
 		}
+	}
+	if c.CheckAlertFor < 0 {
+		return fxcore.Invalid("check_alert_for", c.CheckAlertFor.String(), "a duration >= 0")
 	}
 	if c.Disk.Enabled && c.Disk.Path == "" {
 		return fxcore.Invalid("disk.path", c.Disk.Path, "a path on the file system to watch")
@@ -193,6 +219,22 @@ func (s BreakerSettings) validate(prefix string) error {
 		return fxcore.Invalid(prefix+"failure_ratio", s.FailureRatio, "a ratio in [0, 1]")
 	}
 	return nil
+}
+
+// CriticalOverrides returns the Critical overrides of Checks, by check
+// name, for HealthOptions.Critical.
+func (c Config) CriticalOverrides() map[string]bool {
+	var out map[string]bool
+	for name, s := range c.Checks {
+		if s.Critical == nil {
+			continue
+		}
+		if out == nil {
+			out = map[string]bool{}
+		}
+		out[name] = *s.Critical
+	}
+	return out
 }
 
 // BreakersConfig is the circuit breaker part of Config, for NewBreakers.

@@ -18,6 +18,10 @@
 //		}),
 //	)
 //
+// A critical check that fails turns its probes 503; a non-critical one
+// reports "degraded" with 200 and raises the MartyHealthCheckDegraded alert.
+// MARTY_MONITOR_CHECKS_<NAME>_CRITICAL overrides a check's choice.
+//
 // Other modules read *Health (Healthy, OnChange) and *Breakers (Get) from
 // the graph.
 package fxmonitor

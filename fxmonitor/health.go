@@ -4,13 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxcore"
 )
 
 // kinds lists the probe kinds in index order.
@@ -98,6 +103,11 @@ type HealthOptions struct {
 	// stale on-request checks are run in the background so listeners hear of
 	// changes without probe traffic (default 5s).
 	WatchInterval time.Duration
+	// Critical overrides the Critical flag of checks by name (matched like
+	// config keys: case-insensitively, with "-", "." and " " read as "_").
+	// A name that matches no check is an error. Module fills it from
+	// MARTY_MONITOR_CHECKS_<NAME>_CRITICAL.
+	Critical map[string]bool
 	// Registerer receives the marty_health_check_* metrics (nil: none).
 	Registerer prometheus.Registerer
 	// Logger logs status transitions (nil: none).
@@ -139,6 +149,7 @@ type Health struct {
 	delivering bool
 
 	status   *prometheus.GaugeVec
+	failing  *prometheus.GaugeVec
 	duration *prometheus.HistogramVec
 }
 
@@ -152,6 +163,7 @@ type checkState struct {
 	Check
 	background bool
 	gauges     [len(kinds)]prometheus.Gauge
+	failing    prometheus.Gauge // 1 while the status is CheckFailing
 	observe    prometheus.Observer
 	inflight   atomic.Bool // Func is still running (possibly past its timeout)
 
@@ -200,19 +212,27 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 	if opts.WatchInterval <= 0 {
 		opts.WatchInterval = 5 * time.Second
 	}
+	checks, err := overrideCritical(checks, opts.Critical)
+	if err != nil {
+		return nil, err
+	}
 	h := &Health{log: opts.Logger, timeout: opts.Timeout, ttl: opts.TTL, watch: opts.WatchInterval}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.status = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "marty_health_check_status",
 		Help: "Health check status per probe kind: 1 passing, 0 failing or not yet known.",
 	}, []string{"check", "kind"})
+	h.failing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "marty_health_check_failing",
+		Help: "1 while a health check is failing (past its failure threshold), 0 while passing or not yet known; critical says whether its failure fails its probes or only degrades them.",
+	}, []string{"check", "critical"})
 	h.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "marty_health_check_duration_seconds",
 		Help:    "Duration of health check runs.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"check"})
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{h.status, h.duration} {
+		for _, c := range []prometheus.Collector{h.status, h.failing, h.duration} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("fxmonitor: register health metrics: %w", err)
 			}
@@ -239,7 +259,9 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 		if c.FailureThreshold == 0 {
 			c.FailureThreshold = 1
 		}
-		s := &checkState{Check: c, background: c.Interval > 0, observe: h.duration.WithLabelValues(c.Name)}
+		s := &checkState{Check: c, background: c.Interval > 0, observe: h.duration.WithLabelValues(c.Name),
+			failing: h.failing.WithLabelValues(c.Name, strconv.FormatBool(c.Critical))}
+		s.failing.Set(0)
 		for i, k := range kinds {
 			if c.Kinds&k != 0 {
 				s.gauges[i] = h.status.WithLabelValues(c.Name, kindNames[i])
@@ -259,6 +281,32 @@ func NewHealth(checks []Check, opts HealthOptions) (*Health, error) {
 		}
 	}
 	return h, nil
+}
+
+// overrideCritical returns checks with the Critical flags of over applied.
+func overrideCritical(checks []Check, over map[string]bool) ([]Check, error) {
+	if len(over) == 0 {
+		return checks, nil
+	}
+	out := slices.Clone(checks)
+	for name, critical := range over {
+		key, found := configKey(name), false
+		for i := range out {
+			if configKey(out[i].Name) == key {
+				out[i].Critical, found = critical, true
+			}
+		}
+		if !found {
+			names := make([]string, 0, len(out))
+			for _, c := range out {
+				names = append(names, c.Name)
+			}
+			sort.Strings(names)
+			return nil, fmt.Errorf("fxmonitor: the critical override of %q (%s) matches no health check (the checks are: %s)",
+				name, fxcore.EnvName("monitor", "checks."+configKey(name)+".critical"), strings.Join(names, ", "))
+		}
+	}
+	return out, nil
 }
 
 // Start runs the background checks (those with an Interval): each runs at
@@ -441,6 +489,11 @@ func (h *Health) record(s *checkState, err error, dur time.Duration) bool {
 		if g != nil {
 			g.Set(v)
 		}
+	}
+	if status == CheckFailing {
+		s.failing.Set(1)
+	} else {
+		s.failing.Set(0)
 	}
 	fields := []zap.Field{zap.String("check", s.Name), zap.String("kinds", s.Kinds.String()),
 		zap.Bool("critical", s.Critical), zap.String("from", old.String()), zap.String("to", status.String())}

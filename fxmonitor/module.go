@@ -3,6 +3,7 @@ package fxmonitor
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,7 @@ func newHealth(p healthParams) (*Health, error) {
 		Timeout:       p.Config.CheckTimeout,
 		TTL:           p.Config.CheckTTL,
 		WatchInterval: p.Config.WatchInterval,
+		Critical:      p.Config.CriticalOverrides(),
 		Registerer:    p.Registry,
 		Logger:        p.Log.Named("health"),
 	})
@@ -98,8 +100,9 @@ type alertsParams struct {
 	Config    Config
 	Info      fxcore.ServiceInfo
 	Rules     []AlertRule `group:"martyfx.monitor.alert_rules"`
-	Notifiers []Notifier  `group:"martyfx.monitor.notifiers"`
-	Clock     Clock       `optional:"true"`
+	Health    *Health
+	Notifiers []Notifier `group:"martyfx.monitor.notifiers"`
+	Clock     Clock      `optional:"true"`
 	Gatherer  prometheus.Gatherer
 	Registry  prometheus.Registerer
 	Log       *zap.Logger
@@ -123,7 +126,11 @@ func newAlerts(p alertsParams) (*Alerts, error) {
 		notifiers = append(notifiers, am)
 	}
 	notifiers = append(notifiers, p.Notifiers...)
-	a, err := NewAlerts(p.Rules, p.Gatherer, AlertsOptions{
+	rules := p.Rules
+	if p.Config.CheckAlerts && len(p.Health.checks) > 0 {
+		rules = append(slices.Clone(rules), CheckAlertRules(p.Config.CheckAlertFor)...)
+	}
+	a, err := NewAlerts(rules, p.Gatherer, AlertsOptions{
 		Interval:   p.Config.AlertInterval,
 		Resend:     p.Config.AlertResend,
 		Clock:      p.Clock,

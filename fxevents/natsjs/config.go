@@ -77,7 +77,8 @@ type Config struct {
 	// its context ends or the app stops.
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
 	// ReadinessGrace is how long the connection may be down before the
-	// critical readiness check fails.
+	// readiness check "nats" fails (critical with the memory bus, degraded
+	// with the outbox bus).
 	ReadinessGrace time.Duration `koanf:"readiness_grace"`
 
 	// Embedded starts an in-process nats-server with JetStream, listening

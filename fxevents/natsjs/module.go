@@ -16,8 +16,10 @@ import (
 
 // Module provides the nats Config (section "nats"), the *Conn (connected in
 // OnStart, closed in OnStop) as the fxevents.Transport, runs one durable
-// consumer per fxevents handler, and adds a critical readiness check on the
-// connection. It needs fxevents.Module (and fxcore.Module) in the app.
+// consumer per fxevents handler, and adds the readiness check "nats" on the
+// connection: non-critical with the outbox bus (the outbox absorbs an
+// outage), critical with the memory bus (publishing goes to NATS directly).
+// It needs fxevents.Module (and fxcore.Module) in the app.
 var Module = fx.Module("martyfx.natsjs",
 	fx.Provide(
 		fxcore.ProvideConfig[Config]("nats", DefaultConfig),
@@ -93,9 +95,17 @@ func startConsumers(in consumersIn) error {
 	return nil
 }
 
-func newHealthCheck(c *Conn) fxmonitor.Check {
+// newHealthCheck is the readiness check "nats". It is critical only when
+// publishing goes to NATS directly (the memory bus): then a NATS outage
+// fails every write that publishes, and the pod should not get traffic.
+// With the outbox bus (MARTY_EVENTS_BUS=outbox) events are stored with the
+// writes and relayed after the reconnection: the pod absorbs the outage, so
+// the check only degrades readiness (200 "degraded", the check failing in
+// /readyz?verbose and the MartyHealthCheckDegraded alert).
+// MARTY_MONITOR_CHECKS_NATS_CRITICAL overrides the choice.
+func newHealthCheck(c *Conn, ev fxevents.Config) fxmonitor.Check {
 	return fxmonitor.Check{
-		Name: "nats", Kinds: fxmonitor.Readiness, Critical: true,
+		Name: "nats", Kinds: fxmonitor.Readiness, Critical: ev.Bus != fxevents.BusOutbox,
 		Interval: time.Second, Timeout: 2 * time.Second, FailureThreshold: 1,
 		Func: c.health,
 	}

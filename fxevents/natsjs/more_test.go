@@ -99,3 +99,29 @@ func TestPublishWhileDisconnectedWaitsForContextOrStop(t *testing.T) {
 	require.ErrorIs(t, err, fxevents.ErrTransportUnavailable)
 	require.Less(t, time.Since(start), time.Second)
 }
+
+// Connected but the stream does not answer (here: deleted; in a cluster: no
+// stream leader, no quorum): after the publish timeout the error matches
+// fxevents.ErrTransportUnavailable, so the outbox relay keeps the events
+// without counting attempts. A message the stream refuses is not that.
+func TestPublishToAStreamThatDoesNotAnswerIsUnavailable(t *testing.T) {
+	tg := newTarget(t, startServer(t, t.TempDir(), 0).ClientURL())
+	ta := newApp(t, "orders", tg.env("MARTY_NATS_PUBLISH_TIMEOUT=300ms"))
+	ctx := context.Background()
+	js := tg.js(t)
+	st, err := js.Stream(ctx, tg.stream)
+	require.NoError(t, err)
+	cfg := st.CachedInfo().Config
+	cfg.MaxMsgSize = 64
+	_, err = js.UpdateStream(ctx, cfg)
+	require.NoError(t, err)
+	err = ta.bus.Publish(ctx, OrderPlaced{OrderID: "o1", Seq: 1})
+	require.Error(t, err, "a message over the stream's max size is refused")
+	require.NotErrorIs(t, err, fxevents.ErrTransportUnavailable, "a refusal counts as an attempt")
+
+	require.NoError(t, js.DeleteStream(ctx, tg.stream))
+	err = ta.bus.Publish(ctx, OrderPlaced{OrderID: "o1", Seq: 2})
+	require.ErrorIs(t, err, fxevents.ErrTransportUnavailable)
+	require.ErrorIs(t, err, jetstream.ErrNoStreamResponse)
+	require.ErrorContains(t, err, "still failing after 300ms")
+}

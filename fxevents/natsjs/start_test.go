@@ -94,8 +94,9 @@ func TestExistingStreamIsUpdatedOrRefusedClearly(t *testing.T) {
 	})
 }
 
-// The readiness check is critical and fails once the connection has been
-// down longer than the grace period; it recovers with the connection.
+// With the memory bus (publishing goes to NATS directly) the readiness check
+// is critical; it fails once the connection has been down longer than the
+// grace period and recovers with the connection.
 func TestReadinessCheckFailsAfterTheGracePeriod(t *testing.T) {
 	dir, port := t.TempDir(), freePort(t)
 	srv := startServer(t, dir, port)

@@ -40,7 +40,10 @@ var _ fxevents.Transport = (*Conn)(nil)
 // JetStream acknowledged every one. Envelopes whose PubAck does not come
 // (timeout, lost connection) are sent again (JetStream stores a message id
 // once) until PublishTimeout has passed while connected; while disconnected
-// it waits for the reconnection until ctx ends or the app stops.
+// it waits for the reconnection until ctx ends or the app stops. An error
+// that means the stream is not there to answer (no PubAck, no responder:
+// a cluster electing a stream leader or without quorum) matches
+// fxevents.ErrTransportUnavailable, like a lost connection.
 //
 // Messages are sent in order on one connection, so JetStream stores them in
 // order; only a message sent again after a failure can land after messages
@@ -77,6 +80,9 @@ func (c *Conn) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
 			if firstFail.IsZero() {
 				firstFail = time.Now()
 			} else if time.Since(firstFail) >= c.cfg.PublishTimeout {
+				if streamUnavailable(err) {
+					err = fmt.Errorf("%w: %w", fxevents.ErrTransportUnavailable, err)
+				}
 				return fmt.Errorf("natsjs: publish %d events to stream %s on %s: still failing after %s: %w",
 					len(failed), c.cfg.Stream, c.url, c.cfg.PublishTimeout, err)
 			}
@@ -93,6 +99,21 @@ func (c *Conn) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
 		}
 		wait = min(wait*2, c.cfg.ReconnectMax)
 	}
+}
+
+// streamUnavailable reports whether a publish failed because the stream
+// did not answer (no PubAck in time, no responder: a cluster without a
+// stream leader, quorum lost, the stream missing) or JetStream said it is
+// temporarily unavailable, rather than because it refused the message.
+// Publish then returns an error matching fxevents.ErrTransportUnavailable,
+// so the outbox relay keeps the events without counting attempts.
+func streamUnavailable(err error) bool {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code == 503
 }
 
 func (c *Conn) connected() bool {
