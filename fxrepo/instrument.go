@@ -157,9 +157,9 @@ func postgresServer(d gorm.Dialector) []attribute.KeyValue {
 	var dsn string
 	switch d := d.(type) {
 	case *postgres.Dialector:
-		dsn = d.Config.DSN
+		dsn = d.DSN
 	case postgres.Dialector:
-		dsn = d.Config.DSN
+		dsn = d.DSN
 	}
 	if dsn == "" {
 		return nil
@@ -203,7 +203,7 @@ func (p *statementTracer) after(string) func(*gorm.DB) {
 		query := stmt.SQL.String()
 		op := operation(query)
 		if p.values && len(stmt.Vars) > 0 {
-			query = tx.Dialector.Explain(query, stmt.Vars...)
+			query = tx.Explain(query, stmt.Vars...)
 		}
 		attrs := make([]attribute.KeyValue, 0, 7)
 		attrs = append(attrs, semconv.DBQueryText(query))
