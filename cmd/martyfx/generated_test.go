@@ -5,31 +5,33 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"golang.org/x/mod/modfile"
 )
 
 // TestGeneratedProjects is the end-to-end check of the templates: it
-// scaffolds each kind, and each flag at least once, into a temporary
-// directory with go.mod replaced to this checkout (the scaffold runs go mod
-// tidy), then runs `go vet ./...` and the README's `go test ./...` in it; one
-// project also runs the README's `go run .` and is probed over HTTP and gRPC
-// before a SIGTERM stops it cleanly. It builds whole services, so -short skips
-// it. The generated tests run without -race (the compile would dominate) and
-// share the go command's build cache.
+// scaffolds each kind with and without a database, and events at least once,
+// into a temporary directory with go.mod replaced to this checkout (the
+// scaffold runs go mod tidy), runs `go vet ./...`, then runs every command of
+// the generated README as written (runReadme): `go run .` on free ports, the
+// README's `go test ./...`, each curl and grpcurl line against the running
+// service with its status and body checked against the output the README
+// shows, and, for one project, the image build's Go steps; a SIGTERM then
+// stops the service cleanly. One project is written the way the README of
+// cmd/martyfx says to from a clone, `go run ./cmd/martyfx new ...` without
+// --replace. It builds whole services, so -short skips it. The generated
+// tests run without -race (the compile would dominate) and share the go
+// command's build cache; the projects run in parallel (-parallel).
 func TestGeneratedProjects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and tests generated projects (minutes); skipped with -short")
@@ -41,47 +43,125 @@ func TestGeneratedProjects(t *testing.T) {
 		name       string
 		kind       string
 		db, events bool
-		run        bool // also `go run .` it
+		viaCLI     bool // written by cmd/martyfx/README.md's `go run ./cmd/martyfx new` in this checkout
+		image      bool // run the README's image build steps (vendoring)
 	}{
-		{name: "ledger", kind: "grpc", db: true, events: true},
-		{name: "web-front", kind: "http"},
-		{name: "order-history", kind: "hybrid", db: true, run: true},
+		{name: "billing", kind: "grpc", db: true, events: true, viaCLI: true},
 		{name: "pricing", kind: "grpc"},
-		{name: "mailer", kind: "http", events: true},
+		{name: "web-front", kind: "http", db: true},
+		{name: "mailer", kind: "http", events: true, image: true},
+		{name: "order-history", kind: "hybrid", db: true},
+		{name: "reviews", kind: "hybrid", events: true},
 	} {
 		t.Run(fmt.Sprintf("%s_%s_db=%v_events=%v", tc.name, tc.kind, tc.db, tc.events), func(t *testing.T) {
+			// Two at a time (GOMAXPROCS on a 2-core machine): one builds
+			// while the other waits on its service.
+			t.Parallel()
 			dir := filepath.Join(t.TempDir(), tc.name)
-			var log bytes.Buffer
-			res, err := New(Options{Name: tc.name, Kind: tc.kind, WithDB: tc.db, WithEvents: tc.events,
-				Module: "github.com/acme/" + tc.name, Dir: dir, Replace: repoRoot(t), Log: &log})
-			require.NoError(t, err, log.String())
+			module := "github.com/acme/" + tc.name
+			var checkout string // the replace target, a symlink to this checkout the image step hides
+			if tc.viaCLI {
+				args := readmeNewCommand(t)
+				for _, want := range [][]string{{"new", tc.name}, {"--kind", tc.kind}, {"--module", module}, {"--dir", "../" + tc.name}} {
+					require.NotEqual(t, -1, indexPair(args, want), "README: %q has %q", args, want)
+				}
+				require.Equal(t, tc.db, slices.Contains(args, "--with-db"), "%q", args)
+				require.Equal(t, tc.events, slices.Contains(args, "--with-events"), "%q", args)
+				args[indexPair(args, []string{"--dir", "../" + tc.name})+1] = dir // not next to this checkout
+				out := goCLI(t, repoRoot(t), args...)
+				m := regexp.MustCompile(`(?m)^martyfx new: development build: using the checkout at (.+) as github\.com/martyfx/martyfx \(replace directive\); pass --martyfx-version to require a published version instead$`).FindStringSubmatch(out)
+				require.NotNil(t, m, "the development build says which checkout it uses:\n%s", out)
+				checkout = m[1]
+				requireSameDir(t, repoRoot(t), checkout)
+			} else {
+				checkout = filepath.Join(t.TempDir(), "martyfx")
+				require.NoError(t, os.Symlink(repoRoot(t), checkout))
+				var log bytes.Buffer
+				_, err := New(Options{Name: tc.name, Kind: tc.kind, WithDB: tc.db, WithEvents: tc.events,
+					Module: module, Dir: dir, Replace: checkout, Log: &log})
+				require.NoError(t, err, log.String())
+			}
 			require.FileExists(t, filepath.Join(dir, "go.sum"), "go mod tidy ran")
-
-			readme, err := os.ReadFile(filepath.Join(res.Dir, "README.md"))
+			gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 			require.NoError(t, err)
-			for _, cmd := range []string{"go run .", "go test ./..."} {
-				require.Regexp(t, regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(cmd)+`\s+#`), string(readme))
-			}
+			mf, err := modfile.Parse("go.mod", gomod, nil)
+			require.NoError(t, err)
+			require.Len(t, mf.Replace, 1)
+			require.Equal(t, checkout, mf.Replace[0].New.Path)
 
-			goIn(t, res.Dir, "vet", "./...")
-			// The README's `go test ./...`, uncached and verbose.
-			out := goIn(t, res.Dir, "test", "-count=1", "-v", "./...")
-			require.Contains(t, out, "ok  \tgithub.com/acme/"+tc.name+"/internal/"+strings.ReplaceAll(tc.name, "-", ""))
-			require.Contains(t, out, "--- PASS: TestProbes")
-			if tc.kind != "http" {
-				require.Contains(t, out, "--- PASS: TestGreetGRPC")
+			goIn(t, dir, "vet", "./...")
+			if runtime.GOOS != "linux" { // stopping `go run .` reads /proc
+				goIn(t, dir, "test", "-count=1", "./...")
+				t.Skip("the README's commands run on Linux only")
 			}
-			if tc.kind != "grpc" {
-				require.Contains(t, out, "--- PASS: TestGreetHTTP")
-			}
-			if tc.events {
-				require.Contains(t, out, "--- PASS: TestGreetPublishesGreeted")
-			}
-			if tc.run && runtime.GOOS == "linux" { // childOf reads /proc
-				goRun(t, res.Dir)
-			}
+			runReadme(t, readmeRun{dir: dir, name: tc.name, kind: tc.kind, db: tc.db, events: tc.events,
+				image: tc.image, checkout: checkout})
 		})
 	}
+}
+
+// readmeNewCommand returns the arguments of the `go run ./cmd/martyfx new`
+// command cmd/martyfx/README.md gives (after `go run ./cmd/martyfx`), and
+// requires the root README to give the same one.
+func readmeNewCommand(t *testing.T) []string {
+	t.Helper()
+	var found [][]string
+	for _, name := range []string{"README.md", filepath.Join(repoRoot(t), "README.md")} {
+		b, err := os.ReadFile(name)
+		require.NoError(t, err)
+		cmds, err := readmeCommands(string(b))
+		if name != "README.md" {
+			// The root README's other sections have shell blocks this test
+			// does not parse; take the cmd/martyfx section's.
+			section := string(b)[strings.Index(string(b), "\n## cmd/martyfx\n"):]
+			section = section[:strings.Index(section[1:], "\n## ")+1]
+			cmds, err = readmeCommands(section)
+		}
+		require.NoError(t, err, name)
+		for _, c := range cmds {
+			if len(c.Args) > 3 && slices.Equal(c.Args[:4], []string{"go", "run", "./cmd/martyfx", "new"}) {
+				found = append(found, c.Args[3:])
+			}
+		}
+	}
+	require.Len(t, found, 2, "one `go run ./cmd/martyfx new` command in each README")
+	require.Equal(t, found[0], found[1], "the root README's command is cmd/martyfx/README.md's")
+	return found[0]
+}
+
+// indexPair returns the index of the adjacent pair in args, or -1.
+func indexPair(args, pair []string) int {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == pair[0] && args[i+1] == pair[1] {
+			return i
+		}
+	}
+	return -1
+}
+
+// goCLI runs this checkout's martyfx command as its README says, `go run
+// ./cmd/martyfx args...` in root (with the go command's default -mod, so
+// the checkout's go.mod stays as it is), and returns its output.
+func goCLI(t *testing.T, root string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./cmd/martyfx"}, args...)...)
+	cmd.Dir = root
+	cmd.Env = append(generatedEnv(), "GOFLAGS=")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go run ./cmd/martyfx %s:\n%s", strings.Join(args, " "), out)
+	return string(out)
+}
+
+// requireSameDir fails unless a and b name the same directory.
+func requireSameDir(t *testing.T, a, b string) {
+	t.Helper()
+	ra, err := filepath.EvalSymlinks(a)
+	require.NoError(t, err)
+	rb, err := filepath.EvalSymlinks(b)
+	require.NoError(t, err)
+	require.Equal(t, ra, rb)
 }
 
 // goIn runs the go command in dir and returns its output, failing the test
@@ -99,8 +179,8 @@ func goIn(t *testing.T, dir string, args ...string) string {
 }
 
 // generatedEnv is the environment of the go commands run in a generated
-// project: no workspace, module downloads allowed, and no MARTY_* or OTEL_*
-// variables of this process.
+// project: no workspace, module downloads allowed, the toolchain its README
+// exports, and no MARTY_* or OTEL_* variables of this process.
 func generatedEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
@@ -109,88 +189,7 @@ func generatedEnv() []string {
 		}
 		env = append(env, kv)
 	}
-	return append(env, "GOWORK=off", "GOFLAGS=-mod=mod")
-}
-
-// goRun runs the README's `go run .` on free ports, waits for readiness,
-// calls the service over HTTP and gRPC, then stops it with SIGTERM and
-// requires a clean exit.
-func goRun(t *testing.T, dir string) {
-	t.Helper()
-	httpAddr, adminAddr, grpcAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "run", ".")
-	cmd.Dir = dir
-	cmd.Env = append(generatedEnv(),
-		"MARTY_HTTP_ADDR="+httpAddr, "MARTY_HTTP_ADMIN_ADDR="+adminAddr, "MARTY_GRPC_ADDR="+grpcAddr,
-		"MARTY_DB_DSN=file:"+filepath.Join(t.TempDir(), "run.db"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// Kill the whole group (go run and the service) if the test fails midway.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var out syncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		select {
-		case <-exited:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	ready := func() bool {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("go run . exited before it was ready: %v\n%s", err, out.String())
-		default:
-		}
-		resp, err := client.Get("http://" + adminAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	require.Eventually(t, ready, 4*time.Minute, 200*time.Millisecond, "never ready:\n%s", out.String())
-
-	resp, err := client.Post("http://"+httpAddr+"/v1/greetings", "application/json", strings.NewReader(`{"name":"Ada"}`))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusCreated, resp.StatusCode)
-	resp, err = client.Get("http://" + httpAddr + "/v1/greetings/1")
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
-	health, err := healthpb.NewHealthClient(conn).Check(hctx, &healthpb.HealthCheckRequest{})
-	hcancel()
-	require.NoError(t, conn.Close())
-	require.NoError(t, err)
-	require.Equal(t, healthpb.HealthCheckResponse_SERVING, health.GetStatus())
-
-	// SIGTERM to the service (as Kubernetes stops a pod); go run exits with
-	// the service's status. (A Ctrl-C to the whole group would make go run
-	// itself exit 1 whatever the service does.)
-	service := childOf(t, cmd.Process.Pid)
-	require.NoError(t, syscall.Kill(service, syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		exited <- err
-		require.NoError(t, err, "go run . did not exit cleanly:\n%s", out.String())
-	case <-time.After(time.Minute):
-		t.Fatalf("go run . still running a minute after SIGINT:\n%s", out.String())
-	}
-	require.Contains(t, out.String(), "martyfx: stopping")
-	require.Contains(t, out.String(), `"signal": "terminated", "exit_code": 0`)
+	return append(env, "GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN="+goToolchain)
 }
 
 // childOf returns the pid of the only child process of pid (Linux /proc).

@@ -60,6 +60,9 @@ Examples:
   martyfx new billing --kind grpc --with-db --with-events --module github.com/acme/billing
   martyfx new web-front --kind http --dir ./services/web-front
 
+  # in a clone of martyfx (a development build uses that clone):
+  go run ./cmd/martyfx new billing --kind grpc --dir ../billing
+
 Flags:
 `
 
@@ -73,8 +76,8 @@ func runNew(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.WithEvents, "with-events", false, "add a domain event, its publication and a handler (fxevents)")
 	fs.StringVar(&o.Dir, "dir", "", "output directory (default ./<name>)")
 	fs.BoolVar(&o.Force, "force", false, "write into a non-empty directory, overwriting the files it generates")
-	fs.StringVar(&o.MartyfxVersion, "martyfx-version", "", "martyfx version to require (default: this binary's build version)")
-	fs.StringVar(&o.Replace, "replace", "", "path of a local martyfx checkout: adds a replace directive to go.mod (local development)")
+	fs.StringVar(&o.MartyfxVersion, "martyfx-version", "", "published martyfx version to require (default: this binary's version; a development build\nuses the checkout it was built from instead, as with --replace)")
+	fs.StringVar(&o.Replace, "replace", "", "path of a local martyfx checkout: adds a replace directive to go.mod (default for a\ndevelopment build, e.g. go run ./cmd/martyfx in a clone: that clone)")
 	fs.BoolVar(&o.NoTidy, "no-tidy", false, "skip running go mod tidy in the new project")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), newUsage)

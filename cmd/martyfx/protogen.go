@@ -14,19 +14,22 @@ import (
 	"google.golang.org/protobuf/types/pluginpb"
 )
 
-// tools are the pinned code generators. The generated buf.gen.yaml runs the
-// same plugins at the same versions, so `go generate` (buf generate) in a
-// generated project reproduces what the scaffold wrote.
+// tools are the pinned code generators (and the gRPC client the generated
+// README runs). The generated buf.gen.yaml runs the same plugins at the same
+// versions, so `go generate` (buf generate) in a generated project reproduces
+// what the scaffold wrote.
 type tools struct {
 	Buf             string // github.com/bufbuild/buf/cmd/buf
 	ProtocGenGo     string // google.golang.org/protobuf/cmd/protoc-gen-go
 	ProtocGenGoGRPC string // google.golang.org/grpc/cmd/protoc-gen-go-grpc
+	Grpcurl         string // github.com/fullstorydev/grpcurl/cmd/grpcurl, in the README's commands
 }
 
 var pinned = tools{
 	Buf:             "v1.75.0",
 	ProtocGenGo:     "v1.36.12",
 	ProtocGenGoGRPC: "v1.6.2",
+	Grpcurl:         "v1.9.3", // example/README.md's
 }
 
 // generateProto does what `buf generate` does with the generated

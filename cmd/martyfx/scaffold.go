@@ -53,6 +53,10 @@ type Options struct {
 	Replace        string    // local martyfx checkout for a replace directive
 	NoTidy         bool      // skip go mod tidy
 	Log            io.Writer // progress messages; nil for none
+
+	// lookIn are the directories where a development build looks for its
+	// martyfx checkout (each and its parents); nil means checkoutSearch().
+	lookIn []string
 }
 
 // Result says what New wrote.
@@ -151,15 +155,32 @@ func (o *Options) validate() error {
 		o.MartyfxVersion = replacedVersion
 	default:
 		v := buildVersion()
+		if !devBuild(v) {
+			o.MartyfxVersion = v
+			break
+		}
 		// "(devel)", or a version stamped from a local checkout (a
 		// pseudo-version of a commit, maybe "+dirty"), names nothing a
-		// module proxy is known to serve.
-		if !semver.IsValid(v) || semver.Build(v) != "" || builtInCheckout() {
-			return fmt.Errorf("martyfx new: this martyfx binary is a development build (version %s), so it cannot tell which martyfx version to require: "+
-				"pass --martyfx-version vX.Y.Z, or --replace /path/to/martyfx to use a local checkout, or run a released build "+
-				"(go run github.com/martyfx/martyfx/cmd/martyfx@latest)", v)
+		// module proxy is known to serve: use the checkout this binary was
+		// built from, as `go run ./cmd/martyfx` in a clone means.
+		lookIn := o.lookIn
+		if lookIn == nil {
+			lookIn = checkoutSearch()
 		}
-		o.MartyfxVersion = v
+		root := findCheckout(lookIn)
+		if root == "" {
+			where := strings.Join(lookIn, " or ")
+			if where == "" {
+				where = "the build's source directory or the working directory"
+			}
+			return fmt.Errorf("martyfx new: this martyfx binary is a development build (version %s) and no martyfx checkout was found at or above %s, "+
+				"so it cannot tell which martyfx to require: run it from a clone of martyfx (`go run ./cmd/martyfx new %s --kind %s --dir ../%s` in the clone), "+
+				"or pass --replace /path/to/martyfx to use a local checkout, or --martyfx-version vX.Y.Z to require a published version",
+				v, where, o.Name, o.Kind, o.Name)
+		}
+		o.Replace = root
+		o.MartyfxVersion = replacedVersion
+		logf(o.Log, "martyfx new: development build: using the checkout at %s as %s (replace directive); pass --martyfx-version to require a published version instead\n", root, martyfxModule)
 	}
 	return nil
 }
@@ -211,6 +232,11 @@ func New(o Options) (Result, error) {
 	}
 	if err := checkDir(dir, o.Force); err != nil {
 		return Result{}, err
+	}
+	if o.Replace != "" {
+		if rel, err := filepath.Rel(o.Replace, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			logf(o.Log, "martyfx new: note: %s is inside the martyfx checkout; --dir ../%s keeps the new service out of it\n", dir, o.Name)
+		}
 	}
 	d := o.data()
 	files, err := render(d)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -55,21 +56,86 @@ func TestNewRefusesBadInput(t *testing.T) {
 		{"replace not a checkout", Options{Name: "billing", Kind: "grpc", Replace: t.TempDir()}, "want a martyfx checkout"},
 		{"replace other module", Options{Name: "billing", Kind: "grpc", Replace: notMartyfx}, `declares module "example.com/other", want "github.com/martyfx/martyfx"`},
 		{"bad version", Options{Name: "billing", Kind: "grpc", MartyfxVersion: "1.0"}, `invalid --martyfx-version "1.0"`},
-		// A test binary is a development build: it cannot name a version.
-		{"devel build", Options{Name: "billing", Kind: "grpc"}, "pass --martyfx-version vX.Y.Z, or --replace"},
+		// A test binary is a development build: without its checkout it
+		// cannot name a version.
+		{"devel build without a checkout", Options{Name: "billing", Kind: "grpc", lookIn: []string{notMartyfx}},
+			"is a development build (version " + buildVersion() + ") and no martyfx checkout was found at or above " + notMartyfx + ", so it cannot tell which martyfx to require: " +
+				"run it from a clone of martyfx (`go run ./cmd/martyfx new billing --kind grpc --dir ../billing` in the clone), " +
+				"or pass --replace /path/to/martyfx to use a local checkout, or --martyfx-version vX.Y.Z to require a published version"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
 			tc.o.Dir = dir
-			if tc.o.Replace == "" && tc.name != "devel build" && tc.name != "bad version" {
+			if tc.o.Replace == "" && tc.o.lookIn == nil && tc.name != "bad version" {
 				tc.o.Replace = root
 			}
 			_, err := New(tc.o)
 			require.ErrorContains(t, err, tc.want)
 			require.True(t, strings.HasPrefix(err.Error(), "martyfx new: "), err.Error())
+			require.NotContains(t, err.Error(), "@latest", "martyfx is not on the module proxy: @latest is no advice")
 			requireNothingWritten(t, dir)
 		})
 	}
+}
+
+// TestDevelopmentBuildUsesItsCheckout: a development build (this test
+// binary, as `go run ./cmd/martyfx` in a clone) without --replace or
+// --martyfx-version replaces martyfx with the checkout it was built from,
+// and says so; --martyfx-version still requires a published version.
+func TestDevelopmentBuildUsesItsCheckout(t *testing.T) {
+	require.True(t, devBuild(buildVersion()), "a test binary is a development build (version %s)", buildVersion())
+	var log bytes.Buffer
+	res, err := New(Options{Name: "billing", Kind: "http", Dir: filepath.Join(t.TempDir(), "billing"), NoTidy: true, Log: &log})
+	require.NoError(t, err)
+	f := readGoMod(t, res.Dir)
+	require.Len(t, f.Replace, 1)
+	requireSameDir(t, repoRoot(t), f.Replace[0].New.Path)
+	require.Equal(t, replacedVersion, f.Require[0].Mod.Version)
+	require.Contains(t, log.String(), "martyfx new: development build: using the checkout at "+f.Replace[0].New.Path+
+		" as github.com/martyfx/martyfx (replace directive); pass --martyfx-version to require a published version instead\n")
+	require.NotContains(t, log.String(), "inside the martyfx checkout")
+	readme, err := os.ReadFile(filepath.Join(res.Dir, "README.md"))
+	require.NoError(t, err)
+	require.Contains(t, string(readme), "go mod vendor", "the README says how to build the image of a replaced martyfx")
+
+	// The working directory is the fallback (a -trimpath build); a module
+	// of its own nearer than the checkout stops the search.
+	for _, dir := range []string{repoRoot(t), filepath.Join(repoRoot(t), "cmd", "martyfx", "templates")} {
+		require.Equal(t, repoRoot(t), findCheckout([]string{t.TempDir(), dir}), dir)
+	}
+	other := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(other, "go.mod"), []byte("module example.com/other\n"), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(other, "sub"), 0o755))
+	require.Empty(t, findCheckout([]string{filepath.Join(other, "sub")}))
+
+	// Writing into the checkout works, with a note (a stand-in checkout:
+	// nothing is written into this one).
+	log.Reset()
+	fake := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(fake, "go.mod"), []byte("module "+martyfxModule+"\n"), 0o644))
+	require.NoError(t, os.Mkdir(filepath.Join(fake, "cmd"), 0o755))
+	_, err = New(Options{Name: "billing", Kind: "http", Dir: filepath.Join(fake, "billing"), NoTidy: true, Log: &log, lookIn: []string{filepath.Join(fake, "cmd")}})
+	require.NoError(t, err)
+	require.Contains(t, log.String(), "using the checkout at "+fake+" as")
+	require.Contains(t, log.String(), "martyfx new: note: "+filepath.Join(fake, "billing")+" is inside the martyfx checkout; --dir ../billing keeps the new service out of it\n")
+
+	// --martyfx-version: no replace, no message.
+	log.Reset()
+	res, err = New(Options{Name: "billing", Kind: "http", Dir: filepath.Join(t.TempDir(), "pinned"), MartyfxVersion: "v0.3.1", NoTidy: true, Log: &log})
+	require.NoError(t, err)
+	f = readGoMod(t, res.Dir)
+	require.Empty(t, f.Replace)
+	require.Equal(t, "v0.3.1", f.Require[0].Mod.Version)
+	require.NotContains(t, log.String(), "development build")
+}
+
+func readGoMod(t *testing.T, dir string) *modfile.File {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	require.NoError(t, err)
+	f, err := modfile.Parse("go.mod", b, nil)
+	require.NoError(t, err)
+	return f
 }
 
 func TestNewRefusesOccupiedDir(t *testing.T) {
@@ -156,6 +222,16 @@ func TestRenderEveryCombination(t *testing.T) {
 				}
 				require.Contains(t, string(files["internal/orderhistory/module.go"]), "package orderhistory")
 				require.Contains(t, string(files["README.md"]), "go run .        # run the service\ngo test ./...   # run its tests")
+				requireReadmeCalls(t, files["README.md"], grpc, http)
+				// Without the replace (a published martyfx): no vendoring.
+				published := o
+				published.Replace, published.MartyfxVersion = "", "v0.1.0"
+				pfiles, err := render(published.data())
+				require.NoError(t, err)
+				requireReadmeCalls(t, pfiles["README.md"], grpc, http)
+				require.NotContains(t, string(pfiles["README.md"]), "go mod vendor")
+				require.NotContains(t, string(pfiles["Dockerfile"]), "vendor")
+				require.Contains(t, string(files["Dockerfile"]), "go build -mod=vendor")
 
 				var raw map[string]any
 				require.NoError(t, yaml.Unmarshal(files["deploy/k8s/service.yaml"], &raw), string(files["deploy/k8s/service.yaml"]))
@@ -204,6 +280,32 @@ func envOf(t *testing.T, manifest []byte) map[string]map[string]any {
 		out[name] = e
 	}
 	return out
+}
+
+// requireReadmeCalls checks, without running anything, that a README's
+// commands parse, that each call of the service shows its output, and that
+// each curl with a body says it is JSON (curl -d alone sends a form type,
+// which the JSON handlers refuse with 415). TestGeneratedProjects runs them.
+func requireReadmeCalls(t *testing.T, readme []byte, grpc, http bool) {
+	t.Helper()
+	cmds, err := readmeCommands(string(readme))
+	require.NoError(t, err)
+	var curls, grpcurls int
+	for _, c := range cmds {
+		switch {
+		case c.Args[0] == "curl":
+			curls++
+			require.NotNil(t, c.Want, c.Line)
+			if slices.Contains(c.Args, "-d") {
+				require.Contains(t, c.Args, "Content-Type: application/json", c.Line)
+			}
+		case strings.Contains(c.Line, "grpcurl"):
+			grpcurls++
+			require.NotNil(t, c.Want, c.Line)
+		}
+	}
+	require.Equal(t, http, curls > 0)
+	require.Equal(t, grpc, grpcurls > 0)
 }
 
 // probesOf returns the probes of the Deployment's only container by name.
