@@ -147,6 +147,8 @@ func runReadme(t *testing.T, r readmeRun) {
 
 		case slices.Equal(args, []string{"kubectl", "apply", "-f", "deploy/k8s/"}):
 			ran["kubectl"]++ // no cluster here
+		case slices.Equal(args, []string{"kubectl", "create", "secret", "generic", r.name + "-admin", "--from-file=token=admin-token.txt"}):
+			ran["kubectl secret"]++ // no cluster here
 
 		default:
 			t.Fatalf("README command %q: runReadme does not know how to run it; teach it", c.Line)
@@ -158,7 +160,7 @@ func runReadme(t *testing.T, r readmeRun) {
 	if r.db {
 		calls = 2 // create, then read back
 	}
-	want := map[string]int{"export": 1, "go run": 1, "go test": 1, "go mod vendor": 1, "docker build": 1, "rm vendor": 1, "kubectl": 1}
+	want := map[string]int{"export": 1, "go run": 1, "go test": 1, "go mod vendor": 1, "docker build": 1, "rm vendor": 1, "kubectl": 1, "kubectl secret": 1}
 	if httpKind {
 		want["curl"] = calls
 	}
