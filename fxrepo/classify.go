@@ -35,7 +35,9 @@ const (
 	sqliteConstraintForeignKey = 787
 	sqliteConstraintNotNull    = 1299
 	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintTrigger    = 1811 // also a RESTRICT foreign key action
 	sqliteConstraintUnique     = 2067
+	sqliteConstraint           = 19
 )
 
 // dataExceptions describes the class 22 conditions clients most often
@@ -71,9 +73,9 @@ var dataExceptions = map[string]struct{ name, what string }{
 //   - a statement timeout (57014): ClassDeadlineExceeded;
 //   - gorm.ErrRecordNotFound: ClassNotFound.
 //
-// The message names the condition and the SQLSTATE (and the column or
-// constraint when the server gives it), never the server's text, host,
-// user or database. Anything else (a syntax error, a missing table) is not
+// The message names the condition and the SQLSTATE (and the column of a
+// not-null violation), never the server's text, a constraint or table name,
+// the host, user or database. Anything else (a syntax error, a missing table) is not
 // classified: clients get "internal error" and a reference to the log line
 // with the full error.
 func Classify(err error) (fxcore.ErrorClass, string, bool) {
@@ -126,15 +128,15 @@ func classifyPg(pg *pgconn.PgError) (fxcore.ErrorClass, string, bool) {
 	case code == "23502":
 		return fxcore.ClassInvalid, "a required value is missing" + column(pg.ColumnName) + " (SQLSTATE 23502, not_null_violation)", true
 	case code == "23514":
-		return fxcore.ClassInvalid, "a value violates a rule of the database" + constraint(pg.ConstraintName) + " (SQLSTATE 23514, check_violation)", true
+		return fxcore.ClassInvalid, "a value violates a rule of the database (SQLSTATE 23514, check_violation)", true
 	case code == "54000":
 		return fxcore.ClassInvalid, "a value is too large for the database (SQLSTATE 54000, program_limit_exceeded)", true
 	case code == "23505":
-		return fxcore.ClassAlreadyExists, "a row with the same key already exists" + constraint(pg.ConstraintName) + " (SQLSTATE 23505, unique_violation)", true
+		return fxcore.ClassAlreadyExists, "a row with the same key already exists (SQLSTATE 23505, unique_violation)", true
 	case code == "23P01":
-		return fxcore.ClassAlreadyExists, "a row conflicts with an existing one" + constraint(pg.ConstraintName) + " (SQLSTATE 23P01, exclusion_violation)", true
+		return fxcore.ClassAlreadyExists, "a row conflicts with an existing one (SQLSTATE 23P01, exclusion_violation)", true
 	case code == "23503":
-		return fxcore.ClassFailedPrecondition, "a referenced row does not exist, or the row is still referenced" + constraint(pg.ConstraintName) + " (SQLSTATE 23503, foreign_key_violation)", true
+		return fxcore.ClassFailedPrecondition, "a referenced row does not exist, or the row is still referenced (SQLSTATE 23503, foreign_key_violation)", true
 	}
 	return 0, "", false
 }
@@ -146,23 +148,18 @@ func column(name string) string {
 	return " (column " + name + ")"
 }
 
-func constraint(name string) string {
-	if name == "" {
-		return ""
-	}
-	return " (constraint " + name + ")"
-}
-
 func classifySQLite(sq *gosqlite.Error) (fxcore.ErrorClass, string, bool) {
 	switch code := sq.Code(); {
 	case code == sqliteConstraintUnique || code == sqliteConstraintPrimaryKey:
 		return fxcore.ClassAlreadyExists, "a row with the same key already exists", true
-	case code == sqliteConstraintForeignKey:
+	case code == sqliteConstraintForeignKey || code == sqliteConstraintTrigger:
 		return fxcore.ClassFailedPrecondition, "a referenced row does not exist, or the row is still referenced", true
 	case code == sqliteConstraintNotNull:
 		return fxcore.ClassInvalid, "a required value is missing", true
 	case code == sqliteConstraintCheck:
 		return fxcore.ClassInvalid, "a value violates a rule of the database", true
+	case code&0xff == sqliteConstraint:
+		return fxcore.ClassFailedPrecondition, "the change violates a constraint of the database", true
 	case code&0xff == sqliteTooBig:
 		return fxcore.ClassInvalid, "a value is too large for the database", true
 	case code&0xff == sqliteMismatch:
