@@ -311,6 +311,7 @@ func TestKeysetPagination(t *testing.T) {
 		require.LessOrEqual(t, len(p.Items), fxrepo.DefaultPageSize)
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{Cursor: "!!not-a-cursor"})
 		require.ErrorContains(t, err, "fxrepo: list Widget: invalid cursor")
+		require.Equal(t, fxcore.ClassInvalid, fxcore.Classify(err).Class, "a bad cursor is the client's to fix")
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{OrderBy: "color; DROP TABLE widgets"})
 		require.ErrorContains(t, err, `unknown order column "color; DROP TABLE widgets"`)
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{OrderBy: "color", Cursor: mustCursor(t, f)})
