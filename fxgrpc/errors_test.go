@@ -2,8 +2,11 @@ package fxgrpc_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxgrpc/internal/testpb"
+	"github.com/martyfx/martyfx/fxhttp"
 )
 
 // driverDown stands for a database driver's error: its text must never
@@ -154,4 +158,49 @@ func TestClassCode(t *testing.T) {
 		require.NotEqual(t, codes.Internal, code, c.String())
 		require.NotEqual(t, codes.OK, code, c.String())
 	}
+}
+
+// TestGatewayMapsClassesToHTTP: through the REST gateway, classified errors
+// keep their code and message, UNAVAILABLE is 503 with Retry-After, and an
+// internal error shows only its reference.
+func TestGatewayMapsClassesToHTTP(t *testing.T) {
+	var httpSrv *fxhttp.Server
+	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
+		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv),
+		failWith(map[string]error{
+			"nul":  fxcore.NewError(fxcore.ClassInvalid, "a value was rejected by the database (SQLSTATE 22021)", driverDown),
+			"down": fmt.Errorf("orders: %w", driverDown),
+			"bug":  errors.New("10.9.8.7 said no"),
+		}),
+		fxcore.AsClassifier(func(err error) (fxcore.ErrorClass, string, bool) {
+			if errors.Is(err, driverDown) {
+				return fxcore.ClassUnavailable, "the database is unavailable; retry later", true
+			}
+			return 0, "", false
+		}))
+	call := func(kind string) (*http.Response, map[string]any, string) {
+		res, err := http.Post("http://"+httpSrv.Addr()+"/v1/echo", "application/json", strings.NewReader(`{"message":"err:`+kind+`"}`))
+		require.NoError(t, err)
+		defer res.Body.Close()
+		raw, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(raw, &body), string(raw))
+		return res, body, string(raw)
+	}
+	res, body, raw := call("nul")
+	require.Equal(t, http.StatusBadRequest, res.StatusCode)
+	require.Equal(t, "a value was rejected by the database (SQLSTATE 22021)", body["message"])
+	require.NotContains(t, raw, "10.9.8.7")
+
+	res, body, raw = call("down")
+	require.Equal(t, http.StatusServiceUnavailable, res.StatusCode)
+	require.Equal(t, "1", res.Header.Get("Retry-After"))
+	require.Equal(t, float64(codes.Unavailable), body["code"])
+	require.NotContains(t, raw, "shutting down")
+
+	res, body, raw = call("bug")
+	require.Equal(t, http.StatusInternalServerError, res.StatusCode)
+	require.Contains(t, body["message"], "internal error (ref ")
+	require.NotContains(t, raw, "10.9.8.7")
 }
