@@ -26,9 +26,9 @@ import (
 	"github.com/martyfx/martyfx/fxhttp"
 )
 
-// driverDown stands for a database driver's error: its text must never
+// errDriverDown stands for a database driver's error: its text must never
 // reach a client.
-var driverDown = errors.New("failed to connect to `user=app database=orders`: 10.9.8.7:5432: FATAL: the database system is shutting down")
+var errDriverDown = errors.New("failed to connect to `user=app database=orders`: 10.9.8.7:5432: FATAL: the database system is shutting down")
 
 // failWith is an interceptor that answers "err:<kind>" messages with
 // errs[kind] instead of calling the handler, as a handler would return it.
@@ -46,24 +46,24 @@ func failWith(errs map[string]error) fx.Option {
 func TestErrorsMapToCodesWithoutInternals(t *testing.T) {
 	t.Parallel()
 	errs := map[string]error{
-		"invalid":     fxcore.NewError(fxcore.ClassInvalid, "a value was rejected by the database (SQLSTATE 22021)", driverDown),
-		"notfound":    fmt.Errorf("orders: get: %w", fxcore.NewError(fxcore.ClassNotFound, "Order 42 not found", driverDown)),
-		"exists":      fxcore.NewError(fxcore.ClassAlreadyExists, "Order 42 already exists", driverDown),
-		"aborted":     fxcore.NewError(fxcore.ClassAborted, "", driverDown),
-		"unavailable": fmt.Errorf("orders: list: %w", driverDown), // the registered classifier knows it
+		"invalid":     fxcore.NewError(fxcore.ClassInvalid, "a value was rejected by the database (SQLSTATE 22021)", errDriverDown),
+		"notfound":    fmt.Errorf("orders: get: %w", fxcore.NewError(fxcore.ClassNotFound, "Order 42 not found", errDriverDown)),
+		"exists":      fxcore.NewError(fxcore.ClassAlreadyExists, "Order 42 already exists", errDriverDown),
+		"aborted":     fxcore.NewError(fxcore.ClassAborted, "", errDriverDown),
+		"unavailable": fmt.Errorf("orders: list: %w", errDriverDown), // the registered classifier knows it
 		"precond":     fxcore.NewError(fxcore.ClassFailedPrecondition, "order 42 is cancelled", nil),
 		"deadline":    fmt.Errorf("orders: %w", context.DeadlineExceeded),
 		"canceled":    fmt.Errorf("pool closing: %w", context.Canceled), // the call itself was not cancelled
 		"unknown":     fmt.Errorf("orders: list: %w", errors.New("10.9.8.7 said no")),
-		"internal":    fxcore.NewError(fxcore.ClassInternal, "do not show", driverDown),
+		"internal":    fxcore.NewError(fxcore.ClassInternal, "do not show", errDriverDown),
 		"status":      status.Error(codes.PermissionDenied, "not your order"),
-		"st-internal": status.Errorf(codes.Internal, "orders: %v", driverDown),
-		"st-unknown":  status.Errorf(codes.Unknown, "orders: %v", driverDown),
+		"st-internal": status.Errorf(codes.Internal, "orders: %v", errDriverDown),
+		"st-unknown":  status.Errorf(codes.Unknown, "orders: %v", errDriverDown),
 		"st-unavail":  status.Error(codes.Unavailable, "orders: stopping; watch again"),
 		"wrapped-st":  fmt.Errorf("payments: %w", status.Error(codes.NotFound, "no such payment")),
 	}
 	a := start(t, nil, failWith(errs), fxcore.AsClassifier(func(err error) (fxcore.ErrorClass, string, bool) {
-		if errors.Is(err, driverDown) {
+		if errors.Is(err, errDriverDown) {
 			return fxcore.ClassUnavailable, "the database is unavailable; retry later", true
 		}
 		return 0, "", false
@@ -119,7 +119,7 @@ func TestInternalErrorRefIsInTheLog(t *testing.T) {
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	a := start(t, nil,
-		failWith(map[string]error{"db": fmt.Errorf("orders: list: %w", driverDown)}),
+		failWith(map[string]error{"db": fmt.Errorf("orders: list: %w", errDriverDown)}),
 		fx.Provide(func() trace.TracerProvider { return tp }))
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Message: "err:db"})
@@ -133,7 +133,7 @@ func TestInternalErrorRefIsInTheLog(t *testing.T) {
 	require.Len(t, lines, 1)
 	f := lines[0].ContextMap()
 	require.Equal(t, ref, f["ref"])
-	require.Equal(t, "orders: list: "+driverDown.Error(), f["error"])
+	require.Equal(t, "orders: list: "+errDriverDown.Error(), f["error"])
 	require.Equal(t, "/martyfx.fxgrpc.testpb.Echo/Echo", f["grpc.method"])
 	require.Len(t, f["trace_id"], 32)
 
@@ -168,12 +168,12 @@ func TestGatewayMapsClassesToHTTP(t *testing.T) {
 	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
 		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv),
 		failWith(map[string]error{
-			"nul":  fxcore.NewError(fxcore.ClassInvalid, "a value was rejected by the database (SQLSTATE 22021)", driverDown),
-			"down": fmt.Errorf("orders: %w", driverDown),
+			"nul":  fxcore.NewError(fxcore.ClassInvalid, "a value was rejected by the database (SQLSTATE 22021)", errDriverDown),
+			"down": fmt.Errorf("orders: %w", errDriverDown),
 			"bug":  errors.New("10.9.8.7 said no"),
 		}),
 		fxcore.AsClassifier(func(err error) (fxcore.ErrorClass, string, bool) {
-			if errors.Is(err, driverDown) {
+			if errors.Is(err, errDriverDown) {
 				return fxcore.ClassUnavailable, "the database is unavailable; retry later", true
 			}
 			return 0, "", false
@@ -181,7 +181,7 @@ func TestGatewayMapsClassesToHTTP(t *testing.T) {
 	call := func(kind string) (*http.Response, map[string]any, string) {
 		res, err := http.Post("http://"+httpSrv.Addr()+"/v1/echo", "application/json", strings.NewReader(`{"message":"err:`+kind+`"}`))
 		require.NoError(t, err)
-		defer res.Body.Close()
+		defer func() { _ = res.Body.Close() }()
 		raw, err := io.ReadAll(res.Body)
 		require.NoError(t, err)
 		var body map[string]any

@@ -169,25 +169,25 @@ func contextDeadline() error {
 	return ctx.Err()
 }
 
-// dbDown stands for a driver error: its text holds what a client must never
+// errDBDown stands for a driver error: its text holds what a client must never
 // read (host, user, database).
-var dbDown = errors.New("failed to connect to `user=app database=orders`: 10.1.2.3:5432: connection refused")
+var errDBDown = errors.New("failed to connect to `user=app database=orders`: 10.1.2.3:5432: connection refused")
 
 func TestWriteErrorMapsClasses(t *testing.T) {
 	errs := map[string]error{
 		"invalid":     fxcore.NewError(fxcore.ClassInvalid, "customer_id must not be empty", nil),
-		"notfound":    fmt.Errorf("orders: %w", fxcore.NewError(fxcore.ClassNotFound, "Order 42 not found", dbDown)),
-		"exists":      fxcore.NewError(fxcore.ClassAlreadyExists, "", dbDown),
-		"aborted":     fxcore.NewError(fxcore.ClassAborted, "", dbDown),
-		"unavailable": fmt.Errorf("orders: list: %w", dbDown), // classified by the registered classifier
+		"notfound":    fmt.Errorf("orders: %w", fxcore.NewError(fxcore.ClassNotFound, "Order 42 not found", errDBDown)),
+		"exists":      fxcore.NewError(fxcore.ClassAlreadyExists, "", errDBDown),
+		"aborted":     fxcore.NewError(fxcore.ClassAborted, "", errDBDown),
+		"unavailable": fmt.Errorf("orders: list: %w", errDBDown), // classified by the registered classifier
 		"deadline":    fmt.Errorf("orders: %w", context.DeadlineExceeded),
 		"canceled":    fmt.Errorf("pool closing: %w", context.Canceled), // not the client's doing
-		"internal":    fxcore.NewError(fxcore.ClassInternal, "leaky message", dbDown),
+		"internal":    fxcore.NewError(fxcore.ClassInternal, "leaky message", errDBDown),
 		"unknown":     fmt.Errorf("orders: %w", errors.New("10.1.2.3 said no")),
 	}
 	h := start(t, nil,
 		fxcore.AsClassifier(func(err error) (fxcore.ErrorClass, string, bool) {
-			if errors.Is(err, dbDown) {
+			if errors.Is(err, errDBDown) {
 				return fxcore.ClassUnavailable, "the database is unavailable; retry later", true
 			}
 			return 0, "", false

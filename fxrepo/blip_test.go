@@ -32,7 +32,7 @@ func terminateBackends(t *testing.T, dsn string) int {
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
-	defer c.Close(ctx)
+	defer func() { _ = c.Close(ctx) }()
 	var n int
 	require.NoError(t, c.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&n))

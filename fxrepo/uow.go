@@ -121,7 +121,7 @@ func (u *unitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error,
 	}
 	wait := o.backoff
 	for attempt := 0; ; attempt++ {
-		err, why := u.once(ctx, fn, o)
+		why, err := u.once(ctx, fn, o)
 		if err == nil {
 			return nil
 		}
@@ -168,10 +168,10 @@ func retryable(err error) string {
 // ran, or under fn, when the server rolls the transaction back). A commit
 // that fails on a lost connection is not re-run unless the commit was
 // never sent: the transaction may have committed.
-func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) error, o txOptions) (err error, why string) {
+func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) error, o txOptions) (why string, err error) {
 	tx := u.db.WithContext(ctx).Begin(&sql.TxOptions{Isolation: o.isolation, ReadOnly: o.readOnly})
 	if tx.Error != nil {
-		return fmt.Errorf("fxrepo: begin transaction: %w", tx.Error), retryable(tx.Error)
+		return retryable(tx.Error), fmt.Errorf("fxrepo: begin transaction: %w", tx.Error)
 	}
 	st := &txState{tx: tx}
 	txCtx := context.WithValue(ctx, txKey{}, st)
@@ -190,7 +190,7 @@ func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) erro
 		}
 	}()
 	if err = fn(txCtx); err != nil {
-		return err, retryable(err)
+		return retryable(err), err
 	}
 	if err = tx.Commit().Error; err != nil {
 		// The transaction is over either way.
@@ -202,9 +202,9 @@ func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) erro
 				why = whyConnection
 			}
 		}
-		return fmt.Errorf("fxrepo: commit: %w", err), why
+		return why, fmt.Errorf("fxrepo: commit: %w", err)
 	}
 	committed = true
 	st.runAfterCommit()
-	return nil, ""
+	return "", nil
 }
