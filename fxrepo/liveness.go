@@ -21,7 +21,10 @@ const pingIdleAfter = time.Second
 // the backend is gone. The ping then fails, database/sql discards the
 // connection and takes another one or dials, so the statement is never
 // sent on a dead connection and the caller sees no error. The check is one
-// non-blocking peek at the socket (no read, no round trip).
+// non-blocking peek at the socket (no read, no round trip). When pgx's own
+// background reader (started by a slow write) has already taken the bytes,
+// the peek sees nothing and pgx's rule alone decides; the unit of work's
+// retry of a transaction whose connection failed covers that case.
 func shouldPing(_ context.Context, p stdlib.ShouldPingParams) bool {
 	if p.IdleDuration > pingIdleAfter {
 		return true
