@@ -30,7 +30,7 @@ func TestClientRetriesUnavailable(t *testing.T) {
 	// Other codes are not retried, and MaxAttempts 1 retries nothing.
 	a.echo.calls.Store(0)
 	_, err = testpb.NewEchoClient(conn).Echo(ctxT(t), &testpb.EchoRequest{Message: "x", Fail: "internal"})
-	require.Equal(t, codes.Unknown, status.Code(err))
+	require.Equal(t, codes.Internal, status.Code(err), "an unclassified error is internal")
 	require.Equal(t, int64(1), a.echo.calls.Load())
 
 	a.echo.calls.Store(0)

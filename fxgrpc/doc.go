@@ -1,8 +1,9 @@
 // Package fxgrpc is martyfx's gRPC module: a production gRPC server built
 // from AsService registrations, with grpc-go's health service driven by
 // readiness, reflection, OpenTelemetry tracing, Prometheus metrics, cheap
-// call logging, panic recovery, request validation and an optional auth
-// hook; a grpc-gateway REST mount (AsGateway) on fxhttp's public server; and
+// call logging, error mapping (fxcore error classes to codes, "internal
+// error (ref <id>)" for the rest), panic recovery, request validation and an
+// optional auth hook; a grpc-gateway REST mount (AsGateway) on fxhttp's public server; and
 // instrumented clients (NewClient, *Clients) with a default deadline,
 // retries of UNAVAILABLE, round-robin balancing and circuit breakers.
 //

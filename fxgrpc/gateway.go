@@ -33,7 +33,7 @@ type gatewayParams struct {
 }
 
 func newGateway(p gatewayParams) *gateway {
-	return &gateway{s: p.Server, regs: p.Regs, mux: runtime.NewServeMux()}
+	return &gateway{s: p.Server, regs: p.Regs, mux: runtime.NewServeMux(gatewayMuxOptions(p.Server)...)}
 }
 
 // start dials the local server and registers the REST handlers.

@@ -2,8 +2,10 @@ package fxgrpc
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strings"
@@ -23,6 +25,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/martyfx/martyfx/fxcore"
 )
 
 // The built-in chain, outermost first, for unary and stream calls alike:
@@ -33,17 +38,22 @@ import (
 //     grpc_server_handling_seconds, grpc_server_msg_{received,sent}_total
 //     (go-grpc-middleware's prometheus provider's series; see serverMetrics);
 //  3. logging: one zap line per finished call, level by code;
-//  4. recovery: a panic becomes codes.Internal, its stack is logged;
-//  5. user interceptors with position < 0;
-//  6. auth: the AuthFunc, when one is in the graph (not for health and reflection);
-//  7. validation: Validate() / ValidateAll() errors, or else protovalidate
+//  4. errors: the handler's error becomes the status the client gets
+//     (see errorMapper): classified errors their class's code and public
+//     message, UNAVAILABLE with a RetryInfo, anything unclassified
+//     "internal error (ref <id>)" with the full error logged under the ref;
+//  5. recovery: a panic becomes codes.Internal, its stack is logged;
+//  6. user interceptors with position < 0;
+//  7. auth: the AuthFunc, when one is in the graph (not for health and reflection);
+//  8. validation: Validate() / ValidateAll() errors, or else protovalidate
 //     (buf.validate) rule violations, become InvalidArgument with a
 //     google.rpc.BadRequest detail;
-//  8. user interceptors with position >= 0, then the handler.
+//  9. user interceptors with position >= 0, then the handler.
 //
-// Tracing, metrics and logging sit outside recovery so a panic is traced,
-// counted and logged as the Internal it is answered with.
-func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger, auth AuthFunc, v *validation,
+// Tracing, metrics and logging sit outside the error mapping and recovery
+// so a call is traced, counted and logged with the code it is answered
+// with.
+func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger, errs *errorMapper, auth AuthFunc, v *validation,
 	unary []UnaryInterceptor, stream []StreamInterceptor,
 ) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	slices.SortStableFunc(unary, func(a, b UnaryInterceptor) int { return a.Position - b.Position })
@@ -59,8 +69,8 @@ func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger,
 		us = append(us, log.unary)
 		ss = append(ss, log.stream)
 	}
-	us = append(us, recoverUnary(log.base()))
-	ss = append(ss, recoverStream(log.base()))
+	us = append(us, errs.unary, recoverUnary(log.base()))
+	ss = append(ss, errs.stream, recoverStream(log.base()))
 	for _, u := range unary {
 		if u.Position < 0 {
 			us = append(us, u.Interceptor)
@@ -114,15 +124,184 @@ func recoverStream(log *zap.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
-// panicked logs a recovered panic with its stack and returns the Internal
-// status the caller gets; the panic value stays in the log, not on the wire.
+// panicked logs a recovered panic with its stack and a reference, and
+// returns the Internal status the caller gets, "internal error (ref
+// <ref>)"; the panic value stays in the log, not on the wire.
 func panicked(ctx context.Context, log *zap.Logger, method string, r any) error {
-	fields := []zap.Field{zap.String("grpc.method", method), zap.Any("panic", r), zap.StackSkip("stack", 2)}
+	ref := newRef()
+	fields := []zap.Field{zap.String("grpc.method", method), zap.String("ref", ref), zap.Any("panic", r), zap.StackSkip("stack", 2)}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		fields = append(fields, zap.Stringer("trace_id", sc.TraceID()))
 	}
 	log.Error("grpc handler panicked", fields...)
-	return status.Error(codes.Internal, "internal error")
+	return &referenced{st: status.New(codes.Internal, internalMessage(ref))}
+}
+
+// ---- errors ----
+
+// errorMapper turns the error a handler returns into the status its
+// client gets, so that no driver text, host, user or database name reaches
+// a client:
+//
+//   - an error that is itself a gRPC status (status.Error) keeps its code
+//     and message, except Unknown, Internal and DataLoss, whose message is
+//     replaced with "internal error (ref <id>)";
+//   - a classified error (fxcore.Classified in the chain, a context error,
+//     or one a registered fxcore.Classifier knows, such as fxrepo's
+//     database errors) gets its class's code (ClassCode) and public
+//     message; a context.Canceled while the call itself is not cancelled is
+//     a server-side cancellation, UNAVAILABLE;
+//   - an error that wraps a gRPC status (a downstream call's) keeps that
+//     status, with the same rule for internal codes;
+//   - anything else is INTERNAL "internal error (ref <id>)".
+//
+// Every UNAVAILABLE gets a google.rpc.RetryInfo detail (DefaultRetryAfter
+// unless the error says otherwise), which the gateway turns into
+// Retry-After. The internal errors are logged at error level as "grpc
+// internal error" with the ref, the full error and the trace id.
+type errorMapper struct {
+	log         *zap.Logger
+	classifiers []fxcore.Classifier
+}
+
+func newErrorMapper(log *zap.Logger, classifiers []fxcore.Classifier) *errorMapper {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &errorMapper{log: log, classifiers: slices.Clone(classifiers)}
+}
+
+func (m *errorMapper) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		err = m.mapError(ctx, info.FullMethod, err)
+	}
+	return resp, err
+}
+
+func (m *errorMapper) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	if err != nil {
+		err = m.mapError(ss.Context(), info.FullMethod, err)
+	}
+	return err
+}
+
+// referenced is an internal status that already carries a ref (a
+// recovered panic): it is passed through as is.
+type referenced struct{ st *status.Status }
+
+func (e *referenced) Error() string              { return e.st.Message() }
+func (e *referenced) GRPCStatus() *status.Status { return e.st }
+
+func (m *errorMapper) mapError(ctx context.Context, method string, err error) error {
+	if _, ok := err.(*referenced); ok {
+		return err
+	}
+	// A status returned as is wins; then a class anywhere in the chain;
+	// then a wrapped status (a downstream call's).
+	_, isStatus := err.(interface{ GRPCStatus() *status.Status })
+	var cl fxcore.Classified
+	if !isStatus && !errors.As(err, &cl) {
+		_, isStatus = status.FromError(err)
+	}
+	if isStatus {
+		st := status.Convert(err)
+		switch st.Code() {
+		case codes.Unknown, codes.Internal, codes.DataLoss:
+			return m.internal(ctx, method, st.Code(), err)
+		case codes.Unavailable:
+			return withRetryInfo(st, fxcore.DefaultRetryAfter).Err()
+		}
+		return err
+	}
+	c := fxcore.Classify(err, m.classifiers...)
+	if c.Class == fxcore.ClassCanceled && ctx.Err() == nil {
+		c = fxcore.Classification{Class: fxcore.ClassUnavailable, Message: fxcore.ClassUnavailable.Message(), RetryAfter: fxcore.DefaultRetryAfter}
+	}
+	if c.Class.Internal() {
+		return m.internal(ctx, method, codes.Internal, err)
+	}
+	st := status.New(ClassCode(c.Class), c.Message)
+	if c.Class == fxcore.ClassUnavailable {
+		st = withRetryInfo(st, c.RetryAfter)
+	}
+	return st.Err()
+}
+
+// internal logs err under a new ref and returns the status with code and
+// the message "internal error (ref <ref>)".
+func (m *errorMapper) internal(ctx context.Context, method string, code codes.Code, err error) error {
+	ref := newRef()
+	fields := []zap.Field{zap.String("grpc.method", method), zap.String("grpc.code", code.String()),
+		zap.String("ref", ref), zap.Error(err)}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		fields = append(fields, zap.String("trace_id", sc.TraceID().String()))
+	}
+	m.log.Error("grpc internal error", fields...)
+	return status.Error(code, internalMessage(ref))
+}
+
+func internalMessage(ref string) string { return "internal error (ref " + ref + ")" }
+
+// newRef returns a random reference for an internal error: 16 hex digits.
+func newRef() string {
+	var b [8]byte
+	u := rand.Uint64()
+	for i := range b {
+		b[i] = byte(u >> (8 * i))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// withRetryInfo adds a google.rpc.RetryInfo detail with the delay, unless
+// the status has one.
+func withRetryInfo(st *status.Status, d time.Duration) *status.Status {
+	for _, det := range st.Details() {
+		if _, ok := det.(*errdetails.RetryInfo); ok {
+			return st
+		}
+	}
+	if d <= 0 {
+		d = fxcore.DefaultRetryAfter
+	}
+	if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
+		return with
+	}
+	return st
+}
+
+// ClassCode maps an error class to its gRPC code: ClassInvalid is
+// InvalidArgument, ClassUnknown and ClassInternal are Internal, and every
+// other class the code of the same name.
+func ClassCode(c fxcore.ErrorClass) codes.Code {
+	switch c {
+	case fxcore.ClassInvalid:
+		return codes.InvalidArgument
+	case fxcore.ClassNotFound:
+		return codes.NotFound
+	case fxcore.ClassAlreadyExists:
+		return codes.AlreadyExists
+	case fxcore.ClassFailedPrecondition:
+		return codes.FailedPrecondition
+	case fxcore.ClassAborted:
+		return codes.Aborted
+	case fxcore.ClassUnavailable:
+		return codes.Unavailable
+	case fxcore.ClassResourceExhausted:
+		return codes.ResourceExhausted
+	case fxcore.ClassDeadlineExceeded:
+		return codes.DeadlineExceeded
+	case fxcore.ClassCanceled:
+		return codes.Canceled
+	case fxcore.ClassPermissionDenied:
+		return codes.PermissionDenied
+	case fxcore.ClassUnauthenticated:
+		return codes.Unauthenticated
+	case fxcore.ClassUnimplemented:
+		return codes.Unimplemented
+	}
+	return codes.Internal
 }
 
 // ---- logging ----

@@ -45,6 +45,9 @@ type ServerParams struct {
 	Services   []Service                     `group:"martyfx.grpc.services"`
 	Unary      []UnaryInterceptor            `group:"martyfx.grpc.unary_interceptors"`
 	Stream     []StreamInterceptor           `group:"martyfx.grpc.stream_interceptors"`
+	// Classifiers classify handler errors (fxcore.AsClassifier; fxrepo
+	// registers its database classifier this way).
+	Classifiers []fxcore.Classifier `group:"martyfx.core.classifiers"`
 }
 
 // Server is the app's gRPC server with health, reflection and the
@@ -111,7 +114,8 @@ func NewServer(p ServerParams) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	unary, stream := buildChain(newServerTracing(tp, prop), s.metrics, newCallLogger(log, cfg), p.Auth, v, p.Unary, p.Stream)
+	unary, stream := buildChain(newServerTracing(tp, prop), s.metrics, newCallLogger(log, cfg),
+		newErrorMapper(log, p.Classifiers), p.Auth, v, p.Unary, p.Stream)
 
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),

@@ -27,9 +27,11 @@
 // or inside it, per route (order >= 0).
 //
 // DecodeJSON, WriteJSON, WriteProblem and WriteError are the small helpers a
-// JSON API needs; WriteError maps errors to statuses through the hooks
-// registered with AsErrorStatus and errors that have an HTTPStatus() int
-// method. NewClient returns an instrumented *http.Client.
+// JSON API needs; WriteError maps errors to statuses through errors that
+// have an HTTPStatus() int method, the hooks registered with AsErrorStatus,
+// and the errors' fxcore classes (ClassStatus: 400, 404, 409, 503 with
+// Retry-After ...); an unclassified 5xx says "internal error (ref <request
+// id>)". NewClient returns an instrumented *http.Client.
 //
 // Listening happens in OnStart, so a port in use fails Start with the address.
 // The servers stop as stages of the app's stop sequence (fxcore.Stopping):

@@ -9,9 +9,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxcore"
 )
 
 type createOrder struct {
@@ -172,12 +175,16 @@ func TestWriteErrorMapsThroughHooksAndHTTPStatus(t *testing.T) {
 		"notfound": {404, "get order 7: repo: not found"},
 		"conflict": {409, "repo: conflict"},
 		"teapot":   {418, "brew: short and stout"},
-		"internal": {500, ""},
+		"internal": {500, "internal error (ref "},
 	} {
 		resp, body := h.get("/err/" + kind)
 		require.Equal(t, want.status, resp.StatusCode, kind)
 		p := problemOf(t, resp, body)
-		require.Equal(t, want.detail, p.Detail, kind)
+		if want.status == 500 {
+			require.Equal(t, want.detail+p.RequestID+")", p.Detail, "the request id is the reference")
+		} else {
+			require.Equal(t, want.detail, p.Detail, kind)
+		}
 		require.Equal(t, "/err/"+kind, p.Instance)
 		require.Equal(t, resp.Header.Get(RequestIDHeader), p.RequestID)
 		require.NotContains(t, body, "hunter2")
@@ -214,4 +221,101 @@ func contextDeadline() error {
 	defer cancel()
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// errDBDown stands for a driver error: its text holds what a client must never
+// read (host, user, database).
+var errDBDown = errors.New("failed to connect to `user=app database=orders`: 10.1.2.3:5432: connection refused")
+
+func TestWriteErrorMapsClasses(t *testing.T) {
+	errs := map[string]error{
+		"invalid":     fxcore.NewError(fxcore.ClassInvalid, "customer_id must not be empty", nil),
+		"notfound":    fmt.Errorf("orders: %w", fxcore.NewError(fxcore.ClassNotFound, "Order 42 not found", errDBDown)),
+		"exists":      fxcore.NewError(fxcore.ClassAlreadyExists, "", errDBDown),
+		"aborted":     fxcore.NewError(fxcore.ClassAborted, "", errDBDown),
+		"unavailable": fmt.Errorf("orders: list: %w", errDBDown), // classified by the registered classifier
+		"deadline":    fmt.Errorf("orders: %w", context.DeadlineExceeded),
+		"canceled":    fmt.Errorf("pool closing: %w", context.Canceled), // not the client's doing
+		"internal":    fxcore.NewError(fxcore.ClassInternal, "leaky message", errDBDown),
+		"unknown":     fmt.Errorf("orders: %w", errors.New("10.1.2.3 said no")),
+	}
+	h := start(t, nil,
+		fxcore.AsClassifier(func(err error) (fxcore.ErrorClass, string, bool) {
+			if errors.Is(err, errDBDown) {
+				return fxcore.ClassUnavailable, "the database is unavailable; retry later", true
+			}
+			return 0, "", false
+		}),
+		AsRoute("GET /err/{kind}", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, errs[r.PathValue("kind")]) })
+		}),
+	)
+	for kind, want := range map[string]struct {
+		status int
+		detail string
+	}{
+		"invalid":     {400, "customer_id must not be empty"},
+		"notfound":    {404, "Order 42 not found"},
+		"exists":      {409, fxcore.ClassAlreadyExists.Message()},
+		"aborted":     {409, fxcore.ClassAborted.Message()},
+		"unavailable": {503, "the database is unavailable; retry later"},
+		"deadline":    {504, fxcore.ClassDeadlineExceeded.Message()},
+		"canceled":    {503, fxcore.ClassUnavailable.Message()},
+		"internal":    {500, "internal error (ref "},
+		"unknown":     {500, "internal error (ref "},
+	} {
+		resp, body := h.get("/err/" + kind)
+		require.Equal(t, want.status, resp.StatusCode, kind)
+		p := problemOf(t, resp, body)
+		require.True(t, strings.HasPrefix(p.Detail, want.detail), "%s: %q", kind, p.Detail)
+		require.NotContains(t, body, "10.1.2.3", kind)
+		require.NotContains(t, body, "user=app", kind)
+		require.NotContains(t, body, "leaky", kind)
+		if want.status == 503 {
+			require.Equal(t, "1", resp.Header.Get("Retry-After"), kind)
+		} else {
+			require.Empty(t, resp.Header.Get("Retry-After"), kind)
+		}
+	}
+
+	// The reference of a 500 finds the access log line with the full error
+	// and the trace id.
+	resp, body := h.get("/err/unknown")
+	ref := problemOf(t, resp, body).RequestID
+	var found bool
+	for _, l := range h.accessLogs() {
+		if l["request_id"] == ref {
+			found = true
+			require.Equal(t, "orders: 10.1.2.3 said no", l["error"])
+			require.NotEmpty(t, l["trace_id"])
+		}
+	}
+	require.True(t, found, "no access log line has the reference %s", ref)
+}
+
+func TestInternalErrorLoggedWithoutAccessLog(t *testing.T) {
+	h := start(t, []string{"MARTY_HTTP_ACCESS_LOG=off"},
+		AsRoute("GET /boom", func() http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, errors.New("disk on fire")) })
+		}))
+	resp, body := h.get("/boom")
+	require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	ref := problemOf(t, resp, body).RequestID
+	require.Empty(t, h.accessLogs())
+	lines := h.logs.FilterMessage("http request failed").All()
+	require.Len(t, lines, 1)
+	f := lines[0].ContextMap()
+	require.Equal(t, ref, f["request_id"])
+	require.Equal(t, "disk on fire", f["error"])
+	require.NotEmpty(t, f["trace_id"])
+}
+
+func TestStatusOfCanceled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	require.Equal(t, http.StatusServiceUnavailable, StatusOf(ctx, context.Canceled), "the server cancelled, not the client")
+	cancel()
+	require.Equal(t, StatusClientClosedRequest, StatusOf(ctx, fmt.Errorf("x: %w", context.Canceled)), "the client went away")
+	require.Equal(t, "1", RetryAfterSeconds(0))
+	require.Equal(t, "2", RetryAfterSeconds(1500*time.Millisecond))
 }

@@ -56,4 +56,6 @@ type Params struct {
 	Middleware []Middleware `group:"martyfx.http.middleware"`
 	// ErrorStatus maps errors to statuses for WriteError (AsErrorStatus).
 	ErrorStatus []ErrorStatus `group:"martyfx.http.error_status"`
+	// Classifiers classify errors for WriteError (fxcore.AsClassifier).
+	Classifiers []fxcore.Classifier `group:"martyfx.core.classifiers"`
 }

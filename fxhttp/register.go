@@ -106,8 +106,8 @@ func AsMiddleware(ctor any, order int) fx.Option {
 }
 
 // AsErrorStatus registers a mapping from errors to HTTP statuses used by
-// WriteError (fxrepo registers ErrNotFound -> 404 and ErrConflict -> 409 this
-// way). ctor returns an ErrorStatus or a func(error) (int, bool) (its
+// WriteError, for errors that have no fxcore class (a class is mapped by
+// ClassStatus; modules classify errors with fxcore.AsClassifier). ctor returns an ErrorStatus or a func(error) (int, bool) (its
 // parameters are injected by Fx), or is one. Mappers are consulted after the
 // error's own HTTPStatus() method, first match wins.
 func AsErrorStatus(ctor any) fx.Option {

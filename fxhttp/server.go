@@ -84,6 +84,7 @@ func NewServer(p Params) (*Server, error) {
 		logRatio: cfg.AccessLogRatio,
 		maxBody:  cfg.MaxBodyBytes,
 		mappers:  slices.Clone(p.ErrorStatus),
+		classify: slices.Clone(p.Classifiers),
 	}
 
 	mws := slices.Clone(p.Middleware)

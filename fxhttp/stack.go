@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxtracing"
 )
 
@@ -43,6 +44,7 @@ type stack struct {
 	logRatio  float64
 	maxBody   int64
 	mappers   []ErrorStatus
+	classify  []fxcore.Classifier
 }
 
 // reqState is everything a request needs, in one allocation.
@@ -75,7 +77,7 @@ func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header()[RequestIDHeader] = []string{id}
-	st.info = requestInfo{id: id, mappers: s.mappers}
+	st.info = requestInfo{id: id, mappers: s.mappers, classifiers: s.classify}
 	st.rec.path, st.rec.id = r.URL.Path, id
 	ctx := context.WithValue(r.Context(), infoKey{}, &st.info)
 
@@ -187,6 +189,17 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 	if s.logMode != AccessLogOff && span != nil &&
 		(s.logMode == AccessLogAll || status >= 500 || rand.Float64() < s.logRatio) {
 		s.accessLog(st, r, span, ri, status, elapsed)
+	} else if st.info.err != nil && status >= 500 {
+		// The client was told "internal error (ref <request id>)": the
+		// line with that id and the full error is written even without
+		// an access log.
+		s.log.Error("http request failed", append([]zap.Field{
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.Int("status", status),
+			zap.String("request_id", st.info.id),
+			zap.Error(st.info.err),
+		}, fxtracing.LogFields(r.Context())...)...)
 	}
 	if abort {
 		panic(http.ErrAbortHandler)

@@ -5,6 +5,12 @@
 // logs with trace ids, readiness check), a generic Repository and a
 // UnitOfWork that carries its transaction in the context.
 //
+// Database errors are classified (Classify, registered with the servers by
+// the Module): a handler returns them as they are and the client gets
+// NOT_FOUND / 404, INVALID_ARGUMENT / 400 for a value the database refuses,
+// UNAVAILABLE / 503 with Retry-After while the database is down, and never
+// the driver's text. The DSN's password appears in no log or error.
+//
 // Every query, in the framework and in users' code, goes through DB(ctx, db):
 // it returns the unit of work's transaction when ctx carries one, so code that
 // knows nothing about transactions (an outbox writer, a repository) joins the

@@ -6,25 +6,29 @@ import (
 
 	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/fxcore"
 )
 
 // ErrNotFound is returned (wrapped in *Error) when no row has the id, or it
-// is soft-deleted. Test with errors.Is.
-var ErrNotFound = errors.New("not found")
+// is soft-deleted. Test with errors.Is. It is classified
+// fxcore.ClassNotFound, also when user code wraps it.
+var ErrNotFound error = fxcore.NewError(fxcore.ClassNotFound, "not found", nil)
 
 // ErrConflict is returned (wrapped in *Error) when a write collides: a
 // unique constraint violation, or an update of a stale Version. Test with
-// errors.Is.
-var ErrConflict = errors.New("conflict")
+// errors.Is. It is classified fxcore.ClassAlreadyExists, also when user
+// code wraps it.
+var ErrConflict error = fxcore.NewError(fxcore.ClassAlreadyExists, "conflict", nil)
 
 // Error is a repository error about one entity. errors.Is(err, ErrNotFound)
 // or errors.Is(err, ErrConflict) tells the kind; the driver's error, when
-// there is one, is wrapped too. It carries its gRPC status (NotFound,
-// AlreadyExists, or Aborted for a stale version), so a gRPC handler may
-// return it as is.
+// there is one, is wrapped too. It is an fxcore.Classified error, so the
+// servers answer it with the right code and a message that names the entity
+// and never the driver's text: NOT_FOUND / 404 "Order 42 not found",
+// ALREADY_EXISTS / 409 for a unique violation, ABORTED / 409 for a stale
+// version (the client may re-read and retry).
 type Error struct {
 	// Op is the repository operation: create, get, update, delete.
 	Op string
@@ -64,20 +68,37 @@ func (e *Error) Unwrap() []error {
 	return []error{e.Kind, e.Err}
 }
 
-// GRPCStatus maps the error to a gRPC status: NotFound, AlreadyExists for a
-// unique violation, Aborted for a stale version (the client may re-read and
-// retry).
-func (e *Error) GRPCStatus() *status.Status {
-	code := codes.Unknown
+// ErrorClass is ClassNotFound, ClassAborted for a stale version (re-read
+// and retry) or ClassAlreadyExists for a unique violation.
+func (e *Error) ErrorClass() fxcore.ErrorClass {
 	switch {
 	case errors.Is(e.Kind, ErrNotFound):
-		code = codes.NotFound
+		return fxcore.ClassNotFound
 	case e.Stale:
-		code = codes.Aborted
+		return fxcore.ClassAborted
 	case errors.Is(e.Kind, ErrConflict):
-		code = codes.AlreadyExists
+		return fxcore.ClassAlreadyExists
 	}
-	return status.New(code, e.Error())
+	return fxcore.ClassUnknown
+}
+
+// PublicMessage names the entity and the id, never the driver's text:
+// "Order 42 not found", "Order 42 already exists", "Order 42 was changed
+// since it was read; read it again and retry".
+func (e *Error) PublicMessage() string {
+	what := e.Entity
+	if e.ID != nil {
+		what += fmt.Sprintf(" %v", e.ID)
+	}
+	switch e.ErrorClass() {
+	case fxcore.ClassNotFound:
+		return what + " not found"
+	case fxcore.ClassAborted:
+		return what + " was changed since it was read; read it again and retry"
+	case fxcore.ClassAlreadyExists:
+		return what + " already exists"
+	}
+	return fxcore.ClassUnknown.Message()
 }
 
 // IsUniqueViolation reports whether err is a unique (or primary key)
@@ -95,8 +116,7 @@ func IsUniqueViolation(err error) bool {
 	}
 	var sq *gosqlite.Error
 	if errors.As(err, &sq) {
-		// SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY.
-		return sq.Code() == 2067 || sq.Code() == 1555
+		return sq.Code() == sqliteConstraintUnique || sq.Code() == sqliteConstraintPrimaryKey
 	}
 	return false
 }

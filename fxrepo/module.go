@@ -2,6 +2,7 @@ package fxrepo
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,8 +16,11 @@ import (
 )
 
 // Module provides the "db" Config, the *gorm.DB (opened, pinged with retry
-// and migrated at start, closed at stop) and the UnitOfWork, and registers
-// a critical readiness check that pings the database.
+// and migrated at start, closed at stop) and the UnitOfWork, registers a
+// critical readiness check that pings the database, and registers Classify
+// with the servers (fxcore.AsClassifier), so database errors reach clients
+// as codes (UNAVAILABLE / 503, INVALID_ARGUMENT / 400 ...) without the
+// driver's text.
 var Module = fx.Module("martyfx.repo",
 	fx.Provide(
 		ProvideConfig,
@@ -24,7 +28,7 @@ var Module = fx.Module("martyfx.repo",
 		newFxUnitOfWork,
 	),
 	fxmonitor.AsCheck(newReadinessCheck),
-	errorStatusOption,
+	classifierOption,
 	// Including the module means the app has a database: open it even
 	// when nothing else asks for it yet.
 	fx.Invoke(func(*gorm.DB) {}),
@@ -48,7 +52,9 @@ type dbParams struct {
 	Migrations     []Migrations         `group:"martyfx.repo.migrations"`
 }
 
-func newFxDatabase(p dbParams) (*gorm.DB, error) {
+// newFxDatabase also returns the resolved target, for the readiness check
+// (an unexported type: nothing outside the module can ask for it).
+func newFxDatabase(p dbParams) (*gorm.DB, target, error) {
 	models := make([]any, len(p.Models))
 	for i, m := range p.Models {
 		models[i] = m.v
@@ -62,10 +68,10 @@ func newFxDatabase(p dbParams) (*gorm.DB, error) {
 		Models:         models,
 	})
 	if err != nil {
-		return nil, err
+		return nil, target{}, err
 	}
 	p.Lifecycle.Append(fx.Hook{OnStart: d.start, OnStop: d.stop})
-	return d.gdb, nil
+	return d.gdb, d.target, nil
 }
 
 func newFxUnitOfWork(db *gorm.DB, cfg Config, log *zap.Logger) UnitOfWork {
@@ -74,7 +80,10 @@ func newFxUnitOfWork(db *gorm.DB, cfg Config, log *zap.Logger) UnitOfWork {
 	return u
 }
 
-func newReadinessCheck(db *gorm.DB) (fxmonitor.Check, error) {
+// newReadinessCheck pings the pool. Its error is shown on the admin
+// server's probes, /statusz and the dashboard: the password is scrubbed
+// from it.
+func newReadinessCheck(db *gorm.DB, t target) (fxmonitor.Check, error) {
 	sqlDB, err := db.DB()
 	if err != nil {
 		return fxmonitor.Check{}, err
@@ -84,6 +93,11 @@ func newReadinessCheck(db *gorm.DB) (fxmonitor.Check, error) {
 		Kinds:    fxmonitor.Readiness,
 		Critical: true,
 		Timeout:  2 * time.Second,
-		Func:     func(ctx context.Context) error { return sqlDB.PingContext(ctx) },
+		Func: func(ctx context.Context) error {
+			if err := sqlDB.PingContext(ctx); err != nil {
+				return fmt.Errorf("fxrepo: ping %s at %s: %w", t.driver, t.redacted, t.scrub(err))
+			}
+			return nil
+		},
 	}, nil
 }

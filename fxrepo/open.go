@@ -6,14 +6,19 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/glebarez/sqlite"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -51,11 +56,11 @@ func (d sqliteDialector) Initialize(db *gorm.DB) error {
 // target is the resolved connection target of a Config.
 type target struct {
 	driver   string
-	dsn      string // what the driver gets
-	redacted string // for logs and errors
-	secret   string // the password, scrubbed from error messages
-	memory   bool   // in-memory SQLite: one connection, never recycled
-	name     string // database name, the db_name label of pool metrics
+	dsn      string   // what the driver gets
+	redacted string   // for logs and errors
+	secrets  []string // the password in the forms it may take, scrubbed from error messages
+	memory   bool     // in-memory SQLite: one connection, never recycled
+	name     string   // database name, the db_name label of pool metrics
 }
 
 // resolve turns the config into the driver's DSN: SQLite gets its file
@@ -64,15 +69,21 @@ type target struct {
 func resolve(cfg Config, service string) (target, error) {
 	switch cfg.Driver {
 	case DriverPostgres:
-		t := target{driver: DriverPostgres, dsn: cfg.DSN}
+		t := target{driver: DriverPostgres, dsn: cfg.DSN, redacted: "MARTY_DB_DSN"}
+		t.secrets = secretForms(dsnSecrets(cfg.DSN)...)
 		pc, err := pgx.ParseConfig(cfg.DSN)
 		if err != nil {
-			// pgx's parse errors never echo the password.
-			return t, fmt.Errorf("fxrepo: parse MARTY_DB_DSN for postgres: %w", err)
+			// pgx redacts its parse errors on a best-effort basis; the
+			// passwords found in the DSN are scrubbed on top.
+			return t, fmt.Errorf("fxrepo: parse MARTY_DB_DSN for postgres: %w", t.scrub(err))
 		}
-		t.secret = pc.Password
+		// The password pgx will send: from the DSN, PGPASSWORD or .pgpass.
+		t.secrets = secretForms(append(dsnSecrets(cfg.DSN), pc.Password)...)
 		t.name = pc.Database
-		t.redacted = redactPostgres(cfg.DSN)
+		// What pgx parsed as a password is never shown; a DSN that hides
+		// one elsewhere (a raw '/' in it makes the rest a database name)
+		// has it scrubbed from the display too.
+		t.redacted = scrubText(redactPostgres(&pc.Config), t.secrets)
 		return t, nil
 	default:
 		return resolveSQLite(cfg, service), nil
@@ -131,18 +142,128 @@ func resolveSQLite(cfg Config, service string) target {
 	return target{driver: DriverSQLite, dsn: full, redacted: full, memory: memory, name: name}
 }
 
-var pgKeyValuePassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// redactPostgres hides the password of a URL or key=value DSN.
-func redactPostgres(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
-		if q := u.Query(); q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
+// redactPostgres shows the connection target pgx parsed from the DSN, as a
+// URL without the password: postgres://user:xxxxx@host:5432,host2:5432/db.
+// Built from pgx's own parse of the DSN (either form, any password
+// character), it cannot hold the password.
+func redactPostgres(c *pgconn.Config) string {
+	var b strings.Builder
+	b.WriteString("postgres://")
+	if c.User != "" {
+		if c.Password != "" {
+			b.WriteString(url.UserPassword(c.User, "xxxxx").String())
+		} else {
+			b.WriteString(url.User(c.User).String())
 		}
-		return u.Redacted()
+		b.WriteByte('@')
 	}
-	return pgKeyValuePassword.ReplaceAllString(dsn, "${1}xxxxx")
+	hosts := []string{hostPort(c.Host, c.Port)}
+	for _, f := range c.Fallbacks {
+		if h := hostPort(f.Host, f.Port); !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	b.WriteString(strings.Join(hosts, ","))
+	b.WriteString("/" + url.PathEscape(c.Database))
+	return b.String()
+}
+
+func hostPort(host string, port uint16) string {
+	if strings.HasPrefix(host, "/") {
+		return url.PathEscape(host) // a Unix socket directory
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
+
+// dsnSecrets finds the values of the password and sslpassword settings of
+// a DSN in either form, as written and decoded, without needing the DSN to
+// parse: they are scrubbed from errors, including pgx's parse errors.
+func dsnSecrets(dsn string) []string {
+	var out []string
+	if rest, ok := strings.CutPrefix(dsn, "postgres://"); ok || strings.HasPrefix(dsn, "postgresql://") {
+		if !ok {
+			rest = strings.TrimPrefix(dsn, "postgresql://")
+		}
+		// The userinfo ends at the first '@' before any '/', as pgx reads it;
+		// with a '/' in the password, at the last '@' (a malformed DSN).
+		for _, end := range []int{strings.IndexAny(rest, "@/"), strings.LastIndex(rest, "@")} {
+			if end >= 0 && rest[end] == '@' {
+				if _, pw, ok := strings.Cut(rest[:end], ":"); ok {
+					out = append(out, pw)
+					if dec, err := url.PathUnescape(pw); err == nil {
+						out = append(out, dec)
+					}
+				}
+			}
+		}
+		if _, query, ok := strings.Cut(rest, "?"); ok {
+			for _, kv := range strings.Split(query, "&") {
+				k, v, _ := strings.Cut(kv, "=")
+				if dk, err := url.QueryUnescape(k); err == nil && (dk == "password" || dk == "sslpassword") {
+					out = append(out, v)
+					if dv, err := url.QueryUnescape(v); err == nil {
+						out = append(out, dv)
+					}
+				}
+			}
+		}
+		return out
+	}
+	for _, m := range pgKeyValueSecret.FindAllStringSubmatch(dsn, -1) {
+		v := m[2]
+		out = append(out, v)
+		if inner, ok := strings.CutPrefix(v, "'"); ok {
+			if len(inner) > 0 && strings.HasSuffix(inner, "'") && !strings.HasSuffix(inner, `\'`) {
+				inner = inner[:len(inner)-1]
+			}
+			out = append(out, inner, unquoteKeyValue(inner))
+		}
+	}
+	return out
+}
+
+// pgKeyValueSecret matches password= and sslpassword= settings of a
+// key=value DSN: a quoted value (with \' and \\ escapes) or a bare one.
+var pgKeyValueSecret = regexp.MustCompile(`(?:^|\s)(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)`)
+
+func unquoteKeyValue(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
+// secretForms returns each secret as written and in the encodings an error
+// text may show it in: URL path, userinfo and query escaping, key=value
+// quoting, Go quoting. Empty secrets are dropped; longer forms come first
+// so a form that contains another is replaced whole.
+func secretForms(secrets ...string) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(s string) {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		add(s)
+		add(url.PathEscape(s))
+		add(url.QueryEscape(s))
+		add(strings.TrimPrefix(url.UserPassword("", s).String(), ":"))
+		add(strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s))
+		q := strconv.Quote(s)
+		add(q[1 : len(q)-1])
+	}
+	slices.SortStableFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
 }
 
 // scrubbedError hides a secret that a driver may have put in its message.
@@ -154,17 +275,31 @@ type scrubbedError struct {
 func (e *scrubbedError) Error() string { return e.msg }
 func (e *scrubbedError) Unwrap() error { return e.err }
 
+// scrub returns err with every form of the target's secrets replaced by
+// "xxxxx" in its text; the chain (errors.Is, errors.As) is kept.
 func (t target) scrub(err error) error {
-	if err == nil || t.secret == "" || !strings.Contains(err.Error(), t.secret) {
+	if err == nil || len(t.secrets) == 0 {
 		return err
 	}
-	return &scrubbedError{msg: strings.ReplaceAll(err.Error(), t.secret, "xxxxx"), err: err}
+	msg := err.Error()
+	clean := scrubText(msg, t.secrets)
+	if clean == msg {
+		return err
+	}
+	return &scrubbedError{msg: clean, err: err}
+}
+
+func scrubText(s string, secrets []string) string {
+	for _, secret := range secrets {
+		s = strings.ReplaceAll(s, secret, "xxxxx")
+	}
+	return s
 }
 
 // dialector returns the GORM dialector of the target.
 func (t target) dialector() gorm.Dialector {
 	if t.driver == DriverPostgres {
-		return postgres.New(postgres.Config{DSN: t.dsn})
+		return postgres.New(postgres.Config{DSN: t.dsn, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionShouldPing(shouldPing)}})
 	}
 	return sqliteDialector{sqlite.Dialector{DSN: t.dsn}}
 }

@@ -11,6 +11,8 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
+
+	"github.com/martyfx/martyfx/fxcore"
 )
 
 // Scope is a GORM scope: a filter (or any query change) applied to a query.
@@ -296,7 +298,8 @@ func (r *Repository[T, ID]) List(ctx context.Context, opts ListOptions) (Page[T]
 	if opts.Cursor != "" {
 		val, id, err := r.decodeCursor(opts.Cursor, order)
 		if err != nil {
-			return Page[T]{}, fmt.Errorf("fxrepo: list %s: invalid cursor: %w", r.entity, err)
+			return Page[T]{}, fxcore.NewError(fxcore.ClassInvalid, "invalid page cursor: not a cursor of this listing",
+				fmt.Errorf("fxrepo: list %s: invalid cursor: %w", r.entity, err))
 		}
 		op := ">"
 		if opts.Desc {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -12,10 +11,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"gorm.io/gorm"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
@@ -106,14 +104,13 @@ func TestNotFound(t *testing.T) {
 		require.Equal(t, "Widget", re.Entity)
 		require.EqualValues(t, 404, re.ID)
 
-		require.Equal(t, codes.NotFound, status.Code(err))
-		require.Equal(t, codes.NotFound, status.Code(fmt.Errorf("handler: %w", err)), "through wrapping too")
-		require.Equal(t, http.StatusNotFound, re.HTTPStatus())
-		s, ok := fxrepo.HTTPStatusOf(fmt.Errorf("x: %w", fxrepo.ErrNotFound))
-		require.True(t, ok)
-		require.Equal(t, http.StatusNotFound, s)
-		_, ok = fxrepo.HTTPStatusOf(errors.New("other"))
-		require.False(t, ok)
+		c := fxcore.Classify(fmt.Errorf("handler: %w", err))
+		require.Equal(t, fxcore.ClassNotFound, c.Class, "through wrapping too")
+		require.Equal(t, "Widget 404 not found", c.Message)
+		c = fxcore.Classify(fmt.Errorf("x: %w", fxrepo.ErrNotFound))
+		require.Equal(t, fxcore.ClassNotFound, c.Class, "the sentinel wrapped by user code")
+		require.Equal(t, fxcore.ClassUnknown, fxcore.Classify(errors.New("other")).Class)
+		var ok bool
 
 		require.ErrorIs(t, f.widgets.Delete(ctx, 404), fxrepo.ErrNotFound)
 		require.ErrorIs(t, f.widgets.Update(ctx, &Widget{ID: 404, Name: "x", Version: 1}), fxrepo.ErrNotFound)
@@ -132,11 +129,12 @@ func TestUniqueConflict(t *testing.T) {
 		require.ErrorIs(t, err, fxrepo.ErrConflict)
 		require.True(t, fxrepo.IsUniqueViolation(err))
 		require.ErrorContains(t, err, "fxrepo: create Widget: conflict")
-		require.Equal(t, codes.AlreadyExists, status.Code(err))
+		c := fxcore.Classify(err)
+		require.Equal(t, fxcore.ClassAlreadyExists, c.Class)
+		require.Equal(t, "Widget already exists", c.Message, "no driver text")
 		var re *fxrepo.Error
 		require.ErrorAs(t, err, &re)
 		require.False(t, re.Stale)
-		require.Equal(t, http.StatusConflict, re.HTTPStatus())
 
 		// Duplicate primary key, with the id in the error.
 		require.NoError(t, f.notes.Create(ctx, &Note{ID: "k"}))
@@ -211,7 +209,7 @@ func TestStaleVersionConflict(t *testing.T) {
 					var re *fxrepo.Error
 					require.ErrorAs(t, err, &re)
 					require.True(t, re.Stale, "%v", err)
-					require.Equal(t, codes.Aborted, status.Code(err))
+					require.Equal(t, fxcore.ClassAborted, fxcore.Classify(err).Class)
 					require.ErrorContains(t, err, "stale version")
 				default:
 					t.Fatalf("unexpected error: %v", err)
@@ -313,6 +311,7 @@ func TestKeysetPagination(t *testing.T) {
 		require.LessOrEqual(t, len(p.Items), fxrepo.DefaultPageSize)
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{Cursor: "!!not-a-cursor"})
 		require.ErrorContains(t, err, "fxrepo: list Widget: invalid cursor")
+		require.Equal(t, fxcore.ClassInvalid, fxcore.Classify(err).Class, "a bad cursor is the client's to fix")
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{OrderBy: "color; DROP TABLE widgets"})
 		require.ErrorContains(t, err, `unknown order column "color; DROP TABLE widgets"`)
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{OrderBy: "color", Cursor: mustCursor(t, f)})

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 )
@@ -26,11 +27,15 @@ type UnitOfWork interface {
 	// from a nested Do does not roll back by itself: it rolls back the
 	// whole transaction when the outer fn returns it.
 	//
-	// On a PostgreSQL serialization failure or deadlock (40001, 40P01),
-	// from fn or from the commit, Do rolls back and re-runs fn (with a
-	// fresh transaction) up to the retry limit, with jittered exponential
-	// backoff: fn must be safe to re-run (no side effects outside the
-	// database; use AfterCommit for those).
+	// Do rolls back and re-runs fn (with a fresh transaction) up to the
+	// retry limit, with jittered exponential backoff, when the attempt
+	// failed in a way that leaves nothing committed: a PostgreSQL
+	// serialization failure or deadlock (40001, 40P01) from fn or the
+	// commit; a connection that was dead, refused or lost at BEGIN (nothing
+	// ran), under fn (the server rolls the transaction back) or before the
+	// commit was sent. A commit that fails after it was sent is never
+	// re-run: it may have committed. fn must be safe to re-run (no side
+	// effects outside the database; use AfterCommit for those).
 	Do(ctx context.Context, fn func(ctx context.Context) error, opts ...TxOption) error
 }
 
@@ -44,6 +49,7 @@ type txOptions struct {
 	retries    int
 	backoff    time.Duration
 	backoffMax time.Duration
+	log        *zap.Logger
 }
 
 // WithIsolation sets the isolation level (sql.LevelSerializable, ...).
@@ -59,7 +65,8 @@ func WithReadOnly() TxOption {
 }
 
 // WithRetries sets how many times fn is re-run after a serialization
-// failure or deadlock (0 disables retries). Default 3 (MARTY_DB_TX_RETRIES).
+// failure, a deadlock or a lost connection (0 disables retries). Default 3
+// (MARTY_DB_TX_RETRIES).
 func WithRetries(n int) TxOption {
 	return func(o *txOptions) { o.retries = max(n, 0) }
 }
@@ -71,6 +78,12 @@ func WithRetryBackoff(first, maxWait time.Duration) TxOption {
 		o.backoff = max(first, time.Millisecond)
 		o.backoffMax = max(maxWait, o.backoff)
 	}
+}
+
+// WithLogger sets the logger that retries are logged to, at info (default:
+// none without Fx; the Module's unit of work logs to the app's logger).
+func WithLogger(log *zap.Logger) TxOption {
+	return func(o *txOptions) { o.log = log }
 }
 
 // unitOfWork is the UnitOfWork on a *gorm.DB; retries are logged at info.
@@ -88,6 +101,9 @@ func NewUnitOfWork(db *gorm.DB, opts ...TxOption) UnitOfWork {
 	for _, o := range opts {
 		o(&u.opts)
 	}
+	if u.opts.log != nil {
+		u.log = u.opts.log
+	}
 	return u
 }
 
@@ -99,17 +115,24 @@ func (u *unitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error,
 	for _, opt := range opts {
 		opt(&o)
 	}
+	log := u.log
+	if o.log != nil {
+		log = o.log
+	}
 	wait := o.backoff
 	for attempt := 0; ; attempt++ {
-		err := u.once(ctx, fn, o)
-		if err == nil || !IsRetryable(err) || attempt >= o.retries {
-			if err != nil && attempt > 0 && IsRetryable(err) {
+		why, err := u.once(ctx, fn, o)
+		if err == nil {
+			return nil
+		}
+		if why == "" || attempt >= o.retries || ctx.Err() != nil {
+			if why != "" && attempt > 0 {
 				return fmt.Errorf("fxrepo: transaction failed after %d retries: %w", attempt, err)
 			}
 			return err
 		}
 		sleep := wait/2 + rand.N(wait/2+1)
-		u.log.Info("retrying transaction after a serialization failure",
+		log.Info("retrying transaction after "+why,
 			zap.Int("attempt", attempt+1), zap.Duration("backoff", sleep), zap.Error(err))
 		t := time.NewTimer(sleep)
 		select {
@@ -122,11 +145,33 @@ func (u *unitOfWork) Do(ctx context.Context, fn func(ctx context.Context) error,
 	}
 }
 
-// once runs one attempt: begin, fn, commit or rollback.
-func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) error, o txOptions) (err error) {
+// Why a failed attempt may be re-run.
+const (
+	whySerialization = "a serialization failure"
+	whyConnection    = "losing its connection"
+)
+
+// retryable says why an attempt that failed with err may be re-run, or "".
+func retryable(err error) string {
+	switch {
+	case IsRetryable(err):
+		return whySerialization
+	case connectionLost(err):
+		return whyConnection
+	}
+	return ""
+}
+
+// once runs one attempt: begin, fn, commit or rollback. why is not empty
+// when the attempt may be re-run: a serialization failure or deadlock, or a
+// connection that failed before the commit was sent (at begin, when nothing
+// ran, or under fn, when the server rolls the transaction back). A commit
+// that fails on a lost connection is not re-run unless the commit was
+// never sent: the transaction may have committed.
+func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) error, o txOptions) (why string, err error) {
 	tx := u.db.WithContext(ctx).Begin(&sql.TxOptions{Isolation: o.isolation, ReadOnly: o.readOnly})
 	if tx.Error != nil {
-		return fmt.Errorf("fxrepo: begin transaction: %w", tx.Error)
+		return retryable(tx.Error), fmt.Errorf("fxrepo: begin transaction: %w", tx.Error)
 	}
 	st := &txState{tx: tx}
 	txCtx := context.WithValue(ctx, txKey{}, st)
@@ -140,19 +185,26 @@ func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) erro
 		if r := recover(); r != nil {
 			panic(r)
 		}
-		if rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && err != nil {
+		if rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && err != nil && why == "" {
 			err = fmt.Errorf("%w (rollback: %v)", err, rbErr)
 		}
 	}()
 	if err = fn(txCtx); err != nil {
-		return err
+		return retryable(err), err
 	}
 	if err = tx.Commit().Error; err != nil {
 		// The transaction is over either way.
 		committed = true
-		return fmt.Errorf("fxrepo: commit: %w", err)
+		why = ""
+		if IsRetryable(err) || pgconn.SafeToRetry(err) {
+			why = retryable(err)
+			if why == "" {
+				why = whyConnection
+			}
+		}
+		return why, fmt.Errorf("fxrepo: commit: %w", err)
 	}
 	committed = true
 	st.runAfterCommit()
-	return nil
+	return "", nil
 }

@@ -79,18 +79,23 @@ func StoreCheck(db *gorm.DB) fxmonitor.Check {
 
 // Summary is the body of GET /v1/summary.
 type Summary struct {
-	Service   string                  `json:"service"`
-	Instance  string                  `json:"instance"`
-	Ready     bool                    `json:"ready"`
-	Readiness fxmonitor.Verdict       `json:"readiness"`
-	Orders    map[string]int64        `json:"orders"`
-	Checks    []fxmonitor.CheckResult `json:"checks"`
+	Service   string            `json:"service"`
+	Instance  string            `json:"instance"`
+	Ready     bool              `json:"ready"`
+	Readiness fxmonitor.Verdict `json:"readiness"`
+	Orders    map[string]int64  `json:"orders"`
+	// Checks is each readiness check's status by name, and nothing more:
+	// the route is public, and a check's error may name hosts, users and
+	// databases (the admin server's /readyz?verbose and /statusz show it).
+	Checks map[string]fxmonitor.CheckStatus `json:"checks"`
 }
 
 // NewSummaryHandler serves GET /v1/summary, a hand-written fxhttp route next
 // to the gateway: order counts by status plus the replica's readiness. It
 // answers 503 (with the same body) when the replica is not ready, so a
-// dashboard or a smoke test sees a degraded replica as such.
+// dashboard or a smoke test sees a degraded replica as such. Errors go
+// through fxhttp.WriteError: a database that is down is 503 with
+// Retry-After, anything unclassified 500 "internal error (ref <id>)".
 func NewSummaryHandler(db *gorm.DB, health *fxmonitor.Health, info fxcore.ServiceInfo) http.Handler {
 	orders := fxrepo.NewRepository[Order, string](db)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +104,10 @@ func NewSummaryHandler(db *gorm.DB, health *fxmonitor.Health, info fxcore.Servic
 		s := Summary{
 			Service: info.Name, Instance: info.InstanceID,
 			Ready: report.Status.Healthy(), Readiness: report.Status,
-			Orders: map[string]int64{}, Checks: report.Checks,
+			Orders: map[string]int64{}, Checks: make(map[string]fxmonitor.CheckStatus, len(report.Checks)),
+		}
+		for _, c := range report.Checks {
+			s.Checks[c.Name] = c.Status
 		}
 		for _, st := range []string{StatusPending, StatusCancelled} {
 			n, err := orders.Count(ctx, func(db *gorm.DB) *gorm.DB { return db.Where("status = ?", st) })

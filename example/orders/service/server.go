@@ -2,9 +2,7 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -75,7 +73,7 @@ func NewServer(p ServerParams) *Server {
 func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.Order, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "orders: new id: %v", err)
+		return nil, fmt.Errorf("orders: new id: %w", err) // unclassified: "internal error (ref ...)"
 	}
 	now := s.now()
 	o := &Order{ID: id.String(), CustomerID: req.GetCustomerId(), Status: StatusPending, CreatedAt: now, UpdatedAt: now}
@@ -93,7 +91,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 		})
 	})
 	if err != nil {
-		return nil, toStatus("create order", err)
+		return nil, fmt.Errorf("orders: create order: %w", err)
 	}
 	return o.Proto(), nil
 }
@@ -102,7 +100,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 func (s *Server) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.Order, error) {
 	o, err := s.orders.Get(ctx, req.GetId())
 	if err != nil {
-		return nil, toStatus("get order", err)
+		return nil, fmt.Errorf("orders: get order: %w", err)
 	}
 	return o.Proto(), nil
 }
@@ -122,10 +120,10 @@ func (s *Server) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest
 	}
 	page, err := s.orders.List(ctx, opts)
 	if err != nil {
-		if req.GetPageToken() != "" && strings.Contains(err.Error(), "invalid cursor") {
-			return nil, status.Error(codes.InvalidArgument, "invalid request: page_token: not a token of this listing")
+		if req.GetPageToken() != "" && fxcore.Classify(err).Class == fxcore.ClassInvalid {
+			return nil, fxcore.NewError(fxcore.ClassInvalid, "invalid request: page_token: not a token of this listing", err)
 		}
-		return nil, toStatus("list orders", err)
+		return nil, fmt.Errorf("orders: list orders: %w", err)
 	}
 	resp := &ordersv1.ListOrdersResponse{NextPageToken: page.Next}
 	for i := range page.Items {
@@ -137,6 +135,13 @@ func (s *Server) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest
 // CancelOrder cancels a PENDING order and publishes OrderCancelled in the
 // same unit of work. Cancelling a cancelled order is FAILED_PRECONDITION; a
 // concurrent change of the order (optimistic locking) is ABORTED.
+//
+// The handlers return errors as they are: fxrepo classifies the database's
+// (NOT_FOUND "Order 42 not found", INVALID_ARGUMENT for a NUL byte in a
+// text field, UNAVAILABLE while the database restarts ...), the service
+// classifies its own with fxcore.NewError, and fxgrpc maps the classes to
+// codes; anything unclassified reaches the client as "internal error (ref
+// <id>)".
 func (s *Server) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.Order, error) {
 	var out *Order
 	err := s.uow.Do(ctx, func(ctx context.Context) error {
@@ -145,7 +150,8 @@ func (s *Server) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderReque
 			return err
 		}
 		if o.Status != StatusPending {
-			return status.Errorf(codes.FailedPrecondition, "order %s is %s: only pending orders can be cancelled", o.ID, o.Status)
+			return fxcore.NewError(fxcore.ClassFailedPrecondition,
+				fmt.Sprintf("order %s is %s: only pending orders can be cancelled", o.ID, o.Status), nil)
 		}
 		now := s.now()
 		o.Status, o.CancelReason, o.UpdatedAt = StatusCancelled, req.GetReason(), now
@@ -159,7 +165,7 @@ func (s *Server) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderReque
 		})
 	})
 	if err != nil {
-		return nil, toStatus("cancel order", err)
+		return nil, fmt.Errorf("orders: cancel order: %w", err)
 	}
 	return out.Proto(), nil
 }
@@ -178,7 +184,7 @@ func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerS
 		wake := s.changes.Wait()
 		o, err := s.orders.Get(ctx, req.GetId())
 		if err != nil {
-			return toStatus("watch order", err)
+			return fmt.Errorf("orders: watch order: %w", err)
 		}
 		if o.Status != last {
 			last = o.Status
@@ -200,23 +206,6 @@ func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerS
 		case <-ticker.C:
 		}
 	}
-}
-
-// toStatus turns an error into a gRPC status: statuses and fxrepo errors
-// (NotFound, AlreadyExists, Aborted for a stale version) keep their code;
-// anything else is INTERNAL.
-func toStatus(op string, err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	var repoErr *fxrepo.Error
-	if errors.As(err, &repoErr) {
-		return err
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
-	}
-	return status.Error(codes.Internal, fmt.Sprintf("orders: %s: %v", op, err))
 }
 
 // Changes wakes WatchOrder streams when this replica changes an order.
