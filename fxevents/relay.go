@@ -518,7 +518,7 @@ func (r *relay) process(rows []outboxRow) batchResult {
 		defer span.End()
 	}
 	if r.transport != nil {
-		r.processTransport(ctx, due, now, &res)
+		r.processTransport(ctx, due, &res)
 		return res
 	}
 	for _, row := range due {
@@ -558,7 +558,9 @@ func (r *relay) process(rows []outboxRow) batchResult {
 		if agg != "" {
 			blocked[agg] = true
 		}
-		next := now + delay.Microseconds()
+		// The backoff counts from the failure, not from the batch's start:
+		// a slow handler does not use up its own retry delay.
+		next := time.Now().UnixMicro() + delay.Microseconds()
 		res.updates = append(res.updates, rowUpdate{seq: row.seq, attempts: row.attempts + 1, next: next,
 			lastError: lastErr, done: strings.Join(done, ",")})
 		if res.nextDue == 0 || next < res.nextDue {
@@ -572,7 +574,7 @@ func (r *relay) process(rows []outboxRow) batchResult {
 // at most HandlerTimeout (when set) for it: while the broker is unavailable the rows
 // stay as they are (no attempt counted, the transaction ends) and the
 // relay tries again after a pause that grows up to 5 s.
-func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64, res *batchResult) {
+func (r *relay) processTransport(ctx context.Context, due []outboxRow, res *batchResult) {
 	envs := make([]Envelope, len(due))
 	for i, row := range due {
 		envs[i] = row.env
@@ -606,6 +608,7 @@ func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64
 		res.nextDue = time.Now().Add(min(r.d.Backoff(int(n)), 5*time.Second)).UnixMicro()
 		return
 	}
+	failedAt := time.Now().UnixMicro() // retries count from the failure
 	r.log.Warn("outbox relay: transport refused a batch", zap.Int("rows", len(due)), zap.Error(err))
 	for _, row := range due {
 		attempts := row.attempts + 1
@@ -615,7 +618,7 @@ func (r *relay) processTransport(ctx context.Context, due []outboxRow, now int64
 			continue
 		}
 		r.m.failed.Inc()
-		next := now + r.d.Backoff(attempts).Microseconds()
+		next := failedAt + r.d.Backoff(attempts).Microseconds()
 		res.updates = append(res.updates, rowUpdate{seq: row.seq, attempts: attempts, next: next,
 			lastError: "transport: " + err.Error(), done: row.done})
 		if res.nextDue == 0 || next < res.nextDue {
