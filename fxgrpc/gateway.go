@@ -72,6 +72,7 @@ func (g *gateway) start(ctx context.Context) error {
 // with the google.rpc.Status as the JSON body (grpc-gateway's default).
 func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !g.ready.Load() {
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, "fxgrpc: gateway not started", http.StatusServiceUnavailable)
 		return
 	}
