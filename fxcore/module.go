@@ -59,3 +59,20 @@ func ShutdownOnError(sd fx.Shutdowner, log *zap.Logger, what string, err error) 
 	log.Error(what+" failed; shutting down", zap.Error(err))
 	_ = sd.Shutdown(fx.ExitCode(1))
 }
+
+// FatalFunc returns the Fatal callback of a module's options (the field
+// every XxxOptions has for a background loop that died after Start): it
+// logs the error with what failed and stops the app with exit code 1. With
+// a nil Shutdowner it only logs.
+func FatalFunc(sd fx.Shutdowner, log *zap.Logger, what string) func(error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return func(err error) {
+		if sd == nil {
+			log.Error(what+" failed", zap.Error(err))
+			return
+		}
+		ShutdownOnError(sd, log, what, err)
+	}
+}
