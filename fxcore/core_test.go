@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -192,4 +193,27 @@ func TestShutdownOnErrorExitsNonZero(t *testing.T) {
 	sig := <-app.Wait()
 	require.Equal(t, 1, sig.ExitCode)
 	require.NoError(t, app.Stop(context.Background()))
+}
+
+type recordingShutdowner struct{ opts []fx.ShutdownOption }
+
+func (r *recordingShutdowner) Shutdown(opts ...fx.ShutdownOption) error {
+	r.opts = append(r.opts, opts...)
+	return nil
+}
+
+func TestFatalFuncLogsAndStopsTheApp(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.DebugLevel)
+	sd := &recordingShutdowner{}
+	FatalFunc(sd, zap.New(core), "outbox relay")(errors.New("boom"))
+	require.Len(t, sd.opts, 1, "the app is asked to stop")
+	entries := logs.FilterMessage("outbox relay failed; shutting down").All()
+	require.Len(t, entries, 1)
+	require.Equal(t, "boom", entries[0].ContextMap()["error"])
+
+	core, logs = observer.New(zapcore.DebugLevel)
+	FatalFunc(nil, zap.New(core), "consumer")(errors.New("gone"))
+	require.Equal(t, 1, logs.FilterMessage("consumer failed").Len(), "without Fx it logs")
+	FatalFunc(nil, nil, "x")(errors.New("no logger: no panic"))
 }
