@@ -20,6 +20,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
 // monChecks returns n cheap readiness checks. interval > 0 makes them
@@ -47,12 +48,12 @@ func (w *monWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b),
 
 // monHealth returns a started Health with n checks whose results are cached
 // (on-request checks with a 1h TTL, run once here).
-func monHealth(b *testing.B, n int, interval time.Duration) *fxmonitor.Health {
-	h, err := fxmonitor.NewHealth(monChecks(n, interval), fxmonitor.HealthOptions{TTL: time.Hour, Registerer: prometheus.NewRegistry()})
+func monHealth(b *testing.B, n int, interval time.Duration) *health.Health {
+	h, err := health.New(monChecks(n, interval), health.Options{TTL: time.Hour, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	h.Start()
+	_ = h.Start(context.Background())
 	b.Cleanup(func() { _ = h.Stop(context.Background()) })
 	deadline := time.Now().Add(5 * time.Second)
 	for !h.Healthy(fxmonitor.Readiness) {
@@ -126,7 +127,7 @@ func BenchmarkReadyz(b *testing.B) {
 func TestReadyzAllocsPerCheck(t *testing.T) {
 	allocs := map[int]float64{}
 	for _, n := range []int{1, 20} {
-		h, err := fxmonitor.NewHealth(monChecks(n, 0), fxmonitor.HealthOptions{TTL: time.Hour})
+		h, err := health.New(monChecks(n, 0), health.Options{TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,6 +40,7 @@ var Module = fx.Module("martyfx.events",
 	fxhttp.AsAdminRoute("POST /events/dead/retry", newDeadRetryAllRoute),
 	fxmonitor.AsCheck(newHealthCheck),
 	fxmonitor.AsAlertRule(newLagAlertRule),
+	fxmonitor.AsPanel(newPanel),
 	// The outbox and inbox tables; applied only when the app has fxrepo.Module.
 	fxrepo.AsMigrations("marty_events", Migrations()),
 )

@@ -14,6 +14,7 @@ import (
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxgrpc/internal/testpb"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
 )
 
 func TestClientRetriesUnavailable(t *testing.T) {
@@ -69,7 +70,7 @@ func TestNamedClientBreakerOpensAfterFailures(t *testing.T) {
 		"MARTY_MONITOR_BREAKERS_GRPC_FLAKY_CONSECUTIVE_FAILURES=3",
 		"MARTY_MONITOR_BREAKERS_GRPC_FLAKY_TIMEOUT=1m",
 	}, monitorEnv...)
-	var breakers *fxmonitor.Breakers
+	var breakers *breaker.Breakers
 	client := start(t, env, fxmonitor.Module, fx.Populate(&breakers))
 	require.Equal(t, []string{"flaky"}, client.clients.Names())
 	conn, err := client.clients.Get("FLAKY")

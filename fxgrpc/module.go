@@ -8,7 +8,8 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
-	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
 // Module provides the gRPC server (*Server, started and stopped with the
@@ -40,8 +41,8 @@ func run(lc fx.Lifecycle, s *Server, c *Clients, g *gateway) {
 type monitorParams struct {
 	fx.In
 
-	Health   *fxmonitor.Health   `optional:"true"`
-	Breakers *fxmonitor.Breakers `optional:"true"`
+	Health   *health.Health    `optional:"true"`
+	Breakers *breaker.Breakers `optional:"true"`
 }
 
 // monitorReadiness drives health from fxmonitor's readiness when
@@ -61,7 +62,7 @@ func monitorBreakers(p monitorParams) BreakerSource {
 	return breakerSource{p.Breakers}
 }
 
-type breakerSource struct{ b *fxmonitor.Breakers }
+type breakerSource struct{ b *breaker.Breakers }
 
 func (s breakerSource) Breaker(name string) Breaker { return s.b.Get(name) }
 

@@ -8,12 +8,14 @@ import (
 
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
+
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
 )
 
 // builtinChecks returns the enabled built-in checks: disk and memory usage
 // under their thresholds, and no open circuit breaker; all non-critical
 // readiness checks.
-func builtinChecks(cfg Config, breakers *Breakers) []Check {
+func builtinChecks(cfg Config, breakers *breaker.Breakers) []Check {
 	var out []Check
 	if cfg.Disk.Enabled {
 		out = append(out, DiskCheck("disk", cfg.Disk.Path, cfg.Disk.MaxPercent))
@@ -59,9 +61,9 @@ func MemoryCheck(name string, maxPercent float64) Check {
 
 // BreakersCheck fails while any breaker is open. It is a non-critical
 // readiness check: the app is degraded, not down.
-func BreakersCheck(name string, b *Breakers) Check {
+func BreakersCheck(name string, b *breaker.Breakers) Check {
 	return Check{Name: name, Kinds: Readiness, Func: func(context.Context) error {
-		if open := b.openBreakers(); len(open) > 0 {
+		if open := b.Open(); len(open) > 0 {
 			return fmt.Errorf("circuit breakers open: %s", strings.Join(open, ", "))
 		}
 		return nil

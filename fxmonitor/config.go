@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
 )
 
 // Config is the "monitor" section: MARTY_MONITOR_<FIELD>.
@@ -58,10 +59,10 @@ type Config struct {
 	LogAlerts bool `koanf:"log_alerts"`
 	// Breaker holds the defaults of every circuit breaker
 	// (MARTY_MONITOR_BREAKER_<FIELD>).
-	Breaker BreakerSettings `koanf:"breaker"`
+	Breaker breaker.Settings `koanf:"breaker"`
 	// Breakers overrides settings per breaker name
 	// (MARTY_MONITOR_BREAKERS_<NAME>_<FIELD>); unset fields take Breaker's.
-	Breakers map[string]BreakerSettings `koanf:"breakers"`
+	Breakers map[string]breaker.Settings `koanf:"breakers"`
 	// BreakerCheck adds a non-critical readiness check that fails while a
 	// breaker is open (MARTY_MONITOR_BREAKER_CHECK, default true).
 	BreakerCheck bool `koanf:"breaker_check"`
@@ -111,30 +112,6 @@ type SystemConfig struct {
 	Interval time.Duration `koanf:"interval"`
 }
 
-// BreakerSettings configures a circuit breaker. Zero fields take the defaults.
-type BreakerSettings struct {
-	// MaxRequests is how many trial calls pass while half-open (default 1).
-	MaxRequests uint32 `koanf:"max_requests"`
-	// Interval clears the failure counts while closed (default 60s; 0 keeps
-	// the default, a negative value never clears).
-	Interval time.Duration `koanf:"interval"`
-	// Timeout is how long the breaker stays open before half-opening (default 30s).
-	Timeout time.Duration `koanf:"timeout"`
-	// ConsecutiveFailures trips the breaker (default 5).
-	ConsecutiveFailures uint32 `koanf:"consecutive_failures"`
-	// FailureRatio, when > 0, also trips it once at least MinRequests calls
-	// were made in the interval and this share of them failed (0..1).
-	FailureRatio float64 `koanf:"failure_ratio"`
-	// MinRequests is the sample size FailureRatio needs (default 10).
-	MinRequests uint32 `koanf:"min_requests"`
-}
-
-// DefaultBreakerSettings returns the defaults of every breaker.
-func DefaultBreakerSettings() BreakerSettings {
-	return BreakerSettings{MaxRequests: 1, Interval: 60 * time.Second, Timeout: 30 * time.Second,
-		ConsecutiveFailures: 5, MinRequests: 10}
-}
-
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -151,7 +128,7 @@ func DefaultConfig() Config {
 		LogAlerts:           true,
 		CheckAlerts:         true,
 		CheckAlertFor:       time.Minute,
-		Breaker:             DefaultBreakerSettings(),
+		Breaker:             breaker.DefaultSettings(),
 		BreakerCheck:        true,
 		Dashboard:           true,
 		DashboardInterval:   2 * time.Second,
@@ -200,30 +177,12 @@ func (c Config) Validate() error {
 			return fxcore.Invalid("alertmanager_url", c.AlertmanagerURL, "an http(s) URL such as http://alertmanager:9093")
 		}
 	}
-	if err := c.Breaker.validate("breaker."); err != nil {
-		return err
-	}
-	for name, s := range c.Breakers {
-		if err := s.validate("breakers." + name + "."); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.breakers().Validate()
 }
 
-func (s BreakerSettings) validate(prefix string) error {
-	if s.Timeout < 0 {
-		return fxcore.Invalid(prefix+"timeout", s.Timeout.String(), "a positive duration")
-	}
-	if s.FailureRatio < 0 || s.FailureRatio > 1 {
-		return fxcore.Invalid(prefix+"failure_ratio", s.FailureRatio, "a ratio in [0, 1]")
-	}
-	return nil
-}
-
-// CriticalOverrides returns the Critical overrides of Checks, by check
-// name, for HealthOptions.Critical.
-func (c Config) CriticalOverrides() map[string]bool {
+// criticalOverrides returns the Critical overrides of Checks, by check
+// name, for health.Options.Critical.
+func (c Config) criticalOverrides() map[string]bool {
 	var out map[string]bool
 	for name, s := range c.Checks {
 		if s.Critical == nil {
@@ -237,16 +196,7 @@ func (c Config) CriticalOverrides() map[string]bool {
 	return out
 }
 
-// BreakersConfig is the circuit breaker part of Config, for NewBreakers.
-type BreakersConfig struct {
-	// Defaults apply to every breaker (zero fields take DefaultBreakerSettings).
-	Defaults BreakerSettings
-	// Named overrides settings per breaker name (matched case-insensitively,
-	// with "-" and "." read as "_"); unset fields take Defaults.
-	Named map[string]BreakerSettings
-}
-
-// BreakersConfig returns the circuit breaker part of the config.
-func (c Config) BreakersConfig() BreakersConfig {
-	return BreakersConfig{Defaults: c.Breaker, Named: c.Breakers}
+// breakers returns the circuit breaker part of the config.
+func (c Config) breakers() breaker.Config {
+	return breaker.Config{Defaults: c.Breaker, Named: c.Breakers}
 }

@@ -4,17 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/model"
-	"github.com/prometheus/prometheus/model/rulefmt"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/require"
 
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/alert"
 )
 
 // MARTY_MONITOR_CHECKS_<NAME>_CRITICAL turns a check's Critical flag either
@@ -60,15 +57,6 @@ func TestCriticalOverrideOfAnUnknownCheckFailsStart(t *testing.T) {
 	_, err = newApp(t, append(quiet, "MARTY_MONITOR_CHECKS_NATS_CRITICAL=maybe"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "nats", Kinds: fxmonitor.Readiness, Func: fn}))
 	require.ErrorContains(t, err, "MARTY_MONITOR_CHECKS_NATS_CRITICAL")
-
-	_, err = fxmonitor.NewHealth([]fxmonitor.Check{{Name: "db", Kinds: fxmonitor.Readiness, Func: fn}},
-		fxmonitor.HealthOptions{Critical: map[string]bool{"Cache": true}})
-	require.ErrorContains(t, err, `the critical override of "Cache" (MARTY_MONITOR_CHECKS_CACHE_CRITICAL) matches no health check (the checks are: db)`)
-
-	h, err := fxmonitor.NewHealth([]fxmonitor.Check{{Name: "Orders.DB", Kinds: fxmonitor.Readiness, Func: fn}},
-		fxmonitor.HealthOptions{Critical: map[string]bool{"orders_db": true}})
-	require.NoError(t, err)
-	require.True(t, h.Results()[0].Critical, "matched case-insensitively with '.' read as '_'")
 }
 
 // marty_health_check_failing is 1 only while a check is failing: a check
@@ -127,25 +115,25 @@ func TestFailingChecksFireTheBuiltinAlerts(t *testing.T) {
 	h.alerts.Evaluate()
 	act := h.activeAlerts()
 	require.Len(t, act, 1)
-	require.Equal(t, fxmonitor.AlertPending, act[0].State)
+	require.Equal(t, alert.Pending, act[0].State)
 	clock.Add(31 * time.Second)
 	h.alerts.Evaluate()
 	act = h.activeAlerts()
 	require.Len(t, act, 1)
-	require.Equal(t, fxmonitor.AlertFiring, act[0].State, "firing once failing for MARTY_MONITOR_CHECK_ALERT_FOR")
+	require.Equal(t, alert.Firing, act[0].State, "firing once failing for MARTY_MONITOR_CHECK_ALERT_FOR")
 	require.Equal(t, map[string]string{"alertname": fxmonitor.AlertCheckDegraded, "check": "nats", "critical": "false",
 		"severity": "warning", "service": "orders"}, act[0].Labels)
 	require.Equal(t, "Health check nats is failing: the service is degraded", act[0].Annotations["summary"])
 
-	var st fxmonitor.Statusz
+	var st statusz
 	code, body, _ = h.get("/statusz")
 	require.Equal(t, http.StatusOK, code)
 	require.NoError(t, json.Unmarshal([]byte(body), &st))
-	require.Equal(t, fxmonitor.VerdictDegraded, st.Probes["readiness"])
+	require.Equal(t, "degraded", st.Probes["readiness"])
 	require.Len(t, st.Alerts, 1)
 	require.Equal(t, "nats", st.Alerts[0].Labels["check"])
 
-	var dash fxmonitor.DashboardState
+	var dash dashState
 	code, body, _ = h.get("/dashboard/api/state")
 	require.Equal(t, http.StatusOK, code)
 	require.NoError(t, json.Unmarshal([]byte(body), &dash))
@@ -161,7 +149,7 @@ func TestFailingChecksFireTheBuiltinAlerts(t *testing.T) {
 	act = h.activeAlerts()
 	require.Len(t, act, 2)
 	require.Equal(t, fxmonitor.AlertCheckFailing, act[1].Rule, "firing alerts sorted by rule")
-	require.Equal(t, fxmonitor.AlertFiring, act[1].State)
+	require.Equal(t, alert.Firing, act[1].State)
 	require.Equal(t, "db", act[1].Labels["check"])
 	require.Equal(t, "critical", act[1].Labels["severity"])
 	require.Equal(t, "true", act[1].Labels["critical"])
@@ -172,7 +160,7 @@ func TestFailingChecksFireTheBuiltinAlerts(t *testing.T) {
 	clock.Add(15 * time.Second)
 	h.alerts.Evaluate()
 	for _, a := range h.activeAlerts() {
-		require.Equal(t, fxmonitor.AlertResolved, a.State, a.Rule)
+		require.Equal(t, alert.Resolved, a.State, a.Rule)
 	}
 	require.Zero(t, idle.calls.Load(), "the idle check never ran")
 }
@@ -182,29 +170,23 @@ func TestBuiltinCheckAlertRulesInTheRuleFile(t *testing.T) {
 	fn := func(context.Context) error { return nil }
 	check := fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: fn})
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_ALERT_FOR=2m"), check)
-	_, body, _ := h.get("/alerts/rules.yaml")
-	p := parser.NewParser(parser.Options{})
-	groups, errs := rulefmt.Parse([]byte(body), false, model.UTF8Validation, p, slog.New(slog.DiscardHandler))
-	require.Empty(t, errs, body)
-	byName := map[string]rulefmt.Rule{}
-	for _, r := range groups.Groups[0].Rules {
-		byName[r.Alert] = r
+	byName := map[string]int{}
+	f := h.ruleFile()
+	for i, r := range f.Groups[0].Rules {
+		byName[r.Alert] = i
 	}
 	for name, want := range map[string]string{
 		fxmonitor.AlertCheckFailing:  `marty_health_check_failing{critical="true"} == 1`,
 		fxmonitor.AlertCheckDegraded: `marty_health_check_failing{critical="false"} == 1`,
 	} {
-		r, ok := byName[name]
+		i, ok := byName[name]
 		require.True(t, ok, name)
-		require.Equal(t, model.Duration(2*time.Minute), r.For)
-		got, err := p.ParseExpr(r.Expr)
-		require.NoError(t, err)
-		wantExpr, err := p.ParseExpr(want)
-		require.NoError(t, err)
-		require.Equal(t, wantExpr.String(), got.String())
+		r := f.Groups[0].Rules[i]
+		require.Equal(t, "2m", r.For)
+		require.Equal(t, want, r.Expr)
 	}
-	require.Equal(t, "critical", byName[fxmonitor.AlertCheckFailing].Labels["severity"])
-	require.Equal(t, "warning", byName[fxmonitor.AlertCheckDegraded].Labels["severity"])
+	require.Equal(t, "critical", f.Groups[0].Rules[byName[fxmonitor.AlertCheckFailing]].Labels["severity"])
+	require.Equal(t, "warning", f.Groups[0].Rules[byName[fxmonitor.AlertCheckDegraded]].Labels["severity"])
 
 	h = start(t, append(quiet, "MARTY_MONITOR_CHECK_ALERTS=false"), check)
 	require.Empty(t, h.alerts.Rules(), "turned off")

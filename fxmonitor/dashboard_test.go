@@ -8,16 +8,15 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 
-	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
 )
 
 // dashEnv samples fast so tests see several samples quickly.
@@ -61,8 +60,9 @@ type dashState struct {
 		TotalFailures int    `json:"total_failures"`
 	} `json:"breakers"`
 	Alerts []struct {
-		Rule  string `json:"rule"`
-		State string `json:"state"`
+		Rule   string            `json:"rule"`
+		State  string            `json:"state"`
+		Labels map[string]string `json:"labels"`
 	} `json:"alerts"`
 	Rules int       `json:"rules"`
 	Times []float64 `json:"times"`
@@ -73,15 +73,35 @@ type dashState struct {
 	GRPC struct {
 		Present bool `json:"present"`
 	} `json:"grpc"`
-	Events struct {
-		Present              bool              `json:"present"`
-		Outbox               bool              `json:"outbox"`
-		HandledPerSec        *float64          `json:"handled_per_sec"`
-		DeadTotal            *float64          `json:"dead_total"`
-		DeadLettersAvailable bool              `json:"dead_letters_available"`
-		DeadLetters          []json.RawMessage `json:"dead_letters"`
-	} `json:"events"`
-	Graph bool `json:"graph"`
+	Panels []panelState `json:"panels"`
+	Graph  bool         `json:"graph"`
+}
+
+type panelState struct {
+	Name     string `json:"name"`
+	Title    string `json:"title"`
+	Subtitle string `json:"subtitle"`
+	Stats    []struct {
+		Label  string     `json:"label"`
+		Kind   string     `json:"kind"`
+		Value  *float64   `json:"value"`
+		Chart  bool       `json:"chart"`
+		Color  string     `json:"color"`
+		Points []*float64 `json:"points"`
+	} `json:"stats"`
+	Table *struct {
+		Title   string              `json:"title"`
+		Columns []map[string]string `json:"columns"`
+		Empty   string              `json:"empty"`
+		Key     string              `json:"key"`
+		Action  *struct {
+			Label  string `json:"label"`
+			Method string `json:"method"`
+			Path   string `json:"path"`
+		} `json:"action"`
+		Rows  []map[string]any `json:"rows"`
+		Error string           `json:"error"`
+	} `json:"table"`
 }
 
 func (h *harness) state() dashState {
@@ -101,7 +121,7 @@ func (h *harness) public(method, path string) int {
 	resp, err := h.client.Do(req)
 	require.NoError(h.t, err)
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode
 }
 
@@ -115,6 +135,7 @@ func series(st dashState, key string) *redSeries {
 }
 
 func TestDashboardStateAfterRealRequests(t *testing.T) {
+	t.Parallel()
 	h := start(t, dashEnv,
 		fxhttp.AsRoute("GET /v1/orders/{id}", func() http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +151,7 @@ func TestDashboardStateAfterRealRequests(t *testing.T) {
 			Func: func(context.Context) error { return errors.New("dial tcp 127.0.0.1:5432: connection refused") }}),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "cache", Kinds: fxmonitor.Liveness | fxmonitor.Readiness,
 			Interval: 20 * time.Millisecond, Func: func(context.Context) error { return nil }}),
-		fx.Invoke(func(b *fxmonitor.Breakers) {
+		fx.Invoke(func(b *breaker.Breakers) {
 			_ = b.Get("payments").Execute(func() error { return errors.New("payments down") })
 		}),
 	)
@@ -142,8 +163,7 @@ func TestDashboardStateAfterRealRequests(t *testing.T) {
 	require.NotEmpty(t, st.Service.InstanceID)
 	require.True(t, st.Graph)
 	require.False(t, st.GRPC.Present, "no gRPC server in this app")
-	require.False(t, st.Events.Present, "no event bus in this app")
-	require.False(t, st.Events.DeadLettersAvailable)
+	require.Empty(t, st.Panels, "no module registered a panel")
 
 	for range 10 {
 		require.Equal(t, http.StatusOK, h.public("GET", "/v1/orders/42"))
@@ -206,6 +226,7 @@ func TestDashboardStateAfterRealRequests(t *testing.T) {
 }
 
 func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
+	t.Parallel()
 	// The stream outlives the admin server's write timeout (200ms here:
 	// eight pushes 50ms apart take longer).
 	h := start(t, append([]string{"MARTY_HTTP_WRITE_TIMEOUT=200ms"}, dashEnv...))
@@ -214,7 +235,7 @@ func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
 	client := &http.Client{Transport: h.client.Transport} // no overall timeout: a stream
 	resp, err := client.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 
@@ -246,14 +267,13 @@ func TestDashboardEventStreamPushesAndEndsAtShutdown(t *testing.T) {
 	h.stopped.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	stopBegan := time.Now()
-	require.NoError(t, h.app.Stop(ctx))
-	require.Less(t, time.Since(stopBegan), 4*time.Second)
+	require.NoError(t, h.app.Stop(ctx), "the stream does not hold up the admin server's stop until its deadline")
 	_, err = io.Copy(io.Discard, resp.Body)
 	require.NoError(t, err, "the stream ended cleanly")
 }
 
 func TestDashboardPageAssetsAndGraph(t *testing.T) {
+	t.Parallel()
 	h := start(t, dashEnv)
 	noFollow := &http.Client{Transport: h.client.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -299,7 +319,7 @@ func TestDashboardPageAssetsAndGraph(t *testing.T) {
 	require.True(t, strings.HasPrefix(g.DOT, "digraph"), g.DOT)
 	require.Contains(t, g.DOT, `label="newHealth"`, "the app's constructors are nodes")
 	require.Contains(t, g.DOT, `label="NewServer"`)
-	require.Contains(t, g.DOT, "*fxmonitor.Dashboard")
+	require.Contains(t, g.DOT, "*dashboard.Dashboard")
 
 	// Only on the admin server.
 	require.Equal(t, http.StatusNotFound, h.public("GET", "/dashboard/"))
@@ -307,6 +327,7 @@ func TestDashboardPageAssetsAndGraph(t *testing.T) {
 }
 
 func TestDashboardDisabled(t *testing.T) {
+	t.Parallel()
 	h := start(t, append([]string{"MARTY_MONITOR_DASHBOARD=false"}, quiet...))
 	for _, p := range []string{"/dashboard", "/dashboard/", "/dashboard/api/state"} {
 		code, _, _ := h.get(p)
@@ -317,6 +338,7 @@ func TestDashboardDisabled(t *testing.T) {
 }
 
 func TestDashboardBadConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
 	for env, want := range map[string]string{
 		"MARTY_MONITOR_DASHBOARD_INTERVAL=0s": "MARTY_MONITOR_DASHBOARD_INTERVAL",
 		"MARTY_MONITOR_DASHBOARD_WINDOW=1s":   "MARTY_MONITOR_DASHBOARD_WINDOW",
@@ -326,94 +348,4 @@ func TestDashboardBadConfigNamesTheVariable(t *testing.T) {
 		require.Error(t, err, env)
 		require.Contains(t, err.Error(), want, env)
 	}
-}
-
-type orderPlaced struct {
-	ID string `json:"id"`
-}
-
-func (orderPlaced) EventType() string { return "orders.placed" }
-
-// TestDashboardDeadLettersAndRedrive runs the real event bus (memory) with a
-// handler that fails until it is "fixed": the dead letter shows in the
-// state, a cross-site re-drive is refused, a same-origin one moves it out.
-func TestDashboardDeadLettersAndRedrive(t *testing.T) {
-	var broken atomic.Bool
-	broken.Store(true)
-	var handled atomic.Int64
-	var bus fxevents.Bus
-	h := start(t, append([]string{"MARTY_EVENTS_MAX_ATTEMPTS=1"}, dashEnv...),
-		fxevents.Module,
-		fxevents.AsHandler(fxevents.HandlerFunc("mailer", func(_ context.Context, e orderPlaced) error {
-			if broken.Load() {
-				return errors.New("smtp 127.0.0.1:25: connection refused")
-			}
-			handled.Add(1)
-			return nil
-		})),
-		fx.Populate(&bus),
-	)
-	require.NoError(t, bus.Publish(context.Background(), orderPlaced{ID: "42"}))
-
-	var st dashState
-	require.Eventually(t, func() bool {
-		st = h.state()
-		return len(st.Events.DeadLetters) == 1
-	}, 10*time.Second, 50*time.Millisecond)
-	require.True(t, st.Events.Present)
-	require.False(t, st.Events.Outbox)
-	require.True(t, st.Events.DeadLettersAvailable)
-	var dl struct {
-		ID      string `json:"id"`
-		Handler string `json:"handler"`
-		Type    string `json:"type"`
-		Error   string `json:"error"`
-	}
-	require.NoError(t, json.Unmarshal(st.Events.DeadLetters[0], &dl))
-	require.Equal(t, "mailer", dl.Handler)
-	require.Equal(t, "orders.placed", dl.Type)
-	require.Contains(t, dl.Error, "connection refused")
-	require.Eventually(t, func() bool {
-		d := h.state().Events.DeadTotal
-		return d != nil && *d == 1
-	}, 5*time.Second, 50*time.Millisecond)
-
-	retryID := func(id string, hdr ...string) (int, string) {
-		req, err := http.NewRequest(http.MethodPost, h.admin("/dashboard/api/dead/"+id+"/retry"), nil)
-		require.NoError(t, err)
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := h.client.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	retry := func(hdr ...string) (int, string) { return retryID(dl.ID, hdr...) }
-	for _, hdr := range [][]string{
-		nil, // neither header: not from a browser page of this origin
-		{"Sec-Fetch-Site", "cross-site", "Origin", "http://" + h.srv.AdminAddr()},
-		{"Sec-Fetch-Site", "same-site"},
-		{"Origin", "http://evil.example"},
-		{"Origin", "null"},
-	} {
-		code, body := retry(hdr...)
-		require.Equal(t, http.StatusForbidden, code, "%v: %s", hdr, body)
-	}
-	code, _, _ := h.get("/dashboard/api/dead/" + dl.ID + "/retry")
-	require.Equal(t, http.StatusMethodNotAllowed, code, "re-drive is POST only")
-	require.Len(t, h.state().Events.DeadLetters, 1, "refused attempts changed nothing")
-
-	code, body := retry("Origin", "http://nope-not-there")
-	require.Equal(t, http.StatusForbidden, code, body)
-	code, body = retryID("no-such-letter", "Sec-Fetch-Site", "same-origin")
-	require.Equal(t, http.StatusNotFound, code, "the bus answers for an unknown id: %s", body)
-
-	broken.Store(false)
-	code, body = retry("Origin", "http://"+h.srv.AdminAddr())
-	require.Equal(t, http.StatusOK, code, body)
-	require.Contains(t, body, "redriven")
-	require.Eventually(t, func() bool { return handled.Load() == 1 }, 5*time.Second, 20*time.Millisecond)
-	require.Empty(t, h.state().Events.DeadLetters, "the re-driven letter left the list")
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
 // toggle is a check function whose result the test sets.
@@ -68,6 +69,7 @@ func (h *harness) verbose(path string) (int, verboseReport) {
 }
 
 func TestProbesPassingFailingDegraded(t *testing.T) {
+	t.Parallel()
 	db, cache, live := &toggle{}, &toggle{}, &toggle{}
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: db.fn}),
@@ -142,6 +144,7 @@ func TestProbesPassingFailingDegraded(t *testing.T) {
 }
 
 func TestHangingCheckIsFailedAtItsTimeout(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var calls atomic.Int32
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
@@ -157,8 +160,7 @@ func TestHangingCheckIsFailedAtItsTimeout(t *testing.T) {
 	took := time.Since(began)
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Equal(t, "failing\n[-]stuck failing: timed out after 200ms\n", body)
-	require.GreaterOrEqual(t, took, 200*time.Millisecond)
-	require.Less(t, took, 200*time.Millisecond+time.Second, "answered at the timeout plus a margin")
+	require.GreaterOrEqual(t, took, 200*time.Millisecond, "answered at the timeout, not before")
 
 	code, body, _ = h.get("/readyz")
 	require.Equal(t, http.StatusServiceUnavailable, code)
@@ -171,6 +173,7 @@ func TestHangingCheckIsFailedAtItsTimeout(t *testing.T) {
 }
 
 func TestFailureThresholdAndFlapping(t *testing.T) {
+	t.Parallel()
 	tg := &toggle{}
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "upstream", Kinds: fxmonitor.Readiness, Critical: true, FailureThreshold: 3, Func: tg.fn}),
@@ -207,6 +210,7 @@ func TestFailureThresholdAndFlapping(t *testing.T) {
 }
 
 func TestFlappingCheckWithoutThresholdFollowsEachResult(t *testing.T) {
+	t.Parallel()
 	tg := &toggle{}
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "flappy", Kinds: fxmonitor.Readiness, Critical: true, Func: tg.fn}),
@@ -227,6 +231,7 @@ func TestFlappingCheckWithoutThresholdFollowsEachResult(t *testing.T) {
 }
 
 func TestOnRequestChecksAreCachedAndSingleFlight(t *testing.T) {
+	t.Parallel()
 	gate := make(chan struct{})
 	var calls atomic.Int32
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1h"),
@@ -266,6 +271,7 @@ func TestOnRequestChecksAreCachedAndSingleFlight(t *testing.T) {
 }
 
 func TestBackgroundChecksRunOnTheirIntervalAndServeFromCache(t *testing.T) {
+	t.Parallel()
 	slow, fast := &toggle{}, &toggle{}
 	h := start(t, quiet,
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "hourly", Kinds: fxmonitor.Readiness, Critical: true, Interval: time.Hour, Func: slow.fn}),
@@ -290,6 +296,7 @@ func TestBackgroundChecksRunOnTheirIntervalAndServeFromCache(t *testing.T) {
 }
 
 func TestStartupGatesReadinessAndLatches(t *testing.T) {
+	t.Parallel()
 	warm, ready := &toggle{}, &toggle{}
 	warm.set(errors.New("loading model"))
 	var changes []string
@@ -297,7 +304,7 @@ func TestStartupGatesReadinessAndLatches(t *testing.T) {
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "warmup", Kinds: fxmonitor.Startup, Critical: true, Func: warm.fn}),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: ready.fn}),
-		fx.Invoke(func(hl *fxmonitor.Health) {
+		fx.Invoke(func(hl *health.Health) {
 			hl.OnChange(func(k fxmonitor.Kind, ok bool) {
 				mu.Lock()
 				defer mu.Unlock()
@@ -337,6 +344,7 @@ func TestStartupGatesReadinessAndLatches(t *testing.T) {
 }
 
 func TestReadinessFailsTheMomentShutdownBeginsWhileTheAPIServes(t *testing.T) {
+	t.Parallel()
 	var changes atomic.Value
 	h := start(t, append(quiet, "MARTY_HTTP_DRAIN_DELAY=1500ms"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: func(context.Context) error { return nil }}),
@@ -374,6 +382,7 @@ func TestReadinessFailsTheMomentShutdownBeginsWhileTheAPIServes(t *testing.T) {
 }
 
 func TestCheckPanicIsAFailure(t *testing.T) {
+	t.Parallel()
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "buggy", Kinds: fxmonitor.Readiness, Critical: true,
 			Func: func(context.Context) error { panic("nil map") }}),
@@ -384,6 +393,7 @@ func TestCheckPanicIsAFailure(t *testing.T) {
 }
 
 func TestHealthMetrics(t *testing.T) {
+	t.Parallel()
 	tg := &toggle{}
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness | fxmonitor.Liveness, Critical: true, Func: tg.fn}),
@@ -418,6 +428,7 @@ func TestHealthMetrics(t *testing.T) {
 }
 
 func TestBuiltinChecksAreNonCritical(t *testing.T) {
+	t.Parallel()
 	// A 0.001% threshold makes both built-in checks fail on any machine.
 	h := start(t, []string{"MARTY_MONITOR_DISK_MAX_PERCENT=0.001", "MARTY_MONITOR_MEMORY_MAX_PERCENT=0.001", "MARTY_MONITOR_DISK_PATH=/"})
 	code, body, _ := h.get("/readyz")
@@ -438,6 +449,7 @@ func TestBuiltinChecksAreNonCritical(t *testing.T) {
 }
 
 func TestBadChecksAndConfigFailStart(t *testing.T) {
+	t.Parallel()
 	fn := func(context.Context) error { return nil }
 	_, err := newApp(t, quiet,
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Func: fn}),
@@ -463,28 +475,13 @@ func TestBadChecksAndConfigFailStart(t *testing.T) {
 	}
 }
 
-func TestStopHonoursItsDeadlineWithAHungCheck(t *testing.T) {
-	release := make(chan struct{})
-	h, err := fxmonitor.NewHealth([]fxmonitor.Check{{Name: "hung", Kinds: fxmonitor.Readiness, Critical: true,
-		Timeout: 50 * time.Millisecond, Func: func(context.Context) error { <-release; return nil }}}, fxmonitor.HealthOptions{})
-	require.NoError(t, err)
-	h.Start()
-	require.False(t, h.Healthy(fxmonitor.Readiness))
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	err = h.Stop(ctx)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.ErrorContains(t, err, "fxmonitor: health checks still running at the stop deadline")
-	close(release)
-	require.NoError(t, h.Stop(context.Background()), "returns once the check does")
-}
-
 func TestListenersHearOfOnRequestChecksWithoutProbeTraffic(t *testing.T) {
+	t.Parallel()
 	tg := &toggle{}
 	var last atomic.Value
 	h := start(t, append(quiet, "MARTY_MONITOR_CHECK_TTL=1ns", "MARTY_MONITOR_WATCH_INTERVAL=20ms"),
 		fxmonitor.AsCheck(fxmonitor.Check{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: tg.fn}),
-		fx.Invoke(func(hl *fxmonitor.Health) {
+		fx.Invoke(func(hl *health.Health) {
 			hl.OnChange(func(k fxmonitor.Kind, ok bool) {
 				if k == fxmonitor.Readiness {
 					last.Store(ok)
@@ -498,35 +495,4 @@ func TestListenersHearOfOnRequestChecksWithoutProbeTraffic(t *testing.T) {
 	tg.set(nil)
 	require.Eventually(t, func() bool { v, _ := last.Load().(bool); return v }, 5*time.Second, 5*time.Millisecond)
 	require.True(t, h.health.Healthy(fxmonitor.Readiness))
-}
-
-func TestOnChangeListenerMayCallHealthy(t *testing.T) {
-	tg := &toggle{}
-	h, err := fxmonitor.NewHealth([]fxmonitor.Check{{Name: "db", Kinds: fxmonitor.Readiness, Critical: true, Func: tg.fn}},
-		fxmonitor.HealthOptions{TTL: time.Nanosecond})
-	require.NoError(t, err)
-	var seen []bool
-	h.OnChange(func(k fxmonitor.Kind, ok bool) {
-		if k == fxmonitor.Readiness {
-			seen = append(seen, ok)
-			_ = h.Healthy(fxmonitor.Readiness) // re-entrant: runs the check again
-		}
-	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		require.True(t, h.Healthy(fxmonitor.Readiness))
-		tg.set(errors.New("down"))
-		require.False(t, h.Healthy(fxmonitor.Readiness))
-		h.BeginShutdown()
-		tg.set(nil)
-		require.False(t, h.Healthy(fxmonitor.Readiness), "never ready again once shutdown began")
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a listener calling Healthy deadlocked")
-	}
-	require.Equal(t, []bool{true, false}, seen)
-	require.NoError(t, h.Stop(context.Background()))
 }

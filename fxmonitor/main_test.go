@@ -21,6 +21,9 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/alert"
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -31,9 +34,9 @@ type harness struct {
 	t        *testing.T
 	app      *fx.App
 	srv      *fxhttp.Server
-	health   *fxmonitor.Health
-	breakers *fxmonitor.Breakers
-	alerts   *fxmonitor.Alerts
+	health   *health.Health
+	breakers *breaker.Breakers
+	alerts   *alert.Evaluator
 	stopping *fxcore.Stopping
 	logs     *observer.ObservedLogs
 	client   *http.Client
@@ -106,7 +109,7 @@ func fetch(t *testing.T, c *http.Client, url string, hdr ...string) (int, string
 	}
 	resp, err := c.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b), resp.Header
@@ -165,5 +168,3 @@ func (h *harness) messages(msg, key, val string) int {
 	}
 	return n
 }
-
-func fieldString(key, val string) zap.Field { return zap.String(key, val) }

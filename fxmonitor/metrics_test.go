@@ -13,10 +13,11 @@ import (
 )
 
 func TestCollectorsAreRegisteredAndServed(t *testing.T) {
+	t.Parallel()
 	orders := prometheus.NewCounter(prometheus.CounterOpts{Name: "orders_created_total", Help: "Orders created."})
 	h := start(t, quiet,
 		fxmonitor.AsCollector(orders),
-		fxmonitor.AsCollector(func(log *zap.Logger) prometheus.Collector {
+		fxmonitor.AsCollector(func(_ *zap.Logger) prometheus.Collector { // parameters are injected
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "queue_depth", Help: "Depth."}, func() float64 { return 7 })
 		}),
 	)
@@ -32,6 +33,7 @@ func TestCollectorsAreRegisteredAndServed(t *testing.T) {
 }
 
 func TestCollectorRegisteredTwiceFailsStart(t *testing.T) {
+	t.Parallel()
 	mk := func() prometheus.Collector {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: "orders_created_total", Help: "Orders created."})
 	}
@@ -47,6 +49,7 @@ func TestCollectorRegisteredTwiceFailsStart(t *testing.T) {
 }
 
 func TestSystemGaugesAreSampledWithinRange(t *testing.T) {
+	t.Parallel()
 	h := start(t, append(quiet, "MARTY_MONITOR_DISK_PATH=/"))
 	mfs := h.scrape()
 	for _, name := range []string{
@@ -74,6 +77,7 @@ func TestSystemGaugesAreSampledWithinRange(t *testing.T) {
 }
 
 func TestMetricsNegotiatesOpenMetricsWithExemplars(t *testing.T) {
+	t.Parallel()
 	lat := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "checkout_seconds", Help: "Checkout latency.", Buckets: []float64{0.1, 1}})
 	h := start(t, quiet, fxmonitor.AsCollector(lat))
 	lat.(prometheus.ExemplarObserver).ObserveWithExemplar(0.05, prometheus.Labels{"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"})

@@ -1,10 +1,8 @@
 package fxmonitor
 
 import (
-	"context"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
@@ -12,12 +10,17 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor/alert"
+	"github.com/martyfx/martyfx/fxmonitor/breaker"
+	"github.com/martyfx/martyfx/fxmonitor/dashboard"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
-// Module provides *Health, *Breakers and *Alerts; registers the checks,
-// collectors, alert rules and notifiers given with AsCheck, AsCollector,
-// AsAlertRule and AsNotifier; samples the marty_system_* gauges; and serves
-// on the admin server (fxhttp.Module):
+// Module provides *health.Health, *breaker.Breakers and *alert.Evaluator;
+// registers the checks, collectors, alert rules, notifiers and dashboard
+// panels given with AsCheck, AsCollector, AsAlertRule, AsNotifier and
+// AsPanel; samples the marty_system_* gauges; and serves on the admin
+// server (fxhttp.Module):
 //
 //	/livez /readyz /startupz   probes (plain text; ?verbose for JSON)     open
 //	/metrics                   Prometheus / OpenMetrics                    open
@@ -30,7 +33,7 @@ import (
 // MARTY_HTTP_ADMIN_TOKEN when it is set and, in production, are not served
 // without it (see fxhttp.AsAdminRoute).
 //
-// A fxmonitor.Clock in the graph (optional) drives alert evaluation.
+// An alert.Clock in the graph (optional) drives alert evaluation.
 var Module = fx.Module("martyfx.monitor",
 	fx.Provide(
 		fxcore.ProvideConfig[Config]("monitor", DefaultConfig),
@@ -39,146 +42,144 @@ var Module = fx.Module("martyfx.monitor",
 		newAlerts,
 		newDashboard,
 	),
-	fx.Invoke(registerCollectors, startSystemMetrics, func(*Health, *Breakers, *Alerts) {}),
+	fx.Invoke(registerCollectors, startSystemMetrics, func(*health.Health, *breaker.Breakers, *alert.Evaluator) {}),
 	// Probes and metrics are open (read-only, no payloads): kubelet and
-	// Prometheus need no credentials. The rest shows status detail or
-	// re-drives dead letters: protected by MARTY_HTTP_ADMIN_TOKEN, and not
-	// served in production without it.
-	fxhttp.AsAdminRoute("GET /livez", func(h *Health) http.Handler { return h.ProbeHandler(Liveness) }, fxhttp.Open()),
-	fxhttp.AsAdminRoute("GET /readyz", func(h *Health) http.Handler { return h.ProbeHandler(Readiness) }, fxhttp.Open()),
-	fxhttp.AsAdminRoute("GET /startupz", func(h *Health) http.Handler { return h.ProbeHandler(Startup) }, fxhttp.Open()),
+	// Prometheus need no credentials. The rest shows status detail:
+	// protected by MARTY_HTTP_ADMIN_TOKEN, and not served in production
+	// without it.
+	fxhttp.AsAdminRoute("GET /livez", func(h *health.Health) http.Handler { return h.ProbeHandler(Liveness) }, fxhttp.Open()),
+	fxhttp.AsAdminRoute("GET /readyz", func(h *health.Health) http.Handler { return h.ProbeHandler(Readiness) }, fxhttp.Open()),
+	fxhttp.AsAdminRoute("GET /startupz", func(h *health.Health) http.Handler { return h.ProbeHandler(Startup) }, fxhttp.Open()),
 	fxhttp.AsAdminRoute("GET /metrics", MetricsHandler, fxhttp.Open()),
-	fxhttp.AsAdminRoute("GET /alerts", func(a *Alerts) http.Handler { return a.AlertsHandler() }),
-	fxhttp.AsAdminRoute("GET /alerts/rules.yaml", func(a *Alerts, info fxcore.ServiceInfo) http.Handler {
+	fxhttp.AsAdminRoute("GET /alerts", func(a *alert.Evaluator) http.Handler { return a.Handler() }),
+	fxhttp.AsAdminRoute("GET /alerts/rules.yaml", func(a *alert.Evaluator, info fxcore.ServiceInfo) http.Handler {
 		return a.RulesHandler(info.Name)
 	}),
 	fxhttp.AsAdminRoute("GET /statusz", newStatusPage),
-	fxhttp.AsAdminRoute(DashboardPath+"/", dashboardRoute),
-	fxhttp.AsAdminRoute("GET "+DashboardPath, dashboardRoute),
-	fx.Invoke(useAdminRoutes),
+	fxhttp.AsAdminRoute(dashboard.Path+"/", dashboardRoute),
+	fxhttp.AsAdminRoute("GET "+dashboard.Path, dashboardRoute),
 )
 
-type healthParams struct {
+type healthIn struct {
 	fx.In
 	Config    Config
 	Checks    []Check `group:"martyfx.monitor.checks"`
 	Registry  prometheus.Registerer
 	Log       *zap.Logger
 	Stopping  *fxcore.Stopping
-	Breakers  *Breakers
+	Breakers  *breaker.Breakers
 	Lifecycle fx.Lifecycle
 }
 
-func newHealth(p healthParams) (*Health, error) {
-	checks := append([]Check{}, p.Checks...)
-	checks = append(checks, builtinChecks(p.Config, p.Breakers)...)
-	h, err := NewHealth(checks, HealthOptions{
-		Timeout:       p.Config.CheckTimeout,
-		TTL:           p.Config.CheckTTL,
-		WatchInterval: p.Config.WatchInterval,
-		Critical:      p.Config.CriticalOverrides(),
-		Registerer:    p.Registry,
-		Logger:        p.Log.Named("health"),
+func newHealth(in healthIn) (*health.Health, error) {
+	checks := append([]Check{}, in.Checks...)
+	checks = append(checks, builtinChecks(in.Config, in.Breakers)...)
+	h, err := health.New(checks, health.Options{
+		Timeout:       in.Config.CheckTimeout,
+		TTL:           in.Config.CheckTTL,
+		WatchInterval: in.Config.WatchInterval,
+		Critical:      in.Config.criticalOverrides(),
+		Registerer:    in.Registry,
+		Logger:        in.Log.Named("health"),
+		Stopping:      in.Stopping,
 	})
 	if err != nil {
 		return nil, err
 	}
-	p.Stopping.OnBegin(h.BeginShutdown)
-	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error { h.Start(); return nil },
-		OnStop:  h.Stop,
-	})
+	in.Lifecycle.Append(fx.Hook{OnStart: h.Start, OnStop: h.Stop})
 	return h, nil
 }
 
-func newBreakers(cfg Config, reg prometheus.Registerer, log *zap.Logger) *Breakers {
-	return NewBreakers(cfg.BreakersConfig(), reg, log.Named("breaker"))
+func newBreakers(cfg Config, reg prometheus.Registerer, log *zap.Logger) (*breaker.Breakers, error) {
+	return breaker.New(cfg.breakers(), breaker.Options{Registerer: reg, Logger: log.Named("breaker")})
 }
 
-type alertsParams struct {
+type alertsIn struct {
 	fx.In
 	Config    Config
 	Info      fxcore.ServiceInfo
 	Rules     []AlertRule `group:"martyfx.monitor.alert_rules"`
-	Health    *Health
-	Notifiers []Notifier `group:"martyfx.monitor.notifiers"`
-	Clock     Clock      `optional:"true"`
+	Health    *health.Health
+	Notifiers []alert.Notifier `group:"martyfx.monitor.notifiers"`
+	Clock     alert.Clock      `optional:"true"`
 	Gatherer  prometheus.Gatherer
 	Registry  prometheus.Registerer
 	Log       *zap.Logger
 	Lifecycle fx.Lifecycle
 }
 
-func newAlerts(p alertsParams) (*Alerts, error) {
-	log := p.Log.Named("alerts")
-	var notifiers []Notifier
-	if p.Config.LogAlerts {
-		notifiers = append(notifiers, NewLogNotifier(log))
+func newAlerts(in alertsIn) (*alert.Evaluator, error) {
+	log := in.Log.Named("alerts")
+	var notifiers []alert.Notifier
+	if in.Config.LogAlerts {
+		notifiers = append(notifiers, alert.NewLogNotifier(log))
 	}
-	if p.Config.AlertmanagerURL != "" {
-		am, err := NewAlertmanagerNotifier(p.Config.AlertmanagerURL, AlertmanagerOptions{
-			Timeout: p.Config.AlertmanagerTimeout,
-			Retries: p.Config.AlertmanagerRetries,
+	if in.Config.AlertmanagerURL != "" {
+		am, err := alert.NewAlertmanagerNotifier(in.Config.AlertmanagerURL, alert.AlertmanagerOptions{
+			Timeout: in.Config.AlertmanagerTimeout,
+			Retries: in.Config.AlertmanagerRetries,
 		})
 		if err != nil {
 			return nil, err
 		}
 		notifiers = append(notifiers, am)
 	}
-	notifiers = append(notifiers, p.Notifiers...)
-	rules := p.Rules
-	if p.Config.CheckAlerts && len(p.Health.checks) > 0 {
-		rules = append(slices.Clone(rules), CheckAlertRules(p.Config.CheckAlertFor)...)
+	notifiers = append(notifiers, in.Notifiers...)
+	rules := in.Rules
+	if in.Config.CheckAlerts && len(in.Health.Results()) > 0 {
+		rules = append(slices.Clone(rules), CheckAlertRules(in.Config.CheckAlertFor)...)
 	}
-	a, err := NewAlerts(rules, p.Gatherer, AlertsOptions{
-		Interval:   p.Config.AlertInterval,
-		Resend:     p.Config.AlertResend,
-		Clock:      p.Clock,
+	a, err := alert.New(rules, in.Gatherer, alert.Options{
+		Interval:   in.Config.AlertInterval,
+		Resend:     in.Config.AlertResend,
+		Clock:      in.Clock,
 		Notifiers:  notifiers,
-		Labels:     map[string]string{"service": p.Info.Name},
-		Registerer: p.Registry,
+		Labels:     map[string]string{"service": in.Info.Name},
+		Registerer: in.Registry,
 		Logger:     log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error { a.Start(); return nil },
-		OnStop:  a.Stop,
-	})
+	in.Lifecycle.Append(fx.Hook{OnStart: a.Start, OnStop: a.Stop})
 	return a, nil
+}
+
+type collectorsIn struct {
+	fx.In
+	Collectors []prometheus.Collector `group:"martyfx.monitor.collectors"`
+	Registry   prometheus.Registerer
+}
+
+func registerCollectors(in collectorsIn) error {
+	for _, c := range in.Collectors {
+		if err := RegisterCollector(in.Registry, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func startSystemMetrics(cfg Config, reg prometheus.Registerer, log *zap.Logger, lc fx.Lifecycle) error {
 	if !cfg.System.Enabled {
 		return nil
 	}
-	path := cfg.Disk.Path
-	if path == "" {
-		path = "."
-	}
-	s, err := NewSystemMetrics(reg, path, cfg.System.Interval, log.Named("system"))
+	s, err := NewSystemMetrics(cfg, SystemOptions{Registerer: reg, Logger: log.Named("system")})
 	if err != nil {
 		return err
 	}
-	lc.Append(fx.Hook{
-		OnStart: func(ctx context.Context) error { s.Start(ctx); return nil },
-		OnStop:  s.Stop,
-	})
+	lc.Append(fx.Hook{OnStart: s.Start, OnStop: s.Stop})
 	return nil
 }
 
-func newStatusPage(info fxcore.ServiceInfo, h *Health, b *Breakers, a *Alerts) http.Handler {
-	return &StatusPage{Info: info, Health: h, Breakers: b, Alerts: a, Started: time.Now()}
-}
-
-type dashboardParams struct {
+type dashboardIn struct {
 	fx.In
 	Config    Config
 	Info      fxcore.ServiceInfo
-	Health    *Health
-	Breakers  *Breakers
-	Alerts    *Alerts
+	Health    *health.Health
+	Breakers  *breaker.Breakers
+	Alerts    *alert.Evaluator
+	Panels    []dashboard.Panel `group:"martyfx.monitor.panels"`
 	Gatherer  prometheus.Gatherer
 	Graph     fx.DotGraph `optional:"true"`
 	Log       *zap.Logger
@@ -187,38 +188,25 @@ type dashboardParams struct {
 }
 
 // newDashboard builds the dashboard; nil when MARTY_MONITOR_DASHBOARD=false.
-func newDashboard(p dashboardParams) *Dashboard {
-	if !p.Config.Dashboard {
-		return nil
+func newDashboard(in dashboardIn) (*dashboard.Dashboard, error) {
+	if !in.Config.Dashboard {
+		return nil, nil
 	}
-	d := NewDashboard(DashboardOptions{
-		Info: p.Info, Health: p.Health, Breakers: p.Breakers, Alerts: p.Alerts, Gatherer: p.Gatherer,
-		Graph: string(p.Graph), Interval: p.Config.DashboardInterval, Window: p.Config.DashboardWindow,
-		Logger: p.Log.Named("dashboard"),
+	d, err := dashboard.New(dashboard.Options{
+		Info: in.Info, Health: in.Health, Breakers: in.Breakers, Alerts: in.Alerts, Gatherer: in.Gatherer,
+		Graph: string(in.Graph), Interval: in.Config.DashboardInterval, Window: in.Config.DashboardWindow,
+		Panels: in.Panels, Logger: in.Log.Named("dashboard"), Stopping: in.Stopping,
 	})
-	p.Stopping.OnBegin(d.Close)
-	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(context.Context) error { d.Start(); return nil },
-		OnStop:  d.Stop,
-	})
-	return d
+	if err != nil {
+		return nil, err
+	}
+	in.Lifecycle.Append(fx.Hook{OnStart: d.Start, OnStop: d.Stop})
+	return d, nil
 }
 
-func dashboardRoute(d *Dashboard) http.Handler {
+func dashboardRoute(d *dashboard.Dashboard) http.Handler {
 	if d == nil {
 		return http.NotFoundHandler()
 	}
 	return d
-}
-
-type adminRoutesIn struct {
-	fx.In
-	Dashboard *Dashboard
-	Routes    []fxhttp.Route `group:"martyfx.http.admin_routes"`
-}
-
-func useAdminRoutes(in adminRoutesIn) {
-	if in.Dashboard != nil {
-		in.Dashboard.UseAdminRoutes(in.Routes)
-	}
 }

@@ -1,14 +1,15 @@
 package fxmonitor
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 
 	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxmonitor/alert"
+	"github.com/martyfx/martyfx/fxmonitor/dashboard"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
 // Value groups behind the AsXxx helpers.
@@ -17,35 +18,39 @@ const (
 	alertRulesGroup = "martyfx.monitor.alert_rules"
 	collectorsGroup = "martyfx.monitor.collectors"
 	notifiersGroup  = "martyfx.monitor.notifiers"
+	panelsGroup     = "martyfx.monitor.panels"
 )
 
-// Kind says which probes a check feeds; a check may feed several.
-type Kind uint8
+// The registration vocabulary, so that a module registers a check or a rule
+// with this package alone: fxmonitor.Check{Kinds: fxmonitor.Readiness} is a
+// health.Check, fxmonitor.AlertRule{Op: fxmonitor.OpGreater} an alert.Rule.
+type (
+	// Check is a health check (see health.Check): AsCheck registers it.
+	Check = health.Check
+	// Kind is the set of probes a check feeds (see health.Kind).
+	Kind = health.Kind
+	// AlertRule is an alert rule (see alert.Rule): AsAlertRule registers it.
+	AlertRule = alert.Rule
+	// Op compares an alert rule's value with its threshold (see alert.Op).
+	Op = alert.Op
+)
 
-// The probe kinds.
+// The probe kinds (health.Startup, health.Liveness, health.Readiness).
 const (
-	Startup Kind = 1 << iota
-	Liveness
-	Readiness
+	Startup   = health.Startup
+	Liveness  = health.Liveness
+	Readiness = health.Readiness
 )
 
-// Check is a health check.
-type Check struct {
-	// Name is unique in the app and labels the check's metrics.
-	Name string
-	// Kinds is the set of probes the check feeds (Startup|Readiness...).
-	Kinds Kind
-	// Critical failures turn the probe 503; others report degraded with 200.
-	Critical bool
-	// Timeout fails a check that hangs (default 2s).
-	Timeout time.Duration
-	// Interval runs the check in the background; 0 runs it on request.
-	Interval time.Duration
-	// FailureThreshold is how many consecutive failures flip it to failing (default 1).
-	FailureThreshold int
-	// Func returns nil when healthy.
-	Func func(ctx context.Context) error
-}
+// The comparison operators of alert rules, as in PromQL (alert.OpGreater...).
+const (
+	OpGreater      = alert.OpGreater
+	OpGreaterEqual = alert.OpGreaterEqual
+	OpLess         = alert.OpLess
+	OpLessEqual    = alert.OpLessEqual
+	OpEqual        = alert.OpEqual
+	OpNotEqual     = alert.OpNotEqual
+)
 
 // AsCheck registers a health check. ctor returns a Check (its parameters are
 // injected by Fx), or is a Check.
@@ -55,8 +60,8 @@ func AsCheck(ctor any) fx.Option {
 		if !ok {
 			return Check{}, fmt.Errorf("got %T, want fxmonitor.Check", v)
 		}
-		if c.Name == "" || c.Func == nil || c.Kinds == 0 {
-			return Check{}, fmt.Errorf("check %q needs a Name, Kinds and a Func", c.Name)
+		if err := c.Validate(); err != nil {
+			return Check{}, err
 		}
 		return c, nil
 	})
@@ -70,7 +75,7 @@ func AsAlertRule(ctor any) fx.Option {
 		if !ok {
 			return AlertRule{}, fmt.Errorf("got %T, want fxmonitor.AlertRule", v)
 		}
-		if err := r.validate(); err != nil {
+		if err := r.Validate(); err != nil {
 			return AlertRule{}, err
 		}
 		return r, nil
@@ -90,15 +95,33 @@ func AsCollector(ctor any) fx.Option {
 	})
 }
 
-// AsNotifier registers an alert Notifier beside the built-in ones (the log
+// AsNotifier registers an alert notifier beside the built-in ones (the log
 // notifier, and the Alertmanager notifier when MARTY_MONITOR_ALERTMANAGER_URL
-// is set). ctor returns a Notifier, or is one.
+// is set). ctor returns an alert.Notifier, or is one.
 func AsNotifier(ctor any) fx.Option {
-	return fxcore.Group(notifiersGroup, "fxmonitor.AsNotifier", ctor, func(v any) (Notifier, error) {
-		n, ok := v.(Notifier)
+	return fxcore.Group(notifiersGroup, "fxmonitor.AsNotifier", ctor, func(v any) (alert.Notifier, error) {
+		n, ok := v.(alert.Notifier)
 		if !ok || n == nil {
-			return nil, fmt.Errorf("got %T, want an fxmonitor.Notifier", v)
+			return nil, fmt.Errorf("got %T, want an alert.Notifier", v)
 		}
 		return n, nil
+	})
+}
+
+// AsPanel adds a module's panel to the dashboard: figures read from the
+// registry, a chart, and rows with an action on the module's own admin
+// routes (see dashboard.Panel). ctor returns a dashboard.Panel (its
+// parameters are injected by Fx), or is one. fxevents registers the event
+// bus' panel this way; fxmonitor knows nothing of it.
+func AsPanel(ctor any) fx.Option {
+	return fxcore.Group(panelsGroup, "fxmonitor.AsPanel", ctor, func(v any) (dashboard.Panel, error) {
+		p, ok := v.(dashboard.Panel)
+		if !ok {
+			return dashboard.Panel{}, fmt.Errorf("got %T, want a dashboard.Panel", v)
+		}
+		if err := p.Validate(); err != nil {
+			return dashboard.Panel{}, err
+		}
+		return p, nil
 	})
 }

@@ -40,34 +40,65 @@ type SystemMetrics struct {
 	done   chan struct{}
 }
 
-// NewSystemMetrics registers the marty_system_* gauges on reg; path is the
-// file system whose usage is sampled.
-func NewSystemMetrics(reg prometheus.Registerer, path string, interval time.Duration, log *zap.Logger) (*SystemMetrics, error) {
-	if interval <= 0 {
-		interval = 15 * time.Second
+// SystemOptions configures NewSystemMetrics. The zero value is ready to use.
+type SystemOptions struct {
+	// Registerer receives the marty_system_* gauges; nil: metrics are not
+	// registered (Sample still updates them).
+	Registerer prometheus.Registerer
+	// Logger logs sampling problems (once); nil: zap.NewNop().
+	Logger *zap.Logger
+}
+
+// NewSystemMetrics validates cfg and returns the system gauges, sampled
+// every cfg.System.Interval with the file system at cfg.Disk.Path. Start
+// samples; fxmonitor.Module starts it when cfg.System.Enabled.
+func NewSystemMetrics(cfg Config, opts SystemOptions) (*SystemMetrics, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fxmonitor: %w", err)
 	}
-	if log == nil {
-		log = zap.NewNop()
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	path := cfg.Disk.Path
+	if path == "" {
+		path = "."
 	}
 	g := func(name, help string, labels prometheus.Labels) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels})
 	}
 	s := &SystemMetrics{
-		path: path, interval: interval, log: log,
-		cpu:      g("marty_system_cpu_utilization_ratio", "Busy share of all CPUs between samples (0..1).", nil),
-		memRatio: g("marty_system_memory_utilization_ratio", "Used share of system memory (0..1).", nil),
-		memUsed:  g("marty_system_memory_used_bytes", "Used system memory in bytes.", nil),
-		memTotal: g("marty_system_memory_total_bytes", "Total system memory in bytes.", nil),
-		disk:     g("marty_system_disk_utilization_ratio", "Used share of the file system (0..1).", prometheus.Labels{"path": path}),
-		load1:    g("marty_system_load1", "One-minute load average.", nil),
+		path: path, interval: cfg.System.Interval, log: opts.Logger,
+		cpu:      g(metricCPU, "Busy share of all CPUs between samples (0..1).", nil),
+		memRatio: g(metricMemRatio, "Used share of system memory (0..1).", nil),
+		memUsed:  g(metricMemUsed, "Used system memory in bytes.", nil),
+		memTotal: g(metricMemTotal, "Total system memory in bytes.", nil),
+		disk:     g(metricDisk, "Used share of the file system (0..1).", prometheus.Labels{"path": path}),
+		load1:    g(metricLoad1, "One-minute load average.", nil),
 	}
-	for _, c := range []prometheus.Collector{s.cpu, s.memRatio, s.memUsed, s.memTotal, s.disk, s.load1} {
-		if err := RegisterCollector(reg, c); err != nil {
-			return nil, err
+	if opts.Registerer == nil {
+		return s, nil
+	}
+	for _, m := range []struct {
+		name string
+		g    prometheus.Gauge
+	}{{metricCPU, s.cpu}, {metricMemRatio, s.memRatio}, {metricMemUsed, s.memUsed}, {metricMemTotal, s.memTotal},
+		{metricDisk, s.disk}, {metricLoad1, s.load1}} {
+		if err := opts.Registerer.Register(m.g); err != nil {
+			return nil, fmt.Errorf("fxmonitor: register system metric %q: %w", m.name, err)
 		}
 	}
 	return s, nil
 }
+
+// The system gauges.
+const (
+	metricCPU      = "marty_system_cpu_utilization_ratio"
+	metricMemRatio = "marty_system_memory_utilization_ratio"
+	metricMemUsed  = "marty_system_memory_used_bytes"
+	metricMemTotal = "marty_system_memory_total_bytes"
+	metricDisk     = "marty_system_disk_utilization_ratio"
+	metricLoad1    = "marty_system_load1"
+)
 
 // Sample reads the host once and updates the gauges.
 func (s *SystemMetrics) Sample(ctx context.Context) error {
@@ -78,7 +109,7 @@ func (s *SystemMetrics) Sample(ctx context.Context) error {
 		}
 	}
 	if ts, err := cpu.TimesWithContext(ctx, false); err == nil && len(ts) > 0 {
-		all := ts[0].Total()
+		all := cpuSeconds(ts[0])
 		busy := all - ts[0].Idle - ts[0].Iowait
 		s.mu.Lock()
 		dAll, dBusy := all-s.lastAll, busy-s.lastBusy
@@ -110,13 +141,20 @@ func (s *SystemMetrics) Sample(ctx context.Context) error {
 	return firstErr
 }
 
+// cpuSeconds is the time of every CPU state. Guest time is left out: the
+// kernel counts it in user time already.
+func cpuSeconds(t cpu.TimesStat) float64 {
+	return t.User + t.System + t.Idle + t.Nice + t.Iowait + t.Irq + t.Softirq + t.Steal
+}
+
 func clamp01(v float64) float64 {
 	return max(0, min(1, v))
 }
 
 // Start samples once (so the gauges are there from the first scrape) and
-// then every interval until Stop.
-func (s *SystemMetrics) Start(ctx context.Context) {
+// then every interval until Stop. A host that lacks a source (no load
+// average, say) is logged, not an error: Start returns nil.
+func (s *SystemMetrics) Start(ctx context.Context) error {
 	if err := s.Sample(ctx); err != nil {
 		s.log.Warn("system metrics", zap.Error(err))
 	}
@@ -139,6 +177,7 @@ func (s *SystemMetrics) Start(ctx context.Context) {
 			}
 		}
 	}()
+	return nil
 }
 
 // Stop ends the sampling.

@@ -41,7 +41,7 @@ import (
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
-	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -58,7 +58,7 @@ type app struct {
 	fx     *fx.App
 	http   *fxhttp.Server
 	grpc   *fxgrpc.Server
-	health *fxmonitor.Health
+	health *health.Health
 	mail   *mailer
 }
 
@@ -241,7 +241,7 @@ func TestDashboardInChromium(t *testing.T) {
 		_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(100*time.Millisecond),
 			chromedp.WithPollingTimeout(60*time.Second)))
 		if err != nil {
-			dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({events: (window.martyDashboard && martyDashboard.state() || {}).events, body: document.querySelector("main").innerText.slice(0, 3000)})`))
+			dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({panels: (window.martyDashboard && martyDashboard.state() || {}).panels, body: document.querySelector("main").innerText.slice(0, 3000)})`))
 			t.Fatalf("waiting for %s: %v\nconsole: %v\npage: %s", what, err, console.all, dump)
 		}
 	}
@@ -296,24 +296,25 @@ func TestDashboardInChromium(t *testing.T) {
 	require.Contains(t, nums, "errors 21.1 %", "4 of 19 GetOrder calls were NOT_FOUND: %s", nums)
 	require.Contains(t, nums, "total 19")
 
-	// The outbox panel shows the dead letter; re-drive moves it out once the
+	// fxevents' panel (fxmonitor.AsPanel) shows the dead letter; its re-drive
+	// button, which calls fxevents' own admin route, moves it out once the
 	// mailer is fixed.
-	poll("the dead letter", `document.querySelectorAll("#dead-table tbody tr").length === 1`)
+	poll("the dead letter", `document.querySelectorAll("#panel-events table.rows tbody tr").length === 1`)
 	var dead struct {
 		ID, Text string
 	}
-	eval(`(() => { const tr = document.querySelector("#dead-table tbody tr"); return {ID: tr.dataset.id, Text: tr.textContent}; })()`, &dead)
+	eval(`(() => { const tr = document.querySelector("#panel-events table.rows tbody tr"); return {ID: tr.dataset.id, Text: tr.textContent}; })()`, &dead)
 	require.Contains(t, dead.Text, "mailer")
 	require.Contains(t, dead.Text, events.TypeOrderCreated)
 	require.Contains(t, dead.Text, "connection refused")
 	var kind string
-	eval(`document.getElementById("events-kind").textContent`, &kind)
+	eval(`document.querySelector("#panel-events .panel-sub").textContent`, &kind)
 	require.Equal(t, "(transactional outbox)", kind)
 	shot(t, ctx, "dashboard-dead-letter.png") // before the re-drive, for the record
 
 	a.mail.broken.Store(false)
-	require.NoError(t, chromedp.Do(ctx, chromedp.Click(fmt.Sprintf(`#dead-table tbody tr[data-id=%q] button.redrive`, dead.ID))))
-	poll("the dead letter to leave", fmt.Sprintf(`!document.querySelector('#dead-table tbody tr[data-id=%q]') && !document.getElementById("dead-none").hidden`, dead.ID))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(fmt.Sprintf(`#panel-events table.rows tbody tr[data-id=%q] button.action`, dead.ID))))
+	poll("the dead letter to leave", fmt.Sprintf(`!document.querySelector('#panel-events table.rows tbody tr[data-id=%q]') && !document.querySelector("#panel-events .none").hidden`, dead.ID))
 	require.Eventually(t, func() bool { return a.mail.handled.Load() == 1 }, 30*time.Second, 50*time.Millisecond,
 		"the re-driven event reached the fixed handler")
 

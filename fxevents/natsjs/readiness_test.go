@@ -19,6 +19,8 @@ import (
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/alert"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
@@ -28,8 +30,8 @@ import (
 type monitoredApp struct {
 	*testApp
 	srv    *fxhttp.Server
-	health *fxmonitor.Health
-	alerts *fxmonitor.Alerts
+	health *health.Health
+	alerts *alert.Evaluator
 	client *http.Client
 }
 
@@ -196,7 +198,7 @@ func TestNATSOutageUnderTheOutboxKeepsReadiness(t *testing.T) {
 	require.Contains(t, body, "[-]nats failing (non-critical): natsjs: disconnected from")
 	eventually(t, func() bool {
 		for _, a := range m.alerts.Active() {
-			if a.Rule == fxmonitor.AlertCheckDegraded && a.State == fxmonitor.AlertFiring && a.Labels["check"] == "nats" {
+			if a.Rule == fxmonitor.AlertCheckDegraded && a.State == alert.Firing && a.Labels["check"] == "nats" {
 				return true
 			}
 		}
@@ -220,7 +222,7 @@ func TestNATSOutageUnderTheOutboxKeepsReadiness(t *testing.T) {
 	eventually(t, func() bool {
 		for _, a := range m.alerts.Active() {
 			if a.Rule == fxmonitor.AlertCheckDegraded && a.Labels["check"] == "nats" {
-				return a.State == fxmonitor.AlertResolved
+				return a.State == alert.Resolved
 			}
 		}
 		return false

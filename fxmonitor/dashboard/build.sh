@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds fxmonitor/dashboard/dist, the dashboard's embedded assets:
 # the page (src/) and the pinned npm libraries (package-lock.json) with
-# their licences. Run from fxmonitor/ by `go generate ./fxmonitor`; needs
+# their licences. Run by `go generate ./fxmonitor/dashboard`; needs
 # node and npm (the npm registry), and only when the sources or the pins
 # change: dist/ is committed, so building and testing the Go module needs
 # neither.

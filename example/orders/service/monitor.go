@@ -12,6 +12,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
@@ -79,15 +80,15 @@ func StoreCheck(db *gorm.DB) fxmonitor.Check {
 
 // Summary is the body of GET /v1/summary.
 type Summary struct {
-	Service   string            `json:"service"`
-	Instance  string            `json:"instance"`
-	Ready     bool              `json:"ready"`
-	Readiness fxmonitor.Verdict `json:"readiness"`
-	Orders    map[string]int64  `json:"orders"`
+	Service   string           `json:"service"`
+	Instance  string           `json:"instance"`
+	Ready     bool             `json:"ready"`
+	Readiness health.Verdict   `json:"readiness"`
+	Orders    map[string]int64 `json:"orders"`
 	// Checks is each readiness check's status by name, and nothing more:
 	// the route is public, and a check's error may name hosts, users and
 	// databases (the admin server's /readyz?verbose and /statusz show it).
-	Checks map[string]fxmonitor.CheckStatus `json:"checks"`
+	Checks map[string]health.Status `json:"checks"`
 }
 
 // NewSummaryHandler serves GET /v1/summary, a hand-written fxhttp route next
@@ -96,15 +97,15 @@ type Summary struct {
 // dashboard or a smoke test sees a degraded replica as such. Errors go
 // through fxhttp.WriteError: a database that is down is 503 with
 // Retry-After, anything unclassified 500 "internal error (ref <id>)".
-func NewSummaryHandler(db *gorm.DB, health *fxmonitor.Health, info fxcore.ServiceInfo) http.Handler {
+func NewSummaryHandler(db *gorm.DB, h *health.Health, info fxcore.ServiceInfo) http.Handler {
 	orders := fxrepo.NewRepository[Order, string](db)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		report := health.Report(ctx, fxmonitor.Readiness)
+		report := h.Report(ctx, health.Readiness)
 		s := Summary{
 			Service: info.Name, Instance: info.InstanceID,
 			Ready: report.Status.Healthy(), Readiness: report.Status,
-			Orders: map[string]int64{}, Checks: make(map[string]fxmonitor.CheckStatus, len(report.Checks)),
+			Orders: map[string]int64{}, Checks: make(map[string]health.Status, len(report.Checks)),
 		}
 		for _, c := range report.Checks {
 			s.Checks[c.Name] = c.Status

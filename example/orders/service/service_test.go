@@ -23,7 +23,7 @@ import (
 	notifier "github.com/martyfx/martyfx/example/notifier/service"
 	"github.com/martyfx/martyfx/example/orders/service"
 	"github.com/martyfx/martyfx/fxevents"
-	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxmonitor/health"
 	"github.com/martyfx/martyfx/fxtest"
 )
 
@@ -221,7 +221,7 @@ func TestOrdersOverREST(t *testing.T) {
 	require.Equal(t, http.StatusOK, h.Get("/v1/summary", &sum))
 	require.True(t, sum.Ready)
 	require.Equal(t, map[string]int64{service.StatusPending: 1, service.StatusCancelled: 1}, sum.Orders)
-	require.Equal(t, fxmonitor.CheckPassing, sum.Checks["orders-store"])
+	require.Equal(t, health.StatusPassing, sum.Checks["orders-store"])
 	var sumRaw string
 	require.Equal(t, http.StatusOK, h.Get("/v1/summary", &sumRaw))
 	require.NotContains(t, sumRaw, "error", "a public route shows check statuses only")

@@ -1,12 +1,13 @@
 // martyfx operations dashboard. Data comes only from this page's own
-// endpoints: api/state (JSON), api/events (server-sent events), api/graph
-// and POST api/dead/{id}/retry. No framework, no network beyond them.
+// endpoints: api/state (JSON), api/events (server-sent events) and
+// api/graph; a module panel's row action calls the module's own admin route
+// on this server. No framework, no network beyond them.
 (function () {
   "use strict";
 
   var $ = function (id) { return document.getElementById(id); };
   var charts = {}; // key -> {plot, el, card}
-  var eventsChart = null;
+  var panels = {}; // module panel name -> its elements and chart
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -218,90 +219,167 @@
     });
   }
 
-  // ---- event bus ----
-  function renderEvents(st) {
-    var ev = st.events;
-    var sec = $("panel-events");
-    if (!ev || !ev.present) { sec.hidden = true; return; }
-    sec.hidden = false;
-    $("events-kind").textContent = ev.outbox ? "(transactional outbox)" : "(in-memory bus)";
-    var stats = $("events-stats");
-    clear(stats);
-    var rows = [];
-    if (ev.outbox) {
-      rows.push(["pending", fmtNum(ev.pending, 0)], ["lag", fmtDuration(ev.lag_seconds)], ["delivered/s", fmtNum(ev.delivered_per_sec)]);
-    } else if (ev.queued !== null) {
-      rows.push(["queued", fmtNum(ev.queued, 0)]);
-    }
-    rows.push(["published/s", fmtNum(ev.published_per_sec)], ["handled/s", fmtNum(ev.handled_per_sec)],
-      ["failed/s", fmtNum(ev.failed_per_sec)], ["dead (total)", fmtNum(ev.dead_total, 0)]);
-    rows.forEach(function (r) {
-      stats.appendChild(el("dt", null, r[0]));
-      stats.appendChild(el("dd", null, r[1]));
-    });
+  // ---- module panels (fxmonitor.AsPanel) ----
+  var palette = ["#7c3aed", "#2563eb", "#16a34a", "#dc2626", "#d97706", "#0891b2"];
 
-    var node = $("events-chart");
-    if (!eventsChart) {
-      eventsChart = new uPlot({
-        width: chartWidth(node), height: 150, legend: { show: true, live: false },
+  function fmtStat(s) {
+    if (s.kind === "seconds") return fmtDuration(s.value);
+    if (s.kind === "rate") return fmtNum(s.value);
+    return fmtNum(s.value, 0);
+  }
+
+  // panelSection builds a module panel's section, placed before the breakers.
+  function panelSection(p) {
+    var sec = el("section", "panel wide");
+    sec.id = "panel-" + p.name;
+    var h2 = el("h2", null, p.title + " ");
+    var sub = el("small", "panel-sub");
+    h2.appendChild(sub);
+    sec.appendChild(h2);
+    var top = el("div", "panel-top");
+    var stats = el("dl", "stats");
+    var chart = el("div", "chart");
+    top.appendChild(stats);
+    top.appendChild(chart);
+    sec.appendChild(top);
+    var box = el("div", "table-box");
+    var h3 = el("h3");
+    var title = el("span", "table-title");
+    var count = el("span", "tag count");
+    h3.appendChild(title);
+    h3.appendChild(document.createTextNode(" "));
+    h3.appendChild(count);
+    box.appendChild(h3);
+    var errP = el("p", "error");
+    errP.hidden = true;
+    box.appendChild(errP);
+    var none = el("p", "muted none");
+    box.appendChild(none);
+    var scroll = el("div", "scroll");
+    var table = el("table", "rows");
+    table.appendChild(el("thead"));
+    table.appendChild(el("tbody"));
+    scroll.appendChild(table);
+    box.appendChild(scroll);
+    sec.appendChild(box);
+    document.querySelector("main").insertBefore(sec, $("panel-breakers"));
+    return { sec: sec, sub: sub, stats: stats, chart: chart, box: box, title: title, count: count,
+      errP: errP, none: none, table: table, plot: null, plotKey: "", head: "" };
+  }
+
+  function renderPanels(st) {
+    var seen = {};
+    (st.panels || []).forEach(function (p) {
+      seen[p.name] = true;
+      var v = panels[p.name] || (panels[p.name] = panelSection(p));
+      v.sub.textContent = p.subtitle ? "(" + p.subtitle + ")" : "";
+      clear(v.stats);
+      var charted = [];
+      (p.stats || []).forEach(function (s, i) {
+        v.stats.appendChild(el("dt", null, s.label));
+        v.stats.appendChild(el("dd", null, fmtStat(s)));
+        if (s.chart) charted.push({ s: s, color: s.color || palette[charted.length % palette.length] });
+      });
+      renderPanelChart(v, charted, st.times);
+      renderPanelTable(v, p.table);
+    });
+    Object.keys(panels).forEach(function (name) {
+      if (seen[name]) return;
+      if (panels[name].plot) panels[name].plot.destroy();
+      panels[name].sec.remove();
+      delete panels[name];
+    });
+  }
+
+  function renderPanelChart(v, charted, times) {
+    v.chart.hidden = charted.length === 0;
+    var key = charted.map(function (c) { return c.s.label + " " + c.color; }).join("|");
+    if (v.plot && v.plotKey !== key) {
+      v.plot.destroy();
+      v.plot = null;
+    }
+    if (charted.length === 0) return;
+    if (!v.plot) {
+      var series = [{}].concat(charted.map(function (c) {
+        return { label: c.s.label, scale: "n", stroke: c.color, width: 1.5 };
+      }));
+      series[1].width = 2;
+      v.plot = new uPlot({
+        width: chartWidth(v.chart), height: 150, legend: { show: true, live: false },
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, n: { auto: true, range: function (u, mn, mx) { return [0, Math.max(1, mx * 1.1)]; } } },
         axes: [{ size: 28 }, { scale: "n", size: 42 }],
-        series: [{},
-          { label: "pending", scale: "n", stroke: "#7c3aed", width: 2 },
-          { label: "delivered/s", scale: "n", stroke: "#2563eb", width: 1.5 },
-          { label: "handled/s", scale: "n", stroke: "#16a34a", width: 1.5 },
-          { label: "failed/s", scale: "n", stroke: "#dc2626", width: 1.5 }]
-      }, [[], [], [], [], []], node);
+        series: series
+      }, [[]].concat(charted.map(function () { return []; })), v.chart);
+      v.plotKey = key;
     }
-    var p = ev.points;
-    eventsChart.setData([st.times, p.pending, p.delivered, p.handled, p.failed]);
+    v.plot.setData([times].concat(charted.map(function (c) { return c.s.points || []; })));
+  }
 
-    var box = $("dead-box");
-    box.hidden = !ev.dead_letters_available;
-    var errP = $("dead-error");
-    errP.hidden = !ev.dead_letters_error;
-    errP.textContent = ev.dead_letters_error || "";
-    var dls = ev.dead_letters || [];
-    $("dead-count").textContent = String(dls.length);
-    $("dead-none").hidden = dls.length > 0;
-    // Rows are keyed by id and kept across updates, so a button is never
+  function renderPanelTable(v, t) {
+    v.box.hidden = !t;
+    if (!t) return;
+    v.title.textContent = t.title || "";
+    v.errP.hidden = !t.error;
+    v.errP.textContent = t.error || "";
+    var rows = t.rows || [];
+    v.count.textContent = String(rows.length);
+    v.none.textContent = t.empty || "Nothing to show.";
+    v.none.hidden = rows.length > 0;
+    var head = JSON.stringify([t.columns, !!t.action]);
+    if (v.head !== head) {
+      v.head = head;
+      var thead = v.table.tHead;
+      clear(thead);
+      var tr = el("tr");
+      t.columns.forEach(function (c) { tr.appendChild(el("th", null, c.title)); });
+      if (t.action) tr.appendChild(el("th"));
+      thead.appendChild(tr);
+      clear(v.table.tBodies[0]);
+    }
+    // Rows are keyed and kept across updates, so a button is never
     // replaced under the pointer.
-    var body = $("dead-table").tBodies[0];
-    var existing = {}, wantedIds = {};
+    var body = v.table.tBodies[0];
+    var existing = {}, wanted = {};
     Array.prototype.forEach.call(body.rows, function (tr) { existing[tr.dataset.id] = tr; });
-    var rows = dls.map(function (d) {
-      wantedIds[d.id] = true;
-      return existing[d.id] || deadRow(d);
+    var trs = rows.map(function (r) {
+      var id = String(r[t.key]);
+      wanted[id] = true;
+      return existing[id] || tableRow(v, t, r, id);
     });
-    Object.keys(existing).forEach(function (id) { if (!wantedIds[id]) existing[id].remove(); });
-    rows.forEach(function (tr, i) {
+    Object.keys(existing).forEach(function (id) { if (!wanted[id]) existing[id].remove(); });
+    trs.forEach(function (tr, i) {
       if (body.rows[i] !== tr) body.insertBefore(tr, body.rows[i] || null);
     });
   }
 
-  function deadRow(d) {
+  function tableRow(v, t, r, id) {
     var tr = el("tr");
-    tr.dataset.id = d.id;
-    tr.appendChild(el("td", null, d.handler));
-    tr.appendChild(el("td", null, d.type));
-    tr.appendChild(el("td", "err", d.error));
-    tr.appendChild(el("td", null, d.attempts));
-    tr.appendChild(el("td", null, fmtTime(d.at)));
-    var td = el("td");
-    var b = el("button", "redrive", "re-drive");
-    b.type = "button";
-    b.title = "Move event " + d.event_id + " back to the outbox for " + d.handler;
-    b.addEventListener("click", function () { redrive(d.id, b); });
-    td.appendChild(b);
-    tr.appendChild(td);
+    tr.dataset.id = id;
+    t.columns.forEach(function (c) {
+      var x = r[c.field];
+      if (c.format === "time") tr.appendChild(el("td", "nw", fmtTime(x)));
+      else tr.appendChild(el("td", c.format === "error" ? "err" : null, x === undefined || x === null ? "–" : x));
+    });
+    if (t.action) {
+      var td = el("td");
+      var b = el("button", "action", t.action.label);
+      b.type = "button";
+      b.addEventListener("click", function () { act(v, t.action, id, b); });
+      td.appendChild(b);
+      tr.appendChild(td);
+    }
     return tr;
   }
 
-  function redrive(id, button) {
+  // act calls the module's admin route: its path is from the admin server's
+  // root, one level above this page.
+  function act(v, a, id, button) {
+    var label = button.textContent;
     button.disabled = true;
-    button.textContent = "re-driving…";
-    fetch("api/dead/" + encodeURIComponent(id) + "/retry", { method: "POST", credentials: "same-origin" })
+    button.textContent = a.label + "…";
+    var url = "../" + a.path.replace(/^\//, "").replace("{id}", encodeURIComponent(id));
+    fetch(url, { method: a.method || "POST", credentials: "same-origin" })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
           if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
@@ -310,10 +388,9 @@
       .then(refresh)
       .catch(function (e) {
         button.disabled = false;
-        button.textContent = "re-drive";
-        var errP = $("dead-error");
-        errP.hidden = false;
-        errP.textContent = "re-drive " + id + ": " + e.message;
+        button.textContent = label;
+        v.errP.hidden = false;
+        v.errP.textContent = a.label + " " + id + ": " + e.message;
       });
   }
 
@@ -378,7 +455,7 @@
     renderAlerts(st);
     renderRED("http", "panel-http", "http-grid", st.http, st.times, st.window_seconds);
     renderRED("grpc", "panel-grpc", "grpc-grid", st.grpc, st.times, st.window_seconds);
-    renderEvents(st);
+    renderPanels(st);
     renderBreakers(st);
     loadGraph(st);
     document.body.dataset.updated = String(Date.now());
@@ -395,7 +472,10 @@
       var c = charts[id];
       c.plot.setSize({ width: chartWidth(c.node), height: 150 });
     });
-    if (eventsChart) eventsChart.setSize({ width: chartWidth($("events-chart")), height: 150 });
+    Object.keys(panels).forEach(function (name) {
+      var v = panels[name];
+      if (v.plot) v.plot.setSize({ width: chartWidth(v.chart), height: 150 });
+    });
   }
   var resizeTimer = null;
   window.addEventListener("resize", function () {

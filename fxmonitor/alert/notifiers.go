@@ -1,4 +1,4 @@
-package fxmonitor
+package alert
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ func (n *LogNotifier) Notify(_ context.Context, alerts []Alert) error {
 		if s := a.Annotations["summary"]; s != "" {
 			fields = append(fields, zap.String("summary", s))
 		}
-		if a.State == AlertResolved {
+		if a.State == Resolved {
 			n.log.Info("alert resolved", append(fields, zap.Duration("lasted", a.ResolvedAt.Sub(a.FiredAt)))...)
 		} else {
 			n.log.Warn("alert firing", fields...)
@@ -117,7 +117,7 @@ const amTime = "2006-01-02T15:04:05.000Z07:00"
 func (n *AlertmanagerNotifier) Payload(alerts []Alert, now time.Time) ([]byte, error) {
 	out := make([]postableAlert, 0, len(alerts))
 	for _, a := range alerts {
-		if a.State != AlertFiring && a.State != AlertResolved {
+		if a.State != Firing && a.State != Resolved {
 			continue
 		}
 		starts := a.FiredAt
@@ -128,7 +128,7 @@ func (n *AlertmanagerNotifier) Payload(alerts []Alert, now time.Time) ([]byte, e
 		if ends.IsZero() {
 			ends = now.Add(n.opts.ValidFor)
 		}
-		if a.State == AlertResolved {
+		if a.State == Resolved {
 			ends = a.ResolvedAt
 		}
 		out = append(out, postableAlert{Labels: a.Labels, Annotations: a.Annotations,
@@ -187,7 +187,7 @@ func (n *AlertmanagerNotifier) post(ctx context.Context, body []byte) error {
 		}
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 == 2 {
 		return nil

@@ -1,9 +1,8 @@
-package fxmonitor
+package alert
 
 import (
 	"fmt"
 	"math"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,7 +13,7 @@ import (
 
 // Expr returns the rule as a PromQL expression:
 // `metric{k="v"} > 5`, or `rate(metric{k="v"}[5m]) > 5`.
-func (r AlertRule) Expr() string {
+func (r Rule) Expr() string {
 	var b strings.Builder
 	if r.Rate > 0 {
 		b.WriteString("rate(")
@@ -95,7 +94,7 @@ type promRule struct {
 
 // RuleFile returns the rules as a Prometheus rule file with one group named
 // group, evaluated every interval (0: Prometheus' global interval).
-func RuleFile(group string, interval time.Duration, rules []AlertRule) ([]byte, error) {
+func RuleFile(group string, interval time.Duration, rules []Rule) ([]byte, error) {
 	g := ruleGroup{Name: group, Rules: []promRule{}}
 	if interval > 0 {
 		g.Interval = promDuration(interval)
@@ -126,17 +125,4 @@ func RuleFile(group string, interval time.Duration, rules []AlertRule) ([]byte, 
 		return nil, fmt.Errorf("fxmonitor: encode rule file: %w", err)
 	}
 	return out, nil
-}
-
-// RulesHandler serves the rules as a Prometheus rule file (/alerts/rules.yaml).
-func (a *Alerts) RulesHandler(group string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := RuleFile(group, a.opts.Interval, a.Rules())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
-		_, _ = w.Write(body)
-	})
 }

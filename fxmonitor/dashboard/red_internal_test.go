@@ -1,4 +1,4 @@
-package fxmonitor
+package dashboard
 
 import (
 	"encoding/json"
@@ -37,7 +37,7 @@ func TestRingRatesFromARealRegistry(t *testing.T) {
 	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: httpRequestsMetric}, labels)
 	dur := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: httpDurationMetric, Buckets: []float64{0.01, 0.1, 1}}, labels)
 	reg.MustRegister(reqs, dur)
-	r := newRing(4)
+	r := newRing(4, nil)
 	t0 := time.Unix(1000, 0)
 	read := func(at time.Duration) {
 		fams, err := reg.Gather()

@@ -1,4 +1,4 @@
-package fxmonitor
+package dashboard
 
 import (
 	"encoding/json"
@@ -11,20 +11,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// Metric names the dashboard reads from the registry.
+// The metrics of the RED charts: fxhttp's, and the gRPC names of
+// go-grpc-middleware's Prometheus provider (the library standard fxgrpc
+// keeps). Every other metric the dashboard reads is named by a Panel.
 const (
-	httpRequestsMetric  = "http_server_requests_total"
-	httpDurationMetric  = "http_server_request_duration_seconds"
-	grpcHandledMetric   = "grpc_server_handled_total"
-	grpcDurationMetric  = "grpc_server_handling_seconds"
-	outboxPendingMetric = "marty_outbox_pending"
-	outboxLagMetric     = "marty_outbox_lag_seconds"
-	outboxDelivered     = "marty_outbox_delivered_total"
-	eventsPublished     = "marty_events_published_total"
-	eventsHandled       = "marty_events_handled_total"
-	eventsFailed        = "marty_events_failed_total"
-	eventsDead          = "marty_events_dead_total"
-	eventsQueueDepth    = "marty_events_queue_depth"
+	httpRequestsMetric = "http_server_requests_total"
+	httpDurationMetric = "http_server_request_duration_seconds"
+	grpcHandledMetric  = "grpc_server_handled_total"
+	grpcDurationMetric = "grpc_server_handling_seconds"
 )
 
 // num is a float64 that encodes NaN and infinities as JSON null.
@@ -57,7 +51,7 @@ type redPoint struct {
 type regSample struct {
 	at       time.Time
 	red      map[redKey]*redPoint
-	values   map[string]float64 // gauges and counters of the event bus, summed over labels
+	values   map[string]float64 // the panels' metrics, summed over their series
 	families map[string]bool    // families present in the registry
 }
 
@@ -67,15 +61,16 @@ type ring struct {
 	start  int
 	n      int
 	bounds map[string][]float64 // kind -> histogram upper bounds
+	wanted map[string]bool      // the metrics whose sums go into values
 	// wrapped is set once the oldest sample (taken at start) was dropped.
 	wrapped bool
 }
 
-func newRing(size int) *ring {
+func newRing(size int, wanted map[string]bool) *ring {
 	if size < 2 {
 		size = 2
 	}
-	return &ring{buf: make([]regSample, size), bounds: map[string][]float64{}}
+	return &ring{buf: make([]regSample, size), bounds: map[string][]float64{}, wanted: wanted}
 }
 
 func (r *ring) add(s regSample) {
@@ -144,21 +139,38 @@ func (r *ring) read(fams []*dto.MetricFamily, now time.Time) regSample {
 					r.addHistogram("grpc", p, m.GetHistogram())
 				}
 			}
-		case outboxPendingMetric, outboxLagMetric, outboxDelivered, eventsPublished, eventsHandled,
-			eventsFailed, eventsDead, eventsQueueDepth:
-			var sum float64
-			for _, m := range f.GetMetric() {
-				switch {
-				case m.Counter != nil:
-					sum += m.GetCounter().GetValue()
-				case m.Gauge != nil:
-					sum += m.GetGauge().GetValue()
-				}
-			}
-			s.values[name] = sum
+		}
+		if r.wanted[name] {
+			s.values[name] = sum(f)
 		}
 	}
 	return s
+}
+
+// sum adds up the values of a counter, gauge or untyped family's series.
+func sum(f *dto.MetricFamily) float64 {
+	var v float64
+	for _, m := range f.GetMetric() {
+		switch {
+		case m.Counter != nil:
+			v += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			v += m.GetGauge().GetValue()
+		case m.Untyped != nil:
+			v += m.GetUntyped().GetValue()
+		}
+	}
+	return v
+}
+
+// valueOf is the summed value of a panel's metric in the sample; false
+// when s is nil or the metric was not in the registry.
+func (s *regSample) valueOf(name string) (float64, bool) {
+	if s == nil {
+		return 0, false
+	}
+	v, ok := s.values[name]
+	return v, ok
 }
 
 func (r *ring) addHistogram(kind string, p *redPoint, h *dto.Histogram) {
@@ -230,7 +242,7 @@ type redStats struct {
 	P99        num `json:"p99"`
 }
 
-func stats(kind string, bounds []float64, a, b *redPoint, dt float64) redStats {
+func stats(bounds []float64, a, b *redPoint, dt float64) redStats {
 	st := redStats{Rate: 0, ErrorRatio: nan, P50: nan, P99: nan}
 	if b == nil || dt <= 0 {
 		return st
@@ -313,7 +325,7 @@ func (r *ring) red(kind string, smooth int) (out []redSeries, idle []string) {
 			idle = append(idle, s.Key)
 			continue
 		}
-		s.Window = stats(kind, bounds, first.red[k], last.red[k], last.at.Sub(first.at).Seconds())
+		s.Window = stats(bounds, first.red[k], last.red[k], last.at.Sub(first.at).Seconds())
 		if r.n == 1 {
 			s.Window = redStats{Rate: 0, ErrorRatio: nan, P50: nan, P99: nan}
 		}
@@ -323,7 +335,7 @@ func (r *ring) red(kind string, smooth int) (out []redSeries, idle []string) {
 				st = redStats{Rate: nan, ErrorRatio: nan, P50: nan, P99: nan}
 			} else {
 				a, b, dt := r.window(i, smooth)
-				st = stats(kind, bounds, a.red[k], b.red[k], dt)
+				st = stats(bounds, a.red[k], b.red[k], dt)
 			}
 			s.Points.Rate = append(s.Points.Rate, st.Rate)
 			s.Points.ErrorRatio = append(s.Points.ErrorRatio, st.ErrorRatio)
@@ -359,22 +371,30 @@ func (r *ring) times() []float64 {
 }
 
 // rateOf is a summed counter's per-second increase over the ring, and its
-// per-regSample series.
+// per-sample series; NaN where the counter is not in the registry.
 func (r *ring) rateOf(name string, smooth int) (num, []num) {
 	series := make([]num, r.n)
 	for i := 0; i < r.n; i++ {
+		series[i] = nan
 		if i == 0 {
-			series[i] = nan
 			continue
 		}
 		a, b, dt := r.window(i, smooth)
-		series[i] = num(delta(b.values[name], a.values[name]) / dt)
+		if now, ok := b.valueOf(name); ok {
+			before, _ := a.valueOf(name) // a counter that appeared counts from 0
+			series[i] = num(delta(now, before) / dt)
+		}
 	}
 	if r.n < 2 {
-		return 0, series
+		return nan, series
 	}
 	first, last := r.at(0), r.last()
-	return num(delta(last.values[name], first.values[name]) / last.at.Sub(first.at).Seconds()), series
+	now, ok := last.valueOf(name)
+	if !ok {
+		return nan, series
+	}
+	before, _ := first.valueOf(name)
+	return num(delta(now, before) / last.at.Sub(first.at).Seconds()), series
 }
 
 // gaugeOf is a summed gauge's per-regSample series.

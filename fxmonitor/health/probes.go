@@ -1,4 +1,4 @@
-package fxmonitor
+package health
 
 import (
 	"context"
@@ -25,10 +25,10 @@ func (v Verdict) Healthy() bool { return v == VerdictOK || v == VerdictDegraded 
 
 // Report is a probe's answer with every check of the kind.
 type Report struct {
-	Kind    string        `json:"kind"`
-	Status  Verdict       `json:"status"`
-	Checks  []CheckResult `json:"checks"`
-	Startup bool          `json:"startup_done"`
+	Kind    string   `json:"kind"`
+	Status  Verdict  `json:"status"`
+	Checks  []Result `json:"checks"`
+	Startup bool     `json:"startup_done"`
 }
 
 // Probe brings the checks of kind up to date and returns the verdict, as the
@@ -43,7 +43,7 @@ func (h *Health) Probe(ctx context.Context, kind Kind) Verdict {
 // checks (and, while starting, of the startup checks).
 func (h *Health) Report(ctx context.Context, kind Kind) Report {
 	v := h.Probe(ctx, kind)
-	rep := Report{Kind: kind.String(), Status: v, Checks: []CheckResult{}, Startup: h.startupDone.Load()}
+	rep := Report{Kind: kind.String(), Status: v, Checks: []Result{}, Startup: h.startupDone.Load()}
 	if i := kind.index(); i >= 0 {
 		for _, s := range h.byKind[i] {
 			rep.Checks = append(rep.Checks, s.result())
@@ -83,7 +83,7 @@ func (h *Health) verdict(kind Kind) Verdict {
 		s.mu.Lock()
 		st := s.status
 		s.mu.Unlock()
-		if st == CheckPassing {
+		if st == StatusPassing {
 			continue
 		}
 		if s.Critical {
@@ -154,7 +154,7 @@ func (h *Health) appendProblems(b []byte, kind Kind, v Verdict) []byte {
 		s.mu.Lock()
 		st, err := s.status, s.err
 		s.mu.Unlock()
-		if st == CheckPassing {
+		if st == StatusPassing {
 			continue
 		}
 		b = append(b, "[-]"...)
@@ -201,4 +201,15 @@ func wantsVerbose(q string) bool {
 		}
 	}
 	return false
+}
+
+// Verdicts returns each probe's verdict from the cached results, by kind
+// name ("startup", "liveness", "readiness"), running no check: for status
+// pages.
+func (h *Health) Verdicts() map[string]Verdict {
+	out := make(map[string]Verdict, len(kinds))
+	for i, k := range kinds {
+		out[kindNames[i]] = h.verdict(k)
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package fxmonitor
+package alert
 
 import (
 	"context"
@@ -45,13 +45,13 @@ func (o Op) valid() bool {
 	return false
 }
 
-// AlertRule is an alert on a metric of the app's registry, evaluated
+// Rule is an alert on a metric of the app's registry, evaluated
 // in-process with Prometheus' semantics: each series matching Metric and
 // Labels whose value satisfies Op Threshold is pending, then firing once it
 // has been so for For, and resolved when it no longer is. The same rule is
-// exported as a Prometheus rule (/alerts/rules.yaml) as
+// exported as a Prometheus rule (RuleFile, /alerts/rules.yaml) as
 // `Metric{Labels} Op Threshold`, or `rate(Metric{Labels}[Rate]) Op Threshold`.
-type AlertRule struct {
+type Rule struct {
 	// Name is the alert name (the alertname label), e.g. "HighErrorRate".
 	Name string
 	// Metric is the series name: a gauge, counter or untyped metric, or a
@@ -77,7 +77,10 @@ type AlertRule struct {
 	Description string
 }
 
-func (r AlertRule) validate() error {
+// Validate reports a rule without a valid Name, Metric or Op, with a
+// negative For or Rate, an invalid label name, or a Summary or Description
+// that is not a valid template.
+func (r Rule) Validate() error {
 	switch {
 	case r.Name == "":
 		return fmt.Errorf("alert rule on %q needs a Name", r.Metric)
@@ -124,15 +127,15 @@ func validLabelName(s string) bool {
 	return s != ""
 }
 
-// AlertState is the state of an alert, as in Prometheus.
-type AlertState string
+// State is the state of an alert, as in Prometheus.
+type State string
 
 // The alert states.
 const (
-	AlertInactive AlertState = "inactive"
-	AlertPending  AlertState = "pending"
-	AlertFiring   AlertState = "firing"
-	AlertResolved AlertState = "resolved"
+	Inactive State = "inactive"
+	Pending  State = "pending"
+	Firing   State = "firing"
+	Resolved State = "resolved"
 )
 
 // Alert is one series of a rule in a non-inactive state.
@@ -144,7 +147,7 @@ type Alert struct {
 	// Annotations are summary and description, templated.
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// State is pending, firing or resolved.
-	State AlertState `json:"state"`
+	State State `json:"state"`
 	// Value is the value (or rate) at the last evaluation.
 	Value float64 `json:"value"`
 	// ActiveAt is when the condition began to hold.

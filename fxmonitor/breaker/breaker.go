@@ -1,39 +1,84 @@
-package fxmonitor
+package breaker
 
 import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
+
+	"github.com/martyfx/martyfx/fxmonitor/internal/confkey"
 )
 
-// ErrBreakerOpen is returned (wrapped) by Breaker.Execute while the breaker is
-// open, or half-open with its trial calls taken: the call was not made.
-var ErrBreakerOpen = errors.New("fxmonitor: circuit breaker open")
+// ErrOpen is matched (errors.Is) by the error Breaker.Execute returns
+// without calling its function: the breaker is open, or half-open with its
+// trial calls taken.
+var ErrOpen = errors.New("fxmonitor: circuit breaker open")
 
-// BreakerState is the state of a breaker; its numeric value is the value of
+// State is the state of a breaker; its numeric value is the value of
 // marty_circuit_breaker_state (0 closed, 1 half-open, 2 open).
-type BreakerState = gobreaker.State
+type State uint8
 
 // The breaker states.
 const (
-	BreakerClosed   = gobreaker.StateClosed
-	BreakerHalfOpen = gobreaker.StateHalfOpen
-	BreakerOpen     = gobreaker.StateOpen
+	Closed State = iota
+	HalfOpen
+	Open
 )
 
-// Breakers holds the app's named circuit breakers (sony/gobreaker v2). A
-// breaker is created on first Get with the settings configured for its name.
-// State is exported as marty_circuit_breaker_state{name} and calls as
-// marty_circuit_breaker_requests_total{name,result}; transitions are logged.
+// String returns "closed", "half-open" or "open".
+func (s State) String() string {
+	switch s {
+	case Closed:
+		return "closed"
+	case HalfOpen:
+		return "half-open"
+	case Open:
+		return "open"
+	}
+	return fmt.Sprintf("State(%d)", uint8(s))
+}
+
+func stateOf(s gobreaker.State) State {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return HalfOpen
+	case gobreaker.StateOpen:
+		return Open
+	}
+	return Closed
+}
+
+// Counts are the calls a breaker counted since it last changed state or,
+// while closed, since its Interval last cleared them.
+type Counts struct {
+	Requests             uint32
+	TotalSuccesses       uint32
+	TotalFailures        uint32
+	ConsecutiveSuccesses uint32
+	ConsecutiveFailures  uint32
+}
+
+// Options configures New. The zero value is ready to use.
+type Options struct {
+	// Registerer receives marty_circuit_breaker_state and
+	// marty_circuit_breaker_requests_total; nil: metrics are not registered.
+	Registerer prometheus.Registerer
+	// Logger logs state transitions; nil: zap.NewNop().
+	Logger *zap.Logger
+}
+
+// Breakers holds the app's named circuit breakers (on sony/gobreaker v2,
+// which stays an implementation detail: no gobreaker type is part of this
+// API). A breaker is created on first Get with the settings configured for
+// its name. State is exported as marty_circuit_breaker_state{name} and
+// calls as marty_circuit_breaker_requests_total{name,result}; transitions
+// are logged.
 type Breakers struct {
-	cfg BreakersConfig
+	cfg Config
 	log *zap.Logger
 
 	mu     sync.RWMutex
@@ -47,21 +92,24 @@ type Breakers struct {
 // Breaker interface (Execute(func() error) error).
 type Breaker struct {
 	name     string
-	settings BreakerSettings
+	settings Settings
 	cb       *gobreaker.CircuitBreaker[struct{}]
 
 	success, failure, rejected prometheus.Counter
 }
 
-// NewBreakers returns the breaker set. reg may be nil (no metrics), log may be
-// nil (no logs). With Fx, Module provides it as *Breakers.
-func NewBreakers(cfg BreakersConfig, reg prometheus.Registerer, log *zap.Logger) *Breakers {
-	if log == nil {
-		log = zap.NewNop()
+// New validates cfg and returns the breaker set. With Fx, fxmonitor.Module
+// provides it as *Breakers.
+func New(cfg Config, opts Options) (*Breakers, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fxmonitor: circuit breaker config: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
 	}
 	b := &Breakers{
 		cfg:    cfg,
-		log:    log,
+		log:    opts.Logger,
 		byName: map[string]*Breaker{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "marty_circuit_breaker_requests_total",
@@ -70,14 +118,12 @@ func NewBreakers(cfg BreakersConfig, reg prometheus.Registerer, log *zap.Logger)
 		stateDsc: prometheus.NewDesc("marty_circuit_breaker_state",
 			"Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"name"}, nil),
 	}
-	if reg != nil {
-		// Registration fails only when the app registers a second Breakers
-		// on the same registry; the metrics of the first stay exported.
-		if err := reg.Register(b); err != nil {
-			log.Warn("fxmonitor: circuit breaker metrics not registered", zap.Error(err))
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(b); err != nil {
+			return nil, fmt.Errorf("fxmonitor: register the metrics marty_circuit_breaker_state and marty_circuit_breaker_requests_total: %w", err)
 		}
 	}
-	return b
+	return b, nil
 }
 
 // Get returns the breaker called name, creating it on first use.
@@ -93,8 +139,13 @@ func (b *Breakers) Get(name string) *Breaker {
 	if br = b.byName[name]; br != nil {
 		return br
 	}
-	s := b.settingsFor(name)
-	br = &Breaker{
+	br = b.newBreaker(name, b.settingsFor(name))
+	b.byName[name] = br
+	return br
+}
+
+func (b *Breakers) newBreaker(name string, s Settings) *Breaker {
+	br := &Breaker{
 		name:     name,
 		settings: s,
 		success:  b.requests.WithLabelValues(name, "success"),
@@ -119,7 +170,8 @@ func (b *Breakers) Get(name string) *Breaker {
 		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			// Called under the breaker's lock: log only.
-			fields := []zap.Field{zap.String("breaker", name), zap.String("from", from.String()), zap.String("to", to.String())}
+			fields := []zap.Field{zap.String("breaker", name), zap.String("from", stateOf(from).String()),
+				zap.String("to", stateOf(to).String())}
 			if to == gobreaker.StateOpen {
 				b.log.Warn("circuit breaker opened", append(fields, zap.Duration("retry_after", s.Timeout))...)
 			} else {
@@ -127,54 +179,20 @@ func (b *Breakers) Get(name string) *Breaker {
 			}
 		},
 	})
-	b.byName[name] = br
 	return br
 }
 
 // settingsFor merges the defaults, the configured defaults and the settings
 // configured for name.
-func (b *Breakers) settingsFor(name string) BreakerSettings {
-	s := merge(DefaultBreakerSettings(), b.cfg.Defaults)
-	key := configKey(name)
+func (b *Breakers) settingsFor(name string) Settings {
+	s := merge(DefaultSettings(), b.cfg.Defaults)
+	key := confkey.Key(name)
 	for k, v := range b.cfg.Named {
-		if configKey(k) == key {
+		if confkey.Key(k) == key {
 			s = merge(s, v)
 		}
 	}
 	return s
-}
-
-// configKey is how a breaker name matches a config key: env var names are
-// upper case with "_" where the name may have "-" or ".".
-func configKey(name string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '-' || r == '.' || r == ' ' {
-			return '_'
-		}
-		return r
-	}, strings.ToLower(name))
-}
-
-func merge(base, over BreakerSettings) BreakerSettings {
-	if over.MaxRequests != 0 {
-		base.MaxRequests = over.MaxRequests
-	}
-	if over.Interval != 0 {
-		base.Interval = over.Interval
-	}
-	if over.Timeout != 0 {
-		base.Timeout = over.Timeout
-	}
-	if over.ConsecutiveFailures != 0 {
-		base.ConsecutiveFailures = over.ConsecutiveFailures
-	}
-	if over.FailureRatio != 0 {
-		base.FailureRatio = over.FailureRatio
-	}
-	if over.MinRequests != 0 {
-		base.MinRequests = over.MinRequests
-	}
-	return base
 }
 
 // All returns the breakers created so far, sorted by name.
@@ -187,6 +205,18 @@ func (b *Breakers) All() []*Breaker {
 	b.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
+}
+
+// Open returns the names of the open breakers, sorted (for a readiness
+// check).
+func (b *Breakers) Open() []string {
+	var open []string
+	for _, br := range b.All() {
+		if br.State() == Open {
+			open = append(open, br.name)
+		}
+	}
+	return open
 }
 
 // Describe implements prometheus.Collector.
@@ -208,19 +238,22 @@ func (b *Breakers) Collect(ch chan<- prometheus.Metric) {
 func (br *Breaker) Name() string { return br.name }
 
 // Settings returns the breaker's effective settings.
-func (br *Breaker) Settings() BreakerSettings { return br.settings }
+func (br *Breaker) Settings() Settings { return br.settings }
 
 // State returns the breaker's state.
-func (br *Breaker) State() BreakerState { return br.cb.State() }
+func (br *Breaker) State() State { return stateOf(br.cb.State()) }
 
 // Counts returns the calls counted in the current generation.
-func (br *Breaker) Counts() gobreaker.Counts { return br.cb.Counts() }
+func (br *Breaker) Counts() Counts {
+	c := br.cb.Counts()
+	return Counts{Requests: c.Requests, TotalSuccesses: c.TotalSuccesses, TotalFailures: c.TotalFailures,
+		ConsecutiveSuccesses: c.ConsecutiveSuccesses, ConsecutiveFailures: c.ConsecutiveFailures}
+}
 
 // Execute calls fn unless the breaker is open. While open (or half-open with
-// its trial calls taken) it returns an error matching ErrBreakerOpen and
-// gobreaker's ErrOpenState or ErrTooManyRequests, without calling fn. fn's
-// own error is returned as it is. A panic in fn counts as a failure and is
-// re-raised.
+// its trial calls taken) it returns an error matching ErrOpen without
+// calling fn. fn's own error is returned as it is. A panic in fn counts as a
+// failure and is re-raised.
 func (br *Breaker) Execute(fn func() error) error {
 	_, err := br.cb.Execute(func() (struct{}, error) { return struct{}{}, fn() })
 	return br.result(err)
@@ -231,9 +264,12 @@ func (br *Breaker) result(err error) error {
 	case err == nil:
 		br.success.Inc()
 		return nil
-	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+	case errors.Is(err, gobreaker.ErrOpenState):
 		br.rejected.Inc()
-		return &openError{name: br.name, err: err}
+		return &openError{name: br.name, why: "is open"}
+	case errors.Is(err, gobreaker.ErrTooManyRequests):
+		br.rejected.Inc()
+		return &openError{name: br.name, why: "is half-open and its trial calls are taken"}
 	default:
 		br.failure.Inc()
 		return err
@@ -253,27 +289,11 @@ func Call[T any](br *Breaker, fn func() (T, error)) (T, error) {
 
 type openError struct {
 	name string
-	err  error
+	why  string
 }
 
 func (e *openError) Error() string {
-	return fmt.Sprintf("fxmonitor: circuit breaker %q: %v", e.name, e.err)
+	return fmt.Sprintf("fxmonitor: circuit breaker %q %s", e.name, e.why)
 }
 
-func (e *openError) Is(target error) bool { return target == ErrBreakerOpen }
-
-func (e *openError) Unwrap() error { return e.err }
-
-// openBreakers lists the names of open breakers, for the readiness check.
-func (b *Breakers) openBreakers() []string {
-	var open []string
-	for _, br := range b.All() {
-		if br.State() == gobreaker.StateOpen {
-			open = append(open, br.name)
-		}
-	}
-	return open
-}
-
-// retryAfter is how long an open breaker stays open: for status pages.
-func (br *Breaker) retryAfter() time.Duration { return br.settings.Timeout }
+func (e *openError) Is(target error) bool { return target == ErrOpen }

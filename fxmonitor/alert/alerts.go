@@ -1,4 +1,4 @@
-package fxmonitor
+package alert
 
 import (
 	"context"
@@ -27,8 +27,8 @@ func (systemClock) Now() time.Time { return time.Now() }
 // resolvedRetention is how long a resolved alert stays listed, as in Prometheus.
 const resolvedRetention = 15 * time.Minute
 
-// AlertsOptions configures NewAlerts.
-type AlertsOptions struct {
+// Options configures New. The zero value is ready to use.
+type Options struct {
 	// Interval between evaluations in the background (default 15s).
 	Interval time.Duration
 	// Resend is how often a firing alert is sent again (default 1m).
@@ -37,22 +37,24 @@ type AlertsOptions struct {
 	Clock Clock
 	// Notifiers receive the alerts.
 	Notifiers []Notifier
-	// Labels are added to every alert (Module adds service).
+	// Labels are added to every alert (fxmonitor.Module adds service).
 	Labels map[string]string
-	// Registerer receives marty_alerts and marty_alert_notifications_total (nil: none).
+	// Registerer receives marty_alerts and marty_alert_notifications_total;
+	// nil: metrics are not registered.
 	Registerer prometheus.Registerer
-	// Logger logs evaluation problems (nil: none).
+	// Logger logs evaluation problems; nil: zap.NewNop().
 	Logger *zap.Logger
 	// QueueSize bounds the batches waiting per notifier (default 64); when
 	// full the oldest is dropped.
 	QueueSize int
 }
 
-// Alerts evaluates alert rules against a Prometheus Gatherer, in-process,
-// with Prometheus' states (inactive, pending, firing, resolved), and hands
-// firing and resolved alerts to notifiers without ever waiting for them.
-type Alerts struct {
-	opts     AlertsOptions
+// Evaluator evaluates alert rules against a Prometheus Gatherer,
+// in-process, with Prometheus' states (inactive, pending, firing,
+// resolved), and hands firing and resolved alerts to notifiers without ever
+// waiting for them.
+type Evaluator struct {
+	opts     Options
 	gatherer prometheus.Gatherer
 	log      *zap.Logger
 	rules    []*ruleState
@@ -70,7 +72,7 @@ type Alerts struct {
 }
 
 type ruleState struct {
-	rule    AlertRule
+	rule    Rule
 	active  map[string]*alertState // by series key
 	samples map[string][]sample    // rate() history by series key
 }
@@ -85,9 +87,12 @@ type sample struct {
 	v float64
 }
 
-// NewAlerts validates the rules and returns their evaluator. Call Start to
-// evaluate every Interval and Stop to end; Module does both.
-func NewAlerts(rules []AlertRule, g prometheus.Gatherer, opts AlertsOptions) (*Alerts, error) {
+// New validates the rules and returns their evaluator. Call Start to
+// evaluate every Interval and Stop to end; fxmonitor.Module does both.
+func New(rules []Rule, g prometheus.Gatherer, opts Options) (*Evaluator, error) {
+	if g == nil {
+		return nil, fmt.Errorf("fxmonitor: alert rules need a prometheus.Gatherer to read")
+	}
 	if opts.Interval <= 0 {
 		opts.Interval = 15 * time.Second
 	}
@@ -103,9 +108,9 @@ func NewAlerts(rules []AlertRule, g prometheus.Gatherer, opts AlertsOptions) (*A
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 64
 	}
-	a := &Alerts{opts: opts, gatherer: g, log: opts.Logger}
+	a := &Evaluator{opts: opts, gatherer: g, log: opts.Logger}
 	for _, r := range rules {
-		if err := r.validate(); err != nil {
+		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("fxmonitor: %w", err)
 		}
 		if r.Severity == "" {
@@ -123,9 +128,9 @@ func NewAlerts(rules []AlertRule, g prometheus.Gatherer, opts AlertsOptions) (*A
 		Help: "Alert batches handed to notifiers by result: sent, failed, dropped (queue full).",
 	}, []string{"notifier", "result"})
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{a.alertsGauge, a.notified} {
+		for name, c := range map[string]prometheus.Collector{"marty_alerts": a.alertsGauge, "marty_alert_notifications_total": a.notified} {
 			if err := opts.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("fxmonitor: register alert metrics: %w", err)
+				return nil, fmt.Errorf("fxmonitor: register alert metric %q: %w", name, err)
 			}
 		}
 	}
@@ -138,8 +143,8 @@ func NewAlerts(rules []AlertRule, g prometheus.Gatherer, opts AlertsOptions) (*A
 }
 
 // Rules returns the rules as registered (Severity defaulted).
-func (a *Alerts) Rules() []AlertRule {
-	out := make([]AlertRule, len(a.rules))
+func (a *Evaluator) Rules() []Rule {
+	out := make([]Rule, len(a.rules))
 	for i, r := range a.rules {
 		out[i] = r.rule
 	}
@@ -147,8 +152,9 @@ func (a *Alerts) Rules() []AlertRule {
 }
 
 // Start starts the notifiers' dispatchers and, when there are rules, the
-// evaluation loop (first evaluation after one Interval).
-func (a *Alerts) Start() {
+// evaluation loop (first evaluation after one Interval). It never blocks
+// and returns nil; its signature is the lifecycle's.
+func (a *Evaluator) Start(context.Context) error {
 	evCtx, stopEv := context.WithCancel(context.Background())
 	txCtx, stopTx := context.WithCancel(context.Background())
 	a.stopEv, a.stopTx = stopEv, stopTx
@@ -173,11 +179,12 @@ func (a *Alerts) Start() {
 			}
 		}
 	}()
+	return nil
 }
 
 // Stop ends the evaluation loop, then lets the notifiers deliver what is
 // queued until ctx ends.
-func (a *Alerts) Stop(ctx context.Context) error {
+func (a *Evaluator) Stop(ctx context.Context) error {
 	if a.stopEv == nil {
 		return nil
 	}
@@ -205,7 +212,7 @@ func (a *Alerts) Stop(ctx context.Context) error {
 // Evaluate evaluates every rule once at the clock's time and queues the
 // alerts to send; it never waits for a notifier. The background loop calls
 // it every Interval; tests call it after moving their Clock.
-func (a *Alerts) Evaluate() {
+func (a *Evaluator) Evaluate() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.opts.Clock.Now()
@@ -223,7 +230,7 @@ func (a *Alerts) Evaluate() {
 	for _, rs := range a.rules {
 		batch = a.evalRule(rs, byName, now, batch)
 		for _, st := range rs.active {
-			if st.State == AlertPending || st.State == AlertFiring {
+			if st.State == Pending || st.State == Firing {
 				counts[[2]string{rs.rule.Name, string(st.State)}]++
 			}
 		}
@@ -241,7 +248,7 @@ func (a *Alerts) Evaluate() {
 }
 
 // evalRule moves the rule's alerts through their states and appends what to send.
-func (a *Alerts) evalRule(rs *ruleState, fams map[string]*dto.MetricFamily, now time.Time, batch []Alert) []Alert {
+func (a *Evaluator) evalRule(rs *ruleState, fams map[string]*dto.MetricFamily, now time.Time, batch []Alert) []Alert {
 	r := rs.rule
 	seen := map[string]bool{}
 	for _, s := range a.series(rs, fams, now) {
@@ -250,20 +257,20 @@ func (a *Alerts) evalRule(rs *ruleState, fams map[string]*dto.MetricFamily, now 
 		}
 		seen[s.key] = true
 		st := rs.active[s.key]
-		if st == nil || st.State == AlertResolved {
+		if st == nil || st.State == Resolved {
 			labels := maps.Clone(s.labels)
 			maps.Copy(labels, a.opts.Labels)
 			labels["alertname"] = r.Name
 			labels["severity"] = r.Severity
-			st = &alertState{Alert: Alert{Rule: r.Name, Labels: labels, State: AlertPending, ActiveAt: now}}
+			st = &alertState{Alert: Alert{Rule: r.Name, Labels: labels, State: Pending, ActiveAt: now}}
 			rs.active[s.key] = st
 		}
 		st.Value = s.value
 		st.Annotations = annotations(r, st.Labels, s.value)
-		if st.State == AlertPending && now.Sub(st.ActiveAt) >= r.For {
-			st.State, st.FiredAt = AlertFiring, now
+		if st.State == Pending && now.Sub(st.ActiveAt) >= r.For {
+			st.State, st.FiredAt = Firing, now
 		}
-		if st.State == AlertFiring && (st.lastSent.IsZero() || now.Sub(st.lastSent) >= a.opts.Resend) {
+		if st.State == Firing && (st.lastSent.IsZero() || now.Sub(st.lastSent) >= a.opts.Resend) {
 			out := st.snapshot()
 			out.Resend = !st.lastSent.IsZero()
 			out.ValidUntil = now.Add(4 * max(a.opts.Interval, a.opts.Resend))
@@ -276,12 +283,12 @@ func (a *Alerts) evalRule(rs *ruleState, fams map[string]*dto.MetricFamily, now 
 			continue
 		}
 		switch st.State {
-		case AlertPending:
+		case Pending:
 			delete(rs.active, key) // back to inactive, as in Prometheus
-		case AlertFiring:
-			st.State, st.ResolvedAt, st.lastSent = AlertResolved, now, now
+		case Firing:
+			st.State, st.ResolvedAt, st.lastSent = Resolved, now, now
 			batch = append(batch, st.snapshot())
-		case AlertResolved:
+		case Resolved:
 			if now.Sub(st.ResolvedAt) >= resolvedRetention {
 				delete(rs.active, key)
 			}
@@ -297,7 +304,7 @@ func (st *alertState) snapshot() Alert {
 	return out
 }
 
-func annotations(r AlertRule, labels map[string]string, v float64) map[string]string {
+func annotations(r Rule, labels map[string]string, v float64) map[string]string {
 	out := map[string]string{}
 	if r.Summary != "" {
 		out["summary"] = expand(r.Summary, labels, v)
@@ -316,7 +323,7 @@ type seriesValue struct {
 
 // series returns the rule's value per matching series: the sample, or its
 // rate over the window when the rule has a Rate.
-func (a *Alerts) series(rs *ruleState, fams map[string]*dto.MetricFamily, now time.Time) []seriesValue {
+func (a *Evaluator) series(rs *ruleState, fams map[string]*dto.MetricFamily, now time.Time) []seriesValue {
 	r := rs.rule
 	name, field := r.Metric, ""
 	mf := fams[name]
@@ -442,7 +449,7 @@ func seriesKey(labels map[string]string) string {
 
 // Active returns the pending, firing and recently resolved alerts, firing
 // first, then by rule and labels.
-func (a *Alerts) Active() []Alert {
+func (a *Evaluator) Active() []Alert {
 	a.mu.Lock()
 	var out []Alert
 	for _, rs := range a.rules {
@@ -451,7 +458,7 @@ func (a *Alerts) Active() []Alert {
 		}
 	}
 	a.mu.Unlock()
-	rank := map[AlertState]int{AlertFiring: 0, AlertPending: 1, AlertResolved: 2}
+	rank := map[State]int{Firing: 0, Pending: 1, Resolved: 2}
 	sort.Slice(out, func(i, j int) bool {
 		if rank[out[i].State] != rank[out[j].State] {
 			return rank[out[i].State] < rank[out[j].State]

@@ -1,4 +1,4 @@
-package fxmonitor
+package alert
 
 import (
 	"strings"
