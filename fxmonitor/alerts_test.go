@@ -205,7 +205,7 @@ func TestNotifiersRetryAndNeverBlockEvaluation(t *testing.T) {
 }
 
 // ruleFile is the shape of a Prometheus rule file. alert's tests check the
-// file in detail; example/promcompat parses it with Prometheus' own rulefmt
+// file in detail; tests/promcompat parses it with Prometheus' own rulefmt
 // and PromQL parser.
 type ruleFile struct {
 	Groups []struct {

@@ -133,7 +133,7 @@ func TestAlertmanagerPayload(t *testing.T) {
 	require.True(t, got[1].EndsAt.Equal(t0.Add(2*time.Minute)), "a resolved alert ends when it resolved")
 }
 
-// ruleFile is the shape of a Prometheus rule file; example/promcompat
+// ruleFile is the shape of a Prometheus rule file; tests/promcompat
 // parses the same output with Prometheus' own rulefmt and PromQL parser.
 type ruleFile struct {
 	Groups []struct {

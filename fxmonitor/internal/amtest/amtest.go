@@ -3,7 +3,7 @@
 // (POST /api/v2/alerts, a JSON list of postable alerts) and refuses what
 // Alertmanager would refuse, with a local copy of the wire format instead
 // of Alertmanager's own module (a test-only dependency too heavy for the
-// library's go.mod; example/promcompat checks the format against it).
+// library's go.mod; tests/promcompat checks the format against it).
 package amtest
 
 import (

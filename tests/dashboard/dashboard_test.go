@@ -1,9 +1,9 @@
-// Package dashboardtest drives the fxmonitor operations dashboard in a real
+// Package dashboard drives the fxmonitor operations dashboard in a real
 // headless Chromium (Debian's chromium package, .ci/install-chromium) against
 // the example's orders service (martyfx.Modules + service.Module) with the
 // transactional outbox on SQLite and an extra event handler that fails until
 // it is fixed, so a dead letter appears.
-package dashboardtest
+package dashboard
 
 import (
 	"context"
@@ -162,7 +162,7 @@ func artifactsDir(t *testing.T) string {
 		return t.TempDir()
 	}
 	if !filepath.IsAbs(dir) {
-		// Relative to the repository root (the tests run in example/dashboardtest).
+		// Relative to the repository root (the tests run in tests/dashboard).
 		dir = filepath.Join("..", "..", dir)
 	}
 	require.NoError(t, os.MkdirAll(dir, 0o755))
