@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxgrpc/internal/testpb"
 	"github.com/martyfx/martyfx/fxmonitor"
 )
@@ -93,7 +94,7 @@ func TestHealthFollowsReadinessAndShutdown(t *testing.T) {
 	down.Store(true)
 	require.Equal(t, "NOT_SERVING", next(t, overall))
 	require.Equal(t, "NOT_SERVING", next(t, svc))
-	require.Equal(t, "NOT_SERVING", a.srv.Services()[0].Health)
+	require.Equal(t, "NOT_SERVING", fxgrpc.Hosted(a.srv)[0].Health)
 
 	down.Store(false)
 	require.Equal(t, "SERVING", next(t, overall))
