@@ -16,6 +16,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
@@ -52,7 +53,7 @@ func runScenario(name string) {
 			})
 		}))
 	case "stop-order":
-		Run(fx.Invoke(func(lc fx.Lifecycle, h *fxhttp.Server, g *fxgrpc.Server, log *zap.Logger) {
+		Run(fxgrpc.AsService(&idleService, struct{}{}), fx.Invoke(func(lc fx.Lifecycle, h *fxhttp.Server, g *fxgrpc.Server, log *zap.Logger) {
 			// Appended last, so Fx runs it first (a relay or a database
 			// would): the servers have stopped by then.
 			lc.Append(fx.StopHook(func() {
@@ -64,6 +65,10 @@ func runScenario(name string) {
 	}
 	os.Exit(99) // Run must never return
 }
+
+// idleService is a gRPC service without methods: the gRPC server listens
+// only when it hosts a service.
+var idleService = grpc.ServiceDesc{ServiceName: "martyfx.test.Idle", HandlerType: (*any)(nil)}
 
 func refused(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)

@@ -141,13 +141,12 @@ func grpcMartyfxServer(b *testing.B, tp *sdktrace.TracerProvider, okLevel string
 	cfg := fxgrpc.DefaultConfig()
 	cfg.LogOKLevel = okLevel
 	cfg.Addr = "127.0.0.1:0"
-	srv, err := fxgrpc.NewServer(fxgrpc.ServerParams{
-		Config:     cfg,
-		Logger:     grpcBenchLogger(),
-		Info:       fxcore.ServiceInfo{Environment: "production"},
-		Registerer: prometheus.NewRegistry(),
-		Tracer:     tp,
-		Services:   []fxgrpc.Service{{Desc: &testgrpc.BenchmarkService_ServiceDesc, Impl: grpcBenchService{}}},
+	srv, err := fxgrpc.NewServer(cfg, fxgrpc.ServerOptions{
+		Logger:         grpcBenchLogger(),
+		Info:           fxcore.ServiceInfo{Environment: "production"},
+		Registerer:     prometheus.NewRegistry(),
+		TracerProvider: tp,
+		Services:       []fxgrpc.Service{{Desc: &testgrpc.BenchmarkService_ServiceDesc, Impl: grpcBenchService{}}},
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -145,8 +145,8 @@ func httpNaiveAccessLog(log *zap.Logger, next http.Handler) http.Handler {
 func httpOursStack(b *testing.B, t *httpTelemetry) *fxhttp.Server {
 	cfg := fxhttp.DefaultConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
-	s, err := fxhttp.NewServer(fxhttp.Params{
-		Config: cfg, Log: t.log, Registerer: t.reg,
+	s, err := fxhttp.NewServer(cfg, fxhttp.ServerOptions{
+		Logger: t.log, Registerer: t.reg,
 		TracerProvider: t.tp, Propagator: propagation.TraceContext{},
 		Routes: []fxhttp.Route{{Pattern: httpBenchPattern, Handler: httpBenchHandler()}},
 	})

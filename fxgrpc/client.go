@@ -2,7 +2,6 @@ package fxgrpc
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"sort"
@@ -16,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,11 +38,12 @@ type ClientOption func(*clientOptions)
 type clientOptions struct {
 	tp          trace.TracerProvider
 	prop        propagation.TextMapPropagator
+	reg         prometheus.Registerer
 	metrics     *grpcprom.ClientMetrics
 	timeout     time.Duration
 	maxAttempts int
 	breaker     Breaker
-	tls         *tls.Config
+	tls         fxcore.TLS
 	dial        []grpc.DialOption
 }
 
@@ -53,15 +52,21 @@ func WithTracerProvider(tp trace.TracerProvider) ClientOption {
 	return func(o *clientOptions) { o.tp = tp }
 }
 
-// WithPropagators sets how trace context is sent (default: otel's global
+// WithPropagator sets how trace context is sent (default: otel's global
 // propagator).
-func WithPropagators(p propagation.TextMapPropagator) ClientOption {
+func WithPropagator(p propagation.TextMapPropagator) ClientOption {
 	return func(o *clientOptions) { o.prop = p }
 }
 
-// WithMetrics records grpc_client_* metrics into m, which the caller has
-// registered (*Clients does this for the app's registry).
-func WithMetrics(m *grpcprom.ClientMetrics) ClientOption {
+// WithRegisterer records the grpc_client_* metrics (go-grpc-middleware's
+// series: started, handled by code, handling seconds, messages) in reg;
+// connections made with the same registry share them. Default: no metrics.
+func WithRegisterer(reg prometheus.Registerer) ClientOption {
+	return func(o *clientOptions) { o.reg = reg }
+}
+
+// withMetrics records the metrics in m, registered already (*Clients).
+func withMetrics(m *grpcprom.ClientMetrics) ClientOption {
 	return func(o *clientOptions) { o.metrics = m }
 }
 
@@ -85,18 +90,25 @@ func WithBreaker(b Breaker) ClientOption {
 	return func(o *clientOptions) { o.breaker = b }
 }
 
-// WithTLS dials with TLS (default: plaintext).
-func WithTLS(c *tls.Config) ClientOption {
-	return func(o *clientOptions) { o.tls = c }
+// WithTLS dials with TLS as t says (the type of every martyfx TLS
+// setting; ClientConfig.TLS for named clients): on when t.Enabled or any of
+// its files is set, CAFile verifying the server (the system roots when
+// empty), CertFile and KeyFile the client certificate for mutual TLS.
+// NewClient reads the files and fails when they do not load. The zero TLS
+// dials plaintext, the default. A *tls.Config built in code goes through
+// WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(c))).
+func WithTLS(t fxcore.TLS) ClientOption {
+	return func(o *clientOptions) { o.tls = t }
 }
 
-// WithDialOptions appends raw grpc dial options (after fxgrpc's).
+// WithDialOptions appends raw grpc dial options (after fxgrpc's, so they
+// win: a grpc.WithTransportCredentials replaces WithTLS's).
 func WithDialOptions(opts ...grpc.DialOption) ClientOption {
 	return func(o *clientOptions) { o.dial = append(o.dial, opts...) }
 }
 
 // NewClient returns an instrumented client connection to target: otelgrpc
-// spans and propagation, client metrics (WithMetrics), a default deadline,
+// spans and propagation, client metrics (WithRegisterer), a default deadline,
 // retries of UNAVAILABLE through the service config, round-robin balancing
 // for dns:/// targets and an optional circuit breaker. Like grpc.NewClient it
 // does not connect until the first call.
@@ -112,8 +124,20 @@ func NewClient(target string, opts ...ClientOption) (*grpc.ClientConn, error) {
 		o.prop = otel.GetTextMapPropagator()
 	}
 	creds := insecure.NewCredentials()
-	if o.tls != nil {
-		creds = credentials.NewTLS(o.tls)
+	if err := o.tls.Validate("tls"); err != nil {
+		return nil, fmt.Errorf("fxgrpc: client for %s: %w", target, err)
+	}
+	tc, err := o.tls.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("fxgrpc: client for %s: %w", target, err)
+	}
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
+	if o.metrics == nil && o.reg != nil {
+		if o.metrics, err = registerClientMetrics(o.reg); err != nil {
+			return nil, err
+		}
 	}
 	var unary []grpc.UnaryClientInterceptor
 	var stream []grpc.StreamClientInterceptor
@@ -218,31 +242,58 @@ type BreakerSource interface {
 	Breaker(name string) Breaker
 }
 
-// ClientsParams are the dependencies of Clients.
-type ClientsParams struct {
-	fx.In
-
-	Config     Config
-	Logger     *zap.Logger                   `optional:"true"`
-	Registerer prometheus.Registerer         `optional:"true"`
-	Tracer     trace.TracerProvider          `optional:"true"`
-	Propagator propagation.TextMapPropagator `optional:"true"`
-	Breakers   BreakerSource                 `optional:"true"`
+// ClientsOptions are NewClients' dependencies besides the Config. Every
+// field is optional; fxgrpc.Module fills them from the app's graph.
+type ClientsOptions struct {
+	// Logger is kept for the clients' logs; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the grpc_client_* metrics of every connection;
+	// nil: they are not registered.
+	Registerer prometheus.Registerer
+	// TracerProvider makes the client spans; nil: otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// Propagator sends the trace context; nil: otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator
+	// Breakers hands out the circuit breakers of clients configured with
+	// Breaker; nil: such a client is an error (Module uses fxmonitor's).
+	Breakers BreakerSource
 }
 
-// NewClients returns the client set and registers the client metrics.
-func NewClients(p ClientsParams) (*Clients, error) {
-	c := &Clients{cfg: p.Config.Clients, tp: p.Tracer, prop: p.Propagator, breakers: p.Breakers, log: p.Logger, named: map[string]*grpc.ClientConn{}}
+// NewClients validates cfg and returns the client set (Config.Clients),
+// registering the client metrics; connections are made on first use.
+func NewClients(cfg Config, opts ClientsOptions) (*Clients, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fxgrpc: %w", err)
+	}
+	c := &Clients{cfg: cfg.Clients, tp: opts.TracerProvider, prop: opts.Propagator, breakers: opts.Breakers,
+		log: opts.Logger, named: map[string]*grpc.ClientConn{}}
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}
-	if p.Registerer != nil {
-		c.metrics = grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram())
-		if err := p.Registerer.Register(c.metrics); err != nil {
-			return nil, fmt.Errorf("fxgrpc: register client metrics: %w", err)
+	if opts.Registerer != nil {
+		m, err := registerClientMetrics(opts.Registerer)
+		if err != nil {
+			return nil, err
 		}
+		c.metrics = m
 	}
 	return c, nil
+}
+
+// registerClientMetrics registers the client metrics in reg, or returns
+// those registered there already.
+func registerClientMetrics(reg prometheus.Registerer) (*grpcprom.ClientMetrics, error) {
+	m := grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram())
+	if err := reg.Register(m); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*grpcprom.ClientMetrics); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("fxgrpc: register client metrics: %w", err)
+	}
+	return m, nil
 }
 
 // Names lists the configured client names.
@@ -275,12 +326,8 @@ func (c *Clients) Get(name string) (*grpc.ClientConn, error) {
 	if cc.MaxAttempts == 0 {
 		opts[1] = WithMaxAttempts(3)
 	}
-	if cc.TLS || cc.CAFile != "" || cc.CertFile != "" {
-		tc, err := clientTLS(cc)
-		if err != nil {
-			return nil, fmt.Errorf("fxgrpc: client %q: %w", name, err)
-		}
-		opts = append(opts, WithTLS(tc))
+	if cc.TLS.ClientOn() {
+		opts = append(opts, WithTLS(cc.TLS))
 	}
 	if cc.Breaker {
 		if c.breakers == nil {
@@ -308,12 +355,12 @@ func (c *Clients) newLocked(target string, opts []ClientOption) (*grpc.ClientCon
 	if c.closed {
 		return nil, errors.New("fxgrpc: clients are closed: the app is stopping")
 	}
-	base := []ClientOption{WithMetrics(c.metrics)}
+	base := []ClientOption{withMetrics(c.metrics)}
 	if c.tp != nil {
 		base = append(base, WithTracerProvider(c.tp))
 	}
 	if c.prop != nil {
-		base = append(base, WithPropagators(c.prop))
+		base = append(base, WithPropagator(c.prop))
 	}
 	conn, err := NewClient(target, append(base, opts...)...)
 	if err != nil {
@@ -337,23 +384,4 @@ func (c *Clients) Close() error {
 	c.conns = nil
 	c.named = map[string]*grpc.ClientConn{}
 	return errors.Join(errs...)
-}
-
-func clientTLS(cc ClientConfig) (*tls.Config, error) {
-	tc := &tls.Config{ServerName: cc.ServerName, MinVersion: tls.VersionTLS12}
-	if cc.CAFile != "" {
-		pool, err := loadPool(cc.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		tc.RootCAs = pool
-	}
-	if cc.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cc.CertFile, cc.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/fx"
 	"google.golang.org/grpc/codes"
@@ -123,4 +124,25 @@ func TestClientsAreClosedAtStop(t *testing.T) {
 	require.Equal(t, "SHUTDOWN", conn.GetState().String())
 	_, err = a.clients.New(server.srv.Addr())
 	require.ErrorContains(t, err, "clients are closed")
+}
+
+func TestNewClientWithRegistererSharesTheMetrics(t *testing.T) {
+	a := start(t, nil)
+	reg := prometheus.NewRegistry()
+	for range 2 { // the second connection reuses the registered metrics
+		conn, err := fxgrpc.NewClient(a.srv.Addr(), fxgrpc.WithRegisterer(reg))
+		require.NoError(t, err)
+		_, err = testpb.NewEchoClient(conn).Echo(ctxT(t), &testpb.EchoRequest{Message: "x"})
+		require.NoError(t, err)
+		require.NoError(t, conn.Close())
+	}
+	n, ok := series(t, reg, "grpc_client_handled_total", map[string]string{"grpc_method": "Echo", "grpc_code": "OK"})
+	require.True(t, ok)
+	require.Equal(t, 2.0, n)
+
+	// A registry holding another collector of the same name is an error.
+	clash := prometheus.NewRegistry()
+	clash.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "grpc_client_started_total", Help: "x"}))
+	_, err := fxgrpc.NewClient(a.srv.Addr(), fxgrpc.WithRegisterer(clash))
+	require.ErrorContains(t, err, "fxgrpc: register client metrics")
 }

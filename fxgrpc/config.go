@@ -42,11 +42,12 @@ type Config struct {
 	// production), "on" or "off".
 	Reflection string `koanf:"reflection"`
 
-	// TLSCertFile and TLSKeyFile turn TLS on; TLSClientCAFile also requires
-	// and verifies client certificates against that CA bundle (mTLS).
-	TLSCertFile     string `koanf:"tls_cert_file"`
-	TLSKeyFile      string `koanf:"tls_key_file"`
-	TLSClientCAFile string `koanf:"tls_client_ca_file"`
+	// TLS serves TLS when CertFile and KeyFile are set
+	// (MARTY_GRPC_TLS_CERT_FILE, MARTY_GRPC_TLS_KEY_FILE); CAFile
+	// (MARTY_GRPC_TLS_CA_FILE) also requires client certificates that chain
+	// to it (mutual TLS). The client-side fields (ServerName,
+	// InsecureSkipVerify) mean nothing here.
+	TLS fxcore.TLS `koanf:"tls"`
 
 	// DrainDelay is waited between health turning NOT_SERVING and the start
 	// of the graceful stop, so load balancers stop sending new calls. The
@@ -86,13 +87,12 @@ type ClientConfig struct {
 	// "grpc.<name>" (needs fxmonitor.Module): calls fail fast with
 	// UNAVAILABLE while it is open.
 	Breaker bool `koanf:"breaker"`
-	// TLS dials with TLS; CAFile verifies the server (system roots when
-	// empty); CertFile and KeyFile are the client certificate for mTLS.
-	TLS        bool   `koanf:"tls"`
-	CAFile     string `koanf:"ca_file"`
-	CertFile   string `koanf:"cert_file"`
-	KeyFile    string `koanf:"key_file"`
-	ServerName string `koanf:"server_name"`
+	// TLS dials with TLS when Enabled or when any of its files is set
+	// (MARTY_GRPC_CLIENTS_<NAME>_TLS_ENABLED, ..._TLS_CA_FILE ...): CAFile
+	// verifies the server (the system roots when empty), CertFile and
+	// KeyFile are the client certificate for mutual TLS, ServerName the
+	// name verified (default: the target's host).
+	TLS fxcore.TLS `koanf:"tls"`
 }
 
 // DefaultConfig returns the defaults: :50051, 4 MiB messages, grpc-go's
@@ -145,14 +145,8 @@ func (c Config) Validate() error {
 	if err := fxcore.OneOf("reflection", c.Reflection, "auto", "on", "off"); err != nil {
 		return err
 	}
-	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		if c.TLSCertFile == "" {
-			return fxcore.Invalid("tls_cert_file", c.TLSCertFile, "a certificate file, since tls_key_file is set")
-		}
-		return fxcore.Invalid("tls_key_file", c.TLSKeyFile, "a key file, since tls_cert_file is set")
-	}
-	if c.TLSClientCAFile != "" && c.TLSCertFile == "" {
-		return fxcore.Invalid("tls_cert_file", c.TLSCertFile, "a certificate file, since tls_client_ca_file (mTLS) is set")
+	if err := serverTLS(c.TLS); err != nil {
+		return err
 	}
 	for key, v := range map[string]string{
 		"log_ok_level": c.LogOKLevel, "log_client_error_level": c.LogClientErrorLevel,
@@ -176,8 +170,25 @@ func (c Config) Validate() error {
 		if cc.MaxAttempts < 0 || cc.MaxAttempts > 5 {
 			return fxcore.Invalid(prefix+"max_attempts", cc.MaxAttempts, "0 (default 3) to 5")
 		}
-		if (cc.CertFile == "") != (cc.KeyFile == "") {
-			return fxcore.Invalid(prefix+"cert_file", cc.CertFile, "both cert_file and key_file, or neither")
+		if err := cc.TLS.Validate(prefix + "tls"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serverTLS checks the server's TLS settings: the certificate and key come
+// together, and a CA file (mutual TLS) or Enabled needs them.
+func serverTLS(t fxcore.TLS) error {
+	if err := t.Validate("tls"); err != nil {
+		return err
+	}
+	if !t.ServerOn() {
+		switch {
+		case t.CAFile != "":
+			return fxcore.Invalid("tls.cert_file", t.CertFile, "a certificate file, since tls.ca_file (client certificates) is set")
+		case t.Enabled:
+			return fxcore.Invalid("tls.cert_file", t.CertFile, "a certificate file, since tls.enabled is set")
 		}
 	}
 	return nil

@@ -27,3 +27,9 @@ func ServerMetricsInterceptors() (prometheus.Collector, grpc.UnaryServerIntercep
 	m := newServerMetrics()
 	return m, m.unary, m.stream, m.InitializeMetrics
 }
+
+// ServiceStatus is the registry view of one hosted service.
+type ServiceStatus = serviceStatus
+
+// Hosted returns the server's registry view.
+func Hosted(s *Server) []ServiceStatus { return s.hosted() }

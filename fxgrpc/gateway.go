@@ -2,14 +2,16 @@ package fxgrpc
 
 import (
 	"context"
-	"crypto/tls"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.uber.org/fx"
+	"google.golang.org/grpc/metadata"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
 )
 
@@ -41,15 +43,17 @@ func (g *gateway) start(ctx context.Context) error {
 	if len(g.regs) == 0 {
 		return nil
 	}
+	if g.s.Addr() == "" {
+		return errors.New("fxgrpc: the REST gateway (AsGateway) calls the gRPC server, which hosts no service: " +
+			"register one with fxgrpc.AsService")
+	}
 	opts := []ClientOption{WithMaxAttempts(1), WithTimeout(0),
-		WithTracerProvider(g.s.tp), WithPropagators(g.s.prop)}
-	if g.s.TLS() {
-		// The peer is this very process; the server's own certificate is
-		// offered for mTLS.
-		opts = append(opts, WithTLS(&tls.Config{
-			InsecureSkipVerify: true, //nolint:gosec // loopback to ourselves
-			Certificates:       g.s.tlsCerts,
-			MinVersion:         tls.VersionTLS12,
+		WithTracerProvider(g.s.tp), WithPropagator(g.s.prop)}
+	if g.s.tlsOn() {
+		// The peer is this very process: its certificate is not verified,
+		// and offered back for mutual TLS.
+		opts = append(opts, WithTLS(fxcore.TLS{
+			CertFile: g.s.cfg.TLS.CertFile, KeyFile: g.s.cfg.TLS.KeyFile, InsecureSkipVerify: true,
 		}))
 	}
 	conn, err := NewClient(g.s.dialAddr(), opts...)
@@ -80,11 +84,23 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // gatewayRoutes mounts the gateway on the public HTTP server when at least
-// one AsGateway is registered (fxhttp's route group, flattened so that no
-// gateway means no route).
+// one AsGateway is registered (through fxhttp.AsRoutes, so that no gateway
+// means no route).
 func gatewayRoutes(g *gateway, cfg Config) []fxhttp.Route {
 	if len(g.regs) == 0 {
 		return nil
 	}
 	return []fxhttp.Route{{Pattern: cfg.GatewayPattern, Handler: g}}
+}
+
+// routeLabel names the gateway's matched HTTP pattern as the request's
+// route (fxhttp.SetRoute), so its metrics, span and access log line say
+// "/v1/orders/{id}" rather than the mount point. It runs as a metadata
+// annotator: grpc-gateway calls those from AnnotateContext, whose context
+// carries the pattern of the handler (runtime.HTTPPathPattern).
+func routeLabel(ctx context.Context, _ *http.Request) metadata.MD {
+	if pattern, ok := runtime.HTTPPathPattern(ctx); ok {
+		fxhttp.SetRoute(ctx, pattern)
+	}
+	return nil
 }

@@ -19,12 +19,14 @@ import (
 )
 
 // gatewayMuxOptions are the gateway mux's error handlers (see
-// gatewayErrors).
+// gatewayErrors) and the annotator naming the route (routeLabel).
 func gatewayMuxOptions(s *Server) []runtime.ServeMuxOption {
 	g := gatewayErrors{log: s.log}
 	return []runtime.ServeMuxOption{
 		runtime.WithErrorHandler(g.handle),
 		runtime.WithStreamErrorHandler(g.stream),
+		runtime.WithMetadata(routeLabel),
+		runtime.WithRoutingErrorHandler(unmatched),
 	}
 }
 
@@ -51,7 +53,9 @@ type gatewayErrors struct {
 func (g gatewayErrors) handle(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	var routing *runtime.HTTPStatusError
 	if errors.As(err, &routing) {
-		// No route, wrong method: the gateway's own answer.
+		// A malformed path: the gateway's own answer, labelled unmatched
+		// like its 404 and 405.
+		fxhttp.SetRoute(r.Context(), "")
 		runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 		return
 	}
@@ -60,6 +64,13 @@ func (g gatewayErrors) handle(ctx context.Context, mux *runtime.ServeMux, m runt
 		w.Header().Set("Retry-After", fxhttp.RetryAfterSeconds(retryDelay(st)))
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
+}
+
+// unmatched answers a request no gateway route matches (404, 405) as
+// grpc-gateway does, labelled "unmatched" like fxhttp's own 404 and 405.
+func unmatched(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+	fxhttp.SetRoute(r.Context(), "")
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
 }
 
 // stream fixes an error that ends a server stream (written in the body:

@@ -11,6 +11,10 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,6 +23,7 @@ import (
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxgrpc/internal/testpb"
 	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/internal/pkitest"
 )
 
 // registerEcho is what protoc-gen-grpc-gateway generates for
@@ -99,7 +104,7 @@ func TestGatewayServesRESTThroughTheInterceptors(t *testing.T) {
 	}
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&view))
 	require.Equal(t, a.srv.Addr(), view.Addr)
-	require.Equal(t, a.srv.Services(), view.Services)
+	require.Equal(t, fxgrpc.Hosted(a.srv), view.Services)
 }
 
 func TestNoGatewayNoRoute(t *testing.T) {
@@ -115,12 +120,57 @@ func TestNoGatewayNoRoute(t *testing.T) {
 }
 
 func TestGatewayOverTLS(t *testing.T) {
-	p := newPKI(t)
+	p := pkitest.New(t)
 	var httpSrv *fxhttp.Server
-	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0",
-		"MARTY_GRPC_TLS_CERT_FILE=" + p.serverCert, "MARTY_GRPC_TLS_KEY_FILE=" + p.serverKey},
+	start(t, append([]string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"}, serverTLSEnv(p)...),
 		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv))
 	code, body := post(t, "http://"+httpSrv.Addr()+"/v1/echo", `{"message":"tls"}`)
 	require.Equal(t, http.StatusOK, code, "%v", body)
 	require.Equal(t, "tls", body["message"])
+}
+
+func TestGatewayRequestsAreLabelledWithTheGatewaysRoute(t *testing.T) {
+	var httpSrv *fxhttp.Server
+	var g prometheus.Gatherer
+	spans := tracetest.NewSpanRecorder()
+	a := start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
+		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv, &g),
+		fx.Supply(fx.Annotate(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans)), fx.As(new(trace.TracerProvider)))))
+	base := "http://" + httpSrv.Addr()
+
+	code, _ := post(t, base+"/v1/echo", `{"message":"hi"}`)
+	require.Equal(t, http.StatusOK, code)
+	code, _ = post(t, base+"/v1/echo", `{}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _ = post(t, base+"/v1/nothing", `{}`)
+	require.Equal(t, http.StatusNotFound, code)
+
+	// Metrics: the gateway's pattern, unmatched for its 404; never the
+	// mount point "/".
+	for _, c := range []struct{ route, code string }{{"/v1/echo", "200"}, {"/v1/echo", "400"}, {"unmatched", "404"}} {
+		n, ok := series(t, g, "http_server_requests_total", map[string]string{"server": "api", "route": c.route, "code": c.code})
+		require.True(t, ok, c)
+		require.Equal(t, 1.0, n, c)
+	}
+	_, ok := series(t, g, "http_server_requests_total", map[string]string{"route": "/"})
+	require.False(t, ok, "no request is labelled with the mount point")
+
+	// Access log lines.
+	var routes []any
+	for _, e := range a.logs.FilterMessage("http request").All() {
+		routes = append(routes, e.ContextMap()["route"])
+	}
+	require.Equal(t, []any{"/v1/echo", "/v1/echo", "unmatched"}, routes)
+
+	// The server span is named after the route and carries http.route.
+	var names []string
+	for _, s := range spans.Ended() {
+		if s.SpanKind() == trace.SpanKindServer && strings.HasPrefix(s.Name(), "POST") {
+			names = append(names, s.Name())
+			if s.Name() == "POST /v1/echo" {
+				require.Contains(t, s.Attributes(), attribute.String("http.route", "/v1/echo"))
+			}
+		}
+	}
+	require.ElementsMatch(t, []string{"POST /v1/echo", "POST /v1/echo", "POST"}, names)
 }

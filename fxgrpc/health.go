@@ -5,7 +5,6 @@ import (
 	"sync"
 
 	"google.golang.org/grpc/health"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/martyfx/martyfx/fxmonitor"
@@ -102,7 +101,7 @@ func (h *healthServer) status(service string) healthpb.HealthCheckResponse_Servi
 
 // Watch is grpc-go's Watch on a stream that ends once it has told the
 // client NOT_SERVING during shutdown.
-func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthgrpc.Health_WatchServer) error {
+func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	w := &watchStream{Health_WatchServer: stream, ctx: ctx, cancel: cancel, h: h, last: -1}
@@ -128,7 +127,7 @@ func (h *healthServer) endWatches() {
 }
 
 type watchStream struct {
-	healthgrpc.Health_WatchServer
+	healthpb.Health_WatchServer
 	ctx    context.Context
 	cancel context.CancelFunc
 	h      *healthServer

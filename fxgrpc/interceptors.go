@@ -43,12 +43,12 @@ import (
 //     message, UNAVAILABLE with a RetryInfo, anything unclassified
 //     "internal error (ref <id>)" with the full error logged under the ref;
 //  5. recovery: a panic becomes codes.Internal, its stack is logged;
-//  6. user interceptors with position < 0;
+//  6. user interceptors with Order < 0, ascending;
 //  7. auth: the AuthFunc, when one is in the graph (not for health and reflection);
 //  8. validation: Validate() / ValidateAll() errors, or else protovalidate
 //     (buf.validate) rule violations, become InvalidArgument with a
 //     google.rpc.BadRequest detail;
-//  9. user interceptors with position >= 0, then the handler.
+//  9. user interceptors with Order >= 0, ascending, then the handler.
 //
 // Tracing, metrics and logging sit outside the error mapping and recovery
 // so a call is traced, counted and logged with the code it is answered
@@ -56,8 +56,9 @@ import (
 func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger, errs *errorMapper, auth AuthFunc, v *validation,
 	unary []UnaryInterceptor, stream []StreamInterceptor,
 ) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
-	slices.SortStableFunc(unary, func(a, b UnaryInterceptor) int { return a.Position - b.Position })
-	slices.SortStableFunc(stream, func(a, b StreamInterceptor) int { return a.Position - b.Position })
+	unary, stream = slices.Clone(unary), slices.Clone(stream)
+	slices.SortStableFunc(unary, func(a, b UnaryInterceptor) int { return a.Order - b.Order })
+	slices.SortStableFunc(stream, func(a, b StreamInterceptor) int { return a.Order - b.Order })
 
 	us := []grpc.UnaryServerInterceptor{tracing.unary}
 	ss := []grpc.StreamServerInterceptor{tracing.stream}
@@ -72,12 +73,12 @@ func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger,
 	us = append(us, errs.unary, recoverUnary(log.base()))
 	ss = append(ss, errs.stream, recoverStream(log.base()))
 	for _, u := range unary {
-		if u.Position < 0 {
+		if u.Order < 0 {
 			us = append(us, u.Interceptor)
 		}
 	}
 	for _, s := range stream {
-		if s.Position < 0 {
+		if s.Order < 0 {
 			ss = append(ss, s.Interceptor)
 		}
 	}
@@ -88,12 +89,12 @@ func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger,
 	us = append(us, v.unary)
 	ss = append(ss, v.stream)
 	for _, u := range unary {
-		if u.Position >= 0 {
+		if u.Order >= 0 {
 			us = append(us, u.Interceptor)
 		}
 	}
 	for _, s := range stream {
-		if s.Position >= 0 {
+		if s.Order >= 0 {
 			ss = append(ss, s.Interceptor)
 		}
 	}

@@ -105,47 +105,54 @@ func outTypes(t reflect.Type) []reflect.Type {
 	return out
 }
 
-// UnaryInterceptor is a user unary interceptor at an explicit position.
+// UnaryInterceptor is a user unary interceptor at an explicit Order
+// (AsUnaryInterceptor).
 type UnaryInterceptor struct {
-	Position    int
+	// Order places it: ascending, lower is outer (runs first). Order < 0
+	// runs inside tracing, metrics, logging, error mapping and recovery but
+	// before authentication and validation; Order >= 0 after them, around
+	// the handler.
+	Order       int
 	Interceptor grpc.UnaryServerInterceptor
 }
 
-// StreamInterceptor is a user stream interceptor at an explicit position.
+// StreamInterceptor is a user stream interceptor at an explicit Order
+// (AsStreamInterceptor), placed as UnaryInterceptor.Order says.
 type StreamInterceptor struct {
-	Position    int
+	Order       int
 	Interceptor grpc.StreamServerInterceptor
 }
 
 // AsUnaryInterceptor registers a unary server interceptor at an explicit
-// position: position < 0 runs before authentication and validation (but
-// inside metrics, logging and recovery), position >= 0 after them, closest
-// to the handler. Lower positions run first (outermost); give each
-// interceptor its own position. ctor is a grpc.UnaryServerInterceptor or a
+// order (UnaryInterceptor.Order): order < 0 runs before authentication and
+// validation, but inside tracing, metrics, logging and recovery (a panic in
+// it is recovered, it sees the call's span); order >= 0 after them, closest
+// to the handler. Lower orders run first (outermost); give each
+// interceptor its own order. ctor is a grpc.UnaryServerInterceptor or a
 // constructor of one whose parameters Fx injects.
-func AsUnaryInterceptor(ctor any, position int) fx.Option {
-	what := fmt.Sprintf("fxgrpc.AsUnaryInterceptor(position %d)", position)
+func AsUnaryInterceptor(ctor any, order int) fx.Option {
+	what := fmt.Sprintf("fxgrpc.AsUnaryInterceptor(order %d)", order)
 	return fxcore.Group(unaryGroup, what, ctor, func(v any) (UnaryInterceptor, error) {
 		switch f := v.(type) {
 		case grpc.UnaryServerInterceptor:
-			return UnaryInterceptor{Position: position, Interceptor: f}, nil
+			return UnaryInterceptor{Order: order, Interceptor: f}, nil
 		case func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error):
-			return UnaryInterceptor{Position: position, Interceptor: f}, nil
+			return UnaryInterceptor{Order: order, Interceptor: f}, nil
 		}
 		return UnaryInterceptor{}, fmt.Errorf("got %T, want a grpc.UnaryServerInterceptor", v)
 	})
 }
 
 // AsStreamInterceptor registers a stream server interceptor at an explicit
-// position, as AsUnaryInterceptor does for unary calls.
-func AsStreamInterceptor(ctor any, position int) fx.Option {
-	what := fmt.Sprintf("fxgrpc.AsStreamInterceptor(position %d)", position)
+// order, as AsUnaryInterceptor does for unary calls.
+func AsStreamInterceptor(ctor any, order int) fx.Option {
+	what := fmt.Sprintf("fxgrpc.AsStreamInterceptor(order %d)", order)
 	return fxcore.Group(streamGroup, what, ctor, func(v any) (StreamInterceptor, error) {
 		switch f := v.(type) {
 		case grpc.StreamServerInterceptor:
-			return StreamInterceptor{Position: position, Interceptor: f}, nil
+			return StreamInterceptor{Order: order, Interceptor: f}, nil
 		case func(any, grpc.ServerStream, *grpc.StreamServerInfo, grpc.StreamHandler) error:
-			return StreamInterceptor{Position: position, Interceptor: f}, nil
+			return StreamInterceptor{Order: order, Interceptor: f}, nil
 		}
 		return StreamInterceptor{}, fmt.Errorf("got %T, want a grpc.StreamServerInterceptor", v)
 	})

@@ -2,20 +2,17 @@ package fxgrpc
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
@@ -27,27 +24,47 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 )
 
-// ServerParams are the Server's dependencies; Fx fills them, and code
-// without Fx fills the struct itself (only Config and Logger are required).
-type ServerParams struct {
-	fx.In
-
-	Config     Config
-	Logger     *zap.Logger
-	Info       fxcore.ServiceInfo            `optional:"true"`
-	Registerer prometheus.Registerer         `optional:"true"`
-	Stopping   *fxcore.Stopping              `optional:"true"`
-	Shutdowner fx.Shutdowner                 `optional:"true"`
-	Tracer     trace.TracerProvider          `optional:"true"`
-	Propagator propagation.TextMapPropagator `optional:"true"`
-	Auth       AuthFunc                      `optional:"true"`
-	Readiness  Readiness                     `optional:"true"`
-	Services   []Service                     `group:"martyfx.grpc.services"`
-	Unary      []UnaryInterceptor            `group:"martyfx.grpc.unary_interceptors"`
-	Stream     []StreamInterceptor           `group:"martyfx.grpc.stream_interceptors"`
+// ServerOptions are NewServer's dependencies besides the Config. Every
+// field is optional; fxgrpc.Module fills them from the app's graph.
+type ServerOptions struct {
+	// Logger receives the server's logs and call logs; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Info is the service's identity: reflection in "auto" mode is on
+	// outside production. The zero value is not production.
+	Info fxcore.ServiceInfo
+	// Registerer receives the grpc_server_* metrics; nil: they are not
+	// registered (and not collected).
+	Registerer prometheus.Registerer
+	// TracerProvider makes the server spans; nil: otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// Propagator extracts the caller's trace context; nil:
+	// otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator
+	// Stopping is the app's stop sequence: the server adds its stage (after
+	// the public HTTP server, before the admin server) when it listens.
+	// Nil: a private sequence of this server alone.
+	Stopping *fxcore.Stopping
+	// Fatal is called when the server dies after Start (Module stops the
+	// app with exit code 1); nil: the error is only logged.
+	Fatal func(error)
 	// Classifiers classify handler errors (fxcore.AsClassifier; fxrepo
 	// registers its database classifier this way).
-	Classifiers []fxcore.Classifier `group:"martyfx.core.classifiers"`
+	Classifiers []fxcore.Classifier
+	// Auth authenticates every call but health and reflection; nil: none.
+	Auth AuthFunc
+	// Readiness drives the health service; nil: SERVING from Start to the
+	// stop (Module uses fxmonitor's readiness when fxmonitor.Module is in
+	// the app).
+	Readiness Readiness
+
+	// Services are the hosted services (AsService). With none (and none
+	// registered on GRPC() before Start), Start opens no listener.
+	Services []Service
+	// UnaryInterceptors and StreamInterceptors are the user interceptors
+	// (AsUnaryInterceptor, AsStreamInterceptor), placed by their Order as
+	// the package doc describes.
+	UnaryInterceptors  []UnaryInterceptor
+	StreamInterceptors []StreamInterceptor
 }
 
 // Server is the app's gRPC server with health, reflection and the
@@ -60,10 +77,9 @@ type Server struct {
 	services   []Service
 	reflection bool
 	stopping   *fxcore.Stopping
-	shutdowner fx.Shutdowner
+	fatal      func(error)
 	readiness  Readiness
 	metrics    *serverMetrics
-	tlsCerts   []tls.Certificate
 	tp         trace.TracerProvider
 	prop       propagation.TextMapPropagator
 
@@ -76,79 +92,48 @@ type Server struct {
 	afterStop []func()
 }
 
-// NewServer builds the server, registers the services, health, reflection
-// and metrics; Start listens.
-func NewServer(p ServerParams) (*Server, error) {
-	cfg := p.Config
-	log := p.Logger
+// NewServer validates cfg and builds the server: the interceptor chain,
+// the services, health, reflection and metrics. Start listens.
+func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fxgrpc: %w", err)
+	}
+	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
 	log = log.Named("grpc")
-	stopping := p.Stopping
-	if stopping == nil {
-		stopping = fxcore.NewStopping(fxcore.WithStopLogger(log))
-	}
-	tp := p.Tracer
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	prop := p.Propagator
-	if prop == nil {
-		prop = otel.GetTextMapPropagator()
-	}
 	s := &Server{
-		cfg: cfg, log: log, services: p.Services, stopping: stopping,
-		shutdowner: p.Shutdowner, readiness: p.Readiness, serveDone: make(chan struct{}),
-		tp: tp, prop: prop,
+		cfg: cfg, log: log, services: opts.Services, stopping: opts.Stopping, fatal: opts.Fatal,
+		readiness: opts.Readiness, serveDone: make(chan struct{}), tp: opts.TracerProvider, prop: opts.Propagator,
 	}
-	s.reflection = cfg.Reflection == "on" || (cfg.Reflection == "auto" && !p.Info.IsProduction())
-
-	if p.Registerer != nil {
+	if s.stopping == nil {
+		s.stopping = fxcore.NewStopping(fxcore.WithStopLogger(log))
+	}
+	if s.fatal == nil {
+		s.fatal = func(err error) { log.Error("grpc server failed", zap.Error(err)) }
+	}
+	if s.tp == nil {
+		s.tp = otel.GetTracerProvider()
+	}
+	if s.prop == nil {
+		s.prop = otel.GetTextMapPropagator()
+	}
+	s.reflection = cfg.Reflection == "on" || (cfg.Reflection == "auto" && !opts.Info.IsProduction())
+	if opts.Registerer != nil {
 		s.metrics = newServerMetrics()
-		if err := p.Registerer.Register(s.metrics); err != nil {
+		if err := opts.Registerer.Register(s.metrics); err != nil {
 			return nil, fmt.Errorf("fxgrpc: register server metrics: %w", err)
 		}
 	}
-	v, err := newValidation()
+	srvOpts, err := s.serverOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	unary, stream := buildChain(newServerTracing(tp, prop), s.metrics, newCallLogger(log, cfg),
-		newErrorMapper(log, p.Classifiers), p.Auth, v, p.Unary, p.Stream)
-
-	opts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...),
-		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
-		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle:     cfg.MaxConnectionIdle,
-			MaxConnectionAge:      cfg.MaxConnectionAge,
-			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
-			Time:                  cfg.KeepaliveTime,
-			Timeout:               cfg.KeepaliveTimeout,
-		}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             cfg.KeepaliveMinTime,
-			PermitWithoutStream: cfg.KeepalivePermitWithoutStream,
-		}),
-	}
-	if cfg.MaxConcurrentStreams > 0 {
-		opts = append(opts, grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams))
-	}
-	if cfg.TLSCertFile != "" {
-		tc, err := serverTLS(cfg)
-		if err != nil {
-			return nil, err
-		}
-		s.tlsCerts = tc.Certificates
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
-	}
-	s.srv = grpc.NewServer(opts...)
+	s.srv = grpc.NewServer(srvOpts...)
 
 	seen := map[string]bool{}
-	for _, svc := range p.Services {
+	for _, svc := range opts.Services {
 		if err := checkImpl(svc.Desc, svc.Impl); err != nil {
 			return nil, fmt.Errorf("fxgrpc: %w", err)
 		}
@@ -166,38 +151,48 @@ func NewServer(p ServerParams) (*Server, error) {
 	if s.metrics != nil {
 		s.metrics.InitializeMetrics(s.srv)
 	}
-	stopping.OnBegin(s.health.shutdown)
+	s.stopping.OnBegin(s.health.shutdown)
 	return s, nil
 }
 
-func serverTLS(cfg Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("fxgrpc: load TLS key pair MARTY_GRPC_TLS_CERT_FILE=%s MARTY_GRPC_TLS_KEY_FILE=%s: %w",
-			cfg.TLSCertFile, cfg.TLSKeyFile, err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if cfg.TLSClientCAFile != "" {
-		pool, err := loadPool(cfg.TLSClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("fxgrpc: MARTY_GRPC_TLS_CLIENT_CA_FILE: %w", err)
-		}
-		tc.ClientCAs = pool
-		tc.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
-}
-
-func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+// serverOptions are the grpc.Server's options: the interceptor chain, the
+// limits, keepalive and TLS.
+func (s *Server) serverOptions(opts ServerOptions) ([]grpc.ServerOption, error) {
+	cfg := s.cfg
+	v, err := newValidation()
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no PEM certificate in %s", file)
+	unary, stream := buildChain(newServerTracing(s.tp, s.prop), s.metrics, newCallLogger(s.log, cfg),
+		newErrorMapper(s.log, opts.Classifiers), opts.Auth, v, opts.UnaryInterceptors, opts.StreamInterceptors)
+	out := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(cfg.MaxSendMsgSize),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle:     cfg.MaxConnectionIdle,
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+			Time:                  cfg.KeepaliveTime,
+			Timeout:               cfg.KeepaliveTimeout,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.KeepaliveMinTime,
+			PermitWithoutStream: cfg.KeepalivePermitWithoutStream,
+		}),
 	}
-	return pool, nil
+	if cfg.MaxConcurrentStreams > 0 {
+		out = append(out, grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams))
+	}
+	tc, err := cfg.TLS.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("fxgrpc: TLS (MARTY_GRPC_TLS_CERT_FILE, MARTY_GRPC_TLS_KEY_FILE, MARTY_GRPC_TLS_CA_FILE): %w", err)
+	}
+	if tc != nil {
+		out = append(out, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	return out, nil
 }
 
 // GRPC returns the underlying *grpc.Server, e.g. to register a service
@@ -229,13 +224,32 @@ func (s *Server) dialAddr() string {
 	return net.JoinHostPort(host, port)
 }
 
-// TLS reports whether the server serves TLS.
-func (s *Server) TLS() bool { return s.cfg.TLSCertFile != "" }
+// tlsOn reports whether the server serves TLS.
+func (s *Server) tlsOn() bool { return s.cfg.TLS.ServerOn() }
 
-// Start listens on Config.Addr and serves in the background. A bind error
-// names the address. A serve error later shuts the app down (exit code 1).
-func (s *Server) Start(context.Context) error {
-	lis, err := net.Listen("tcp", s.cfg.Addr)
+// hosts reports whether a service other than health and reflection is
+// registered (through AsService, or on GRPC() directly).
+func (s *Server) hosts() bool {
+	for name := range s.srv.GetServiceInfo() {
+		if name != healthgrpc.Health_ServiceDesc.ServiceName && !strings.HasPrefix(name, "grpc.reflection.") {
+			return true
+		}
+	}
+	return false
+}
+
+// Start listens on Config.Addr and serves in the background; a bind error
+// names the address, and a serve error later calls ServerOptions.Fatal.
+// A server that hosts no service (no AsService, nothing registered on
+// GRPC()) does not listen at all: Addr stays "", and a debug line says so.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.hosts() {
+		s.log.Debug("no gRPC service registered (fxgrpc.AsService): the gRPC server does not listen",
+			zap.String("addr", s.cfg.Addr))
+		return nil
+	}
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("fxgrpc: listen on %s: %w", s.cfg.Addr, err)
 	}
@@ -254,7 +268,7 @@ func (s *Server) Start(context.Context) error {
 	go s.serve(lis)
 	s.health.started()
 	s.log.Info("grpc server listening", zap.String("addr", lis.Addr().String()),
-		zap.Int("services", len(s.services)), zap.Bool("tls", s.TLS()), zap.Bool("reflection", s.reflection))
+		zap.Int("services", len(s.services)), zap.Bool("tls", s.tlsOn()), zap.Bool("reflection", s.reflection))
 	return nil
 }
 
@@ -267,12 +281,7 @@ func (s *Server) serve(lis net.Listener) {
 	if err == nil || stopped || errors.Is(err, grpc.ErrServerStopped) {
 		return
 	}
-	err = fmt.Errorf("fxgrpc: serve on %s: %w", lis.Addr(), err)
-	if s.shutdowner != nil {
-		fxcore.ShutdownOnError(s.shutdowner, s.log, "grpc server", err)
-		return
-	}
-	s.log.Error("grpc server failed", zap.Error(err))
+	s.fatal(fmt.Errorf("fxgrpc: serve on %s: %w", lis.Addr(), err))
 }
 
 // Stop runs the app's stop sequence (fxcore.Stopping) unless another
@@ -291,6 +300,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Unlock()
 	if g == nil {
 		s.stopping.Begin()
+		s.srv.Stop() // never served: releases what NewServer made
 		return nil
 	}
 	return g.Stop(ctx)
@@ -326,20 +336,20 @@ func (s *Server) stop(ctx context.Context) error {
 	return err
 }
 
-// ServiceStatus describes one hosted service for the registry view.
-type ServiceStatus struct {
+// serviceStatus describes one hosted service for the registry view.
+type serviceStatus struct {
 	Name    string   `json:"name"`
 	Methods []string `json:"methods"`
 	Streams []string `json:"streams,omitempty"`
 	Health  string   `json:"health"`
 }
 
-// Services lists the hosted services (health and reflection excluded) with
+// hosted lists the hosted services (health and reflection excluded) with
 // their methods and current health status.
-func (s *Server) Services() []ServiceStatus {
-	out := make([]ServiceStatus, 0, len(s.services))
+func (s *Server) hosted() []serviceStatus {
+	out := make([]serviceStatus, 0, len(s.services))
 	for _, svc := range s.services {
-		st := ServiceStatus{Name: svc.Desc.ServiceName, Health: s.health.status(svc.Desc.ServiceName).String()}
+		st := serviceStatus{Name: svc.Desc.ServiceName, Health: s.health.status(svc.Desc.ServiceName).String()}
 		for _, m := range svc.Desc.Methods {
 			st.Methods = append(st.Methods, m.MethodName)
 		}

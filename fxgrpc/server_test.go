@@ -2,6 +2,7 @@ package fxgrpc_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -52,7 +55,7 @@ func TestServiceAnswersOverTCPAndIsListed(t *testing.T) {
 		Methods: []string{"Echo", "Check"},
 		Streams: []string{"EchoStream", "Collect"},
 		Health:  "SERVING",
-	}}, a.srv.Services())
+	}}, fxgrpc.Hosted(a.srv))
 }
 
 // wrongImpl has an Echo method of the wrong type.
@@ -211,10 +214,15 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		"MARTY_GRPC_LOG_OK_LEVEL=loud":              `invalid MARTY_GRPC_LOG_OK_LEVEL="loud"`,
 		"MARTY_GRPC_CLIENTS_ORDERS_TARGET=":         `invalid MARTY_GRPC_CLIENTS_ORDERS_TARGET=""`,
 		"MARTY_GRPC_TLS_CERT_FILE=/nonexistent.pem": "MARTY_GRPC_TLS_KEY_FILE",
+		"MARTY_GRPC_TLS_CA_FILE=/ca.pem":            "MARTY_GRPC_TLS_CERT_FILE",
+		"MARTY_GRPC_TLS_ENABLED=true":               "MARTY_GRPC_TLS_CERT_FILE",
 	} {
 		app := fx.New(fxcore.Module, fxgrpc.Module, fx.Replace(source(t, env)), fx.NopLogger)
 		require.ErrorContains(t, app.Err(), want, env)
 	}
+	app = fx.New(fxcore.Module, fxgrpc.Module, fx.NopLogger, fx.Replace(source(t,
+		"MARTY_GRPC_CLIENTS_ORDERS_TARGET=orders:50051", "MARTY_GRPC_CLIENTS_ORDERS_TLS_KEY_FILE=/k.pem")))
+	require.ErrorContains(t, app.Err(), "MARTY_GRPC_CLIENTS_ORDERS_TLS_CERT_FILE")
 }
 
 func TestGracefulStopCompletesCallsInFlight(t *testing.T) {
@@ -320,33 +328,76 @@ func TestAuthFuncGuardsAllButHealthAndReflection(t *testing.T) {
 	require.Equal(t, "SERVING", healthCheck(t, conn, ""))
 }
 
-func TestUserInterceptorsRunAtTheirPositions(t *testing.T) {
+func TestUserInterceptorsRunAtTheirOrder(t *testing.T) {
 	var mu sync.Mutex
 	var order []string
+	record := func(name, msg string) {
+		mu.Lock()
+		order = append(order, name+":"+msg)
+		mu.Unlock()
+	}
 	rec := func(name string) grpc.UnaryServerInterceptor {
 		return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			mu.Lock()
-			// Validation runs between the negative and the positive positions.
-			order = append(order, name+":"+req.(*testpb.EchoRequest).GetMessage())
-			mu.Unlock()
+			msg := req.(*testpb.EchoRequest).GetMessage()
+			record(name, fmt.Sprintf("%s(span=%t)", msg, trace.SpanFromContext(ctx).SpanContext().IsValid()))
+			if name == "a" && msg == "panic" {
+				panic("interceptor kaboom")
+			}
 			return h(ctx, req)
 		}
 	}
+	recStream := func(name string) grpc.StreamServerInterceptor {
+		return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			record(name, info.FullMethod)
+			return h(srv, ss)
+		}
+	}
+	auth := func(ctx context.Context, _ string) (context.Context, error) {
+		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("deny")) > 0 {
+			return nil, status.Error(codes.Unauthenticated, "denied")
+		}
+		return ctx, nil
+	}
 	a := start(t, nil,
-		fxgrpc.AsUnaryInterceptor(rec("b"), 5),
+		fx.Supply(fx.Annotate(sdktrace.NewTracerProvider(), fx.As(new(trace.TracerProvider)))),
+		fx.Provide(func() fxgrpc.AuthFunc { return auth }),
+		fxgrpc.AsUnaryInterceptor(rec("b"), 1),
 		fxgrpc.AsUnaryInterceptor(func() grpc.UnaryServerInterceptor { return rec("a") }, -1),
 		fxgrpc.AsUnaryInterceptor(rec("c"), 10),
+		fxgrpc.AsStreamInterceptor(recStream("s1"), 1),
+		fxgrpc.AsStreamInterceptor(recStream("s0"), -1),
 	)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Message: "m"})
 	require.NoError(t, err)
+	require.Equal(t, []string{"a:m(span=true)", "b:m(span=true)", "c:m(span=true)"}, order)
+
+	// Order >= 0 runs after validation and authentication: an invalid or
+	// unauthenticated call meets only the negative orders.
+	order = nil
 	_, err = c.Echo(ctxT(t), &testpb.EchoRequest{})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
-	require.Equal(t, []string{"a:m", "b:m", "c:m", "a:"}, order)
+	_, err = c.Echo(metadata.AppendToOutgoingContext(ctxT(t), "deny", "1"), &testpb.EchoRequest{Message: "d"})
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	require.Equal(t, []string{"a:(span=true)", "a:d(span=true)"}, order)
+
+	// A panic in a negative order is recovered like a handler's.
+	_, err = c.Echo(ctxT(t), &testpb.EchoRequest{Message: "panic"})
+	require.Equal(t, codes.Internal, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "internal error (ref ")
+	require.Len(t, a.logs.FilterMessage("grpc handler panicked").All(), 1)
+	require.EqualValues(t, 1, a.echo.calls.Load(), "the handler ran for the first call only")
+
+	order = nil
+	stream, err := c.EchoStream(ctxT(t), &testpb.EchoRequest{Message: "x"})
+	require.NoError(t, err)
+	_, err = stream.Recv()
+	require.NoError(t, err)
+	require.Equal(t, []string{"s0:/martyfx.fxgrpc.testpb.Echo/EchoStream", "s1:/martyfx.fxgrpc.testpb.Echo/EchoStream"}, order)
 
 	app := fx.New(fxcore.Module, fxgrpc.Module, fx.Replace(source(t)), fx.NopLogger,
 		fxgrpc.AsUnaryInterceptor(func() string { return "nope" }, 0))
-	require.ErrorContains(t, app.Err(), "fxgrpc.AsUnaryInterceptor(position 0)")
+	require.ErrorContains(t, app.Err(), "fxgrpc.AsUnaryInterceptor(order 0)")
 	require.ErrorContains(t, app.Err(), "got string, want a grpc.UnaryServerInterceptor")
 }
 

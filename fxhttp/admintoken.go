@@ -25,7 +25,7 @@ const AdminTokenCookie = "marty_admin_token"
 // browser headers (curl, kubelet, Prometheus) and safe methods pass.
 func adminRoutes(cfg Config, production bool, routes []Route) (serve []Route, withheld []string) {
 	cop := http.NewCrossOriginProtection()
-	secure := cfg.TLS.Enabled()
+	secure := cfg.TLS.ServerOn()
 	for _, rt := range sortedRoutes(routes) {
 		token := cfg.AdminToken
 		switch {

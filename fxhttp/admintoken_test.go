@@ -198,7 +198,7 @@ func TestProductionWithoutAdminServerLogsOneWarning(t *testing.T) {
 	require.Len(t, h.logs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("admin server disabled").All(), 1)
 }
 
-// Without Fx, Params.Info says whether the app runs in production.
+// Without Fx, ServerOptions.Info says whether the app runs in production.
 func TestNewServerWithoutFxWithholdsInProduction(t *testing.T) {
 	t.Parallel()
 	cfg := DefaultConfig()
@@ -208,7 +208,7 @@ func TestNewServerWithoutFxWithholdsInProduction(t *testing.T) {
 		{Pattern: "GET /statusz", Handler: text("status")},
 	}
 	serve := func(env string) (live, status int) {
-		s, err := NewServer(Params{Config: cfg, Log: zap.NewNop(), Info: fxcore.ServiceInfo{Environment: env}, AdminRoutes: routes})
+		s, err := NewServer(cfg, ServerOptions{Logger: zap.NewNop(), Info: fxcore.ServiceInfo{Environment: env}, AdminRoutes: routes})
 		require.NoError(t, err)
 		get := func(path string) int {
 			w := httptest.NewRecorder()

@@ -2,19 +2,8 @@ package fxhttp
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,50 +100,4 @@ func TestClientTracesPropagatesAndRecordsMetrics(t *testing.T) {
 	_, err = dead.Get("http://127.0.0.1:" + freePort(t) + "/")
 	require.Error(t, err)
 	require.NotNil(t, h.metric("http_client_requests_total", map[string]string{"client": "default", "code": "error"}))
-}
-
-func writeSelfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
-func TestTLSFromCertAndKeyFiles(t *testing.T) {
-	certFile, keyFile, pool := writeSelfSigned(t)
-	h := start(t, []string{"MARTY_HTTP_TLS_CERT_FILE=" + certFile, "MARTY_HTTP_TLS_KEY_FILE=" + keyFile},
-		AsRoute("GET /proto", func() http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) })
-		}))
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Get("https://" + h.srv.Addr() + "/proto")
-	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, "HTTP/2.0", string(b))
-	require.Equal(t, "https", attrs(h.span("GET /proto"))["url.scheme"])
-
-	_, err = newApp(t, []string{"MARTY_HTTP_TLS_CERT_FILE=/nonexistent/cert.pem", "MARTY_HTTP_TLS_KEY_FILE=" + keyFile})
-	require.ErrorContains(t, err, "fxhttp: load TLS certificate /nonexistent/cert.pem")
 }

@@ -50,8 +50,12 @@ type Config struct {
 	DrainDelay time.Duration `koanf:"drain_delay"`
 	// H2C serves unencrypted HTTP/2 (prior knowledge) next to HTTP/1.1.
 	H2C bool `koanf:"h2c"`
-	// TLS serves HTTPS on both servers when the cert and key files are set.
-	TLS TLSConfig `koanf:"tls"`
+	// TLS serves HTTPS on both servers when CertFile and KeyFile are set
+	// (MARTY_HTTP_TLS_CERT_FILE, MARTY_HTTP_TLS_KEY_FILE); CAFile
+	// (MARTY_HTTP_TLS_CA_FILE) also requires client certificates that chain
+	// to it (mutual TLS). The client-side fields (ServerName,
+	// InsecureSkipVerify) mean nothing here.
+	TLS fxcore.TLS `koanf:"tls"`
 	// AccessLog is all, sampled or off.
 	AccessLog string `koanf:"access_log"`
 	// AccessLogRatio is the fraction of requests logged in sampled mode.
@@ -67,17 +71,6 @@ type Config struct {
 	// warning naming them; elsewhere they are served without one.
 	AdminToken string `koanf:"admin_token"`
 }
-
-// TLSConfig names PEM files: MARTY_HTTP_TLS_CERT_FILE, MARTY_HTTP_TLS_KEY_FILE.
-type TLSConfig struct {
-	// CertFile is the certificate chain.
-	CertFile string `koanf:"cert_file"`
-	// KeyFile is the private key.
-	KeyFile string `koanf:"key_file"`
-}
-
-// Enabled reports whether TLS is configured.
-func (c TLSConfig) Enabled() bool { return c.CertFile != "" || c.KeyFile != "" }
 
 // DefaultConfig returns safe defaults: :8080 and :9090, 10s to read
 // headers, 60s to read a request and to write a response, 120s idle,
@@ -131,17 +124,31 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		return fxcore.Invalid("max_body_bytes", c.MaxBodyBytes, "a number of bytes >= 0 (0 is no limit)")
 	}
-	if c.TLS.CertFile == "" && c.TLS.KeyFile != "" {
-		return fxcore.Invalid("tls.cert_file", c.TLS.CertFile, "a certificate file, since tls.key_file is set")
-	}
-	if c.TLS.KeyFile == "" && c.TLS.CertFile != "" {
-		return fxcore.Invalid("tls.key_file", c.TLS.KeyFile, "a key file, since tls.cert_file is set")
+	if err := serverTLS(c.TLS); err != nil {
+		return err
 	}
 	if err := fxcore.OneOf("access_log", c.AccessLog, AccessLogAll, AccessLogSampled, AccessLogOff); err != nil {
 		return err
 	}
 	if !(c.AccessLogRatio >= 0 && c.AccessLogRatio <= 1) {
 		return fxcore.Invalid("access_log_ratio", c.AccessLogRatio, "a fraction between 0 and 1")
+	}
+	return nil
+}
+
+// serverTLS checks a server's TLS settings: the certificate and key come
+// together, and a CA file (mutual TLS) or Enabled needs them.
+func serverTLS(t fxcore.TLS) error {
+	if err := t.Validate("tls"); err != nil {
+		return err
+	}
+	if !t.ServerOn() {
+		switch {
+		case t.CAFile != "":
+			return fxcore.Invalid("tls.cert_file", t.CertFile, "a certificate file, since tls.ca_file (client certificates) is set")
+		case t.Enabled:
+			return fxcore.Invalid("tls.cert_file", t.CertFile, "a certificate file, since tls.enabled is set")
+		}
 	}
 	return nil
 }

@@ -170,7 +170,10 @@ type requestInfo struct {
 	id          string
 	mappers     []ErrorStatus
 	classifiers []fxcore.Classifier
-	err         error // the 5xx error WriteError answered, for the access log
+	err         error  // the 5xx error WriteError answered, for the access log
+	pattern     string // the pattern the server's ServeMux matched
+	route       string // the route a handler set (SetRoute)
+	routeSet    bool
 }
 
 type infoKey struct{}
@@ -178,6 +181,21 @@ type infoKey struct{}
 func infoFrom(ctx context.Context) *requestInfo {
 	info, _ := ctx.Value(infoKey{}).(*requestInfo)
 	return info
+}
+
+// SetRoute names the route of the request ctx belongs to, for a handler
+// that routes by itself (a router mounted on one pattern, such as fxgrpc's
+// REST gateway): the request's metrics, span name, http.route attribute and
+// access log line then show route instead of the pattern it is mounted at.
+// route is a template such as "/v1/orders/{id}", from a fixed set (each
+// route is a metric series), never the request's path; "" says that no
+// route matched (the "unmatched" label of 404 and 405 answers). Call it
+// from the handler's goroutine, before the handler returns. Outside a
+// request served by fxhttp it does nothing.
+func SetRoute(ctx context.Context, route string) {
+	if info := infoFrom(ctx); info != nil {
+		info.route, info.routeSet = route, true
+	}
 }
 
 // RequestID returns the id of the request ctx belongs to (the X-Request-Id

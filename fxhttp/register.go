@@ -3,6 +3,7 @@ package fxhttp
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 
 	"go.uber.org/fx"
 
@@ -31,17 +32,39 @@ type Route struct {
 	Open bool
 }
 
-// Middleware wraps handlers. Order is explicit: lower runs first (outermost).
+// Middleware wraps the public server's handlers at an explicit Order
+// (AsMiddleware; the package doc shows the whole chain).
 type Middleware struct {
-	Name  string
+	// Name names the middleware in errors.
+	Name string
+	// Order places it: ascending, lower is outer (runs first). Order < 0
+	// runs inside recovery, tracing, metrics and logging but before the
+	// routing checks, for every request (404s included); Order >= 0 runs
+	// after routing, around the matched route's handler.
 	Order int
-	Wrap  func(http.Handler) http.Handler
+	// Wrap returns the handler that runs the middleware, then next.
+	Wrap func(next http.Handler) http.Handler
 }
 
 // AsRoute registers a route on the public server. ctor returns an
 // http.Handler (its parameters are injected by Fx), or is an http.Handler.
 func AsRoute(pattern string, ctor any) fx.Option {
 	return asRoute(routesGroup, "fxhttp.AsRoute", pattern, ctor, false)
+}
+
+// AsRoutes registers several routes on the public server at once: ctor
+// returns a []Route (and optionally an error); its parameters are injected
+// by Fx. An empty slice registers nothing, so a module can mount routes
+// only when it has something to serve (fxgrpc mounts its REST gateway this
+// way).
+func AsRoutes(ctor any) fx.Option {
+	ft := reflect.TypeOf(ctor)
+	routes := reflect.TypeOf([]Route(nil))
+	if ft == nil || ft.Kind() != reflect.Func || ft.IsVariadic() || ft.NumOut() < 1 || ft.NumOut() > 2 ||
+		ft.Out(0) != routes || (ft.NumOut() == 2 && ft.Out(1) != reflect.TypeOf((*error)(nil)).Elem()) {
+		return fx.Error(fmt.Errorf("fxhttp.AsRoutes: got %T, want a constructor returning []fxhttp.Route (and optionally an error)", ctor))
+	}
+	return fx.Provide(fx.Annotate(ctor, fx.ResultTags(`group:"`+routesGroup+`,flatten"`)))
 }
 
 // AsAdminRoute registers a route on the admin server (probes, metrics,
@@ -86,10 +109,15 @@ func asRoute(group, helper, pattern string, ctor any, open bool) fx.Option {
 	})
 }
 
-// AsMiddleware registers user middleware on the public server at an explicit
-// position: order < 0 runs before the built-in stack, order >= 0 after it
-// (closest to the handler); equal orders keep registration order undefined,
-// so give each its own. ctor returns a func(http.Handler) http.Handler.
+// AsMiddleware registers user middleware on the public server at an
+// explicit order (Middleware.Order): ascending, lower is outer. order < 0
+// runs inside the built-in recovery, tracing, metrics and access log (a
+// panic in it is a 500, it sees the request's span) but before routing, so
+// it sees every request, 404s included; order >= 0 runs after routing,
+// around the matched route's handler (Request.Pattern is set). Equal orders
+// run in an undefined order, so give each its own. ctor returns a
+// func(http.Handler) http.Handler or a Middleware (its parameters are
+// injected by Fx), or is one.
 func AsMiddleware(ctor any, order int) fx.Option {
 	what := fmt.Sprintf("fxhttp.AsMiddleware(order %d)", order)
 	return fxcore.Group(middlewareGroup, what, ctor, func(v any) (Middleware, error) {

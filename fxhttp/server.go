@@ -7,17 +7,54 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 
-	"go.opentelemetry.io/otel"
-	"go.uber.org/fx"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx/fxcore"
 )
+
+// ServerOptions are NewServer's dependencies besides the Config. Every
+// field is optional; fxhttp.Module fills them from the app's graph.
+type ServerOptions struct {
+	// Logger receives the server's logs and access log; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Info is the service's identity; in production (Info.IsProduction)
+	// without Config.AdminToken the protected admin routes are not served.
+	// The zero value is not production.
+	Info fxcore.ServiceInfo
+	// Registerer receives the RED metrics; nil: they are not registered.
+	Registerer prometheus.Registerer
+	// TracerProvider makes the server spans; nil: otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// Propagator extracts the caller's trace context; nil:
+	// otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator
+	// Stopping is the app's stop sequence: the server adds its stages (the
+	// public server before the gRPC server, the admin server last) when it
+	// listens. Nil: a private sequence of this server alone.
+	Stopping *fxcore.Stopping
+	// Fatal is called when a server dies after Start (Module stops the app
+	// with exit code 1); nil: the error is only logged.
+	Fatal func(error)
+	// Classifiers classify errors for WriteError (fxcore.AsClassifier).
+	Classifiers []fxcore.Classifier
+
+	// Routes are the public server's routes (AsRoute, AsRoutes).
+	Routes []Route
+	// AdminRoutes are the admin server's routes (AsAdminRoute).
+	AdminRoutes []Route
+	// Middleware wraps the public server's routes (AsMiddleware), in the
+	// order the package doc describes.
+	Middleware []Middleware
+	// ErrorStatus maps errors to statuses for WriteError (AsErrorStatus).
+	ErrorStatus []ErrorStatus
+}
 
 // Server is the public HTTP server and the admin server. Start listens
 // (synchronously) and serves in the background; Stop drains and shuts down.
@@ -25,7 +62,8 @@ type Server struct {
 	cfg      Config
 	log      *zap.Logger
 	stopping *fxcore.Stopping
-	sd       fx.Shutdowner
+	fatal    func(error)
+	tls      *tls.Config // nil: plain HTTP
 
 	api, admin *endpoint // nil when disabled (admin also when shared)
 	dropped    int       // admin routes not served: the admin server is disabled
@@ -45,131 +83,99 @@ type endpoint struct {
 	served chan struct{} // closed when Serve has returned
 }
 
-// NewServer builds both servers and their routes. Conflicting or invalid
-// route patterns are an error naming the patterns.
-func NewServer(p Params) (*Server, error) {
-	if p.Log == nil {
-		p.Log = zap.NewNop()
-	}
-	if err := p.Config.Validate(); err != nil {
+// NewServer validates cfg and builds both servers and their routes; Start
+// listens. Conflicting, duplicate or invalid route patterns are an error
+// naming the patterns, and so is a TLS file that does not load.
+func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fxhttp: %w", err)
 	}
-	cfg := p.Config
-	log := p.Log.Named("http")
-	stopping := p.Stopping
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.Named("http")
+	stopping := opts.Stopping
 	if stopping == nil {
 		stopping = fxcore.NewStopping(fxcore.WithStopLogger(log))
 	}
-	s := &Server{cfg: cfg, log: log, stopping: stopping, sd: p.Shutdowner}
-
-	metrics, err := newServerMetrics(p.Registerer)
+	fatal := opts.Fatal
+	if fatal == nil {
+		fatal = func(err error) { log.Error("http server failed", zap.Error(err)) }
+	}
+	tlsConf, err := cfg.TLS.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("fxhttp: TLS (MARTY_HTTP_TLS_CERT_FILE, MARTY_HTTP_TLS_KEY_FILE, MARTY_HTTP_TLS_CA_FILE): %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, stopping: stopping, fatal: fatal, tls: tlsConf}
+	base, err := newStack(cfg, opts, log)
 	if err != nil {
 		return nil, err
 	}
-	tp := p.TracerProvider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	prop := p.Propagator
-	if prop == nil {
-		prop = otel.GetTextMapPropagator()
-	}
-	base := stack{
-		tracer:   tp.Tracer(instrumentationName),
-		prop:     prop,
-		propKeys: propagatorFields(prop),
-		metrics:  metrics,
-		log:      log,
-		logMode:  cfg.AccessLog,
-		logRatio: cfg.AccessLogRatio,
-		maxBody:  cfg.MaxBodyBytes,
-		mappers:  slices.Clone(p.ErrorStatus),
-		classify: slices.Clone(p.Classifiers),
-	}
-
-	mws := slices.Clone(p.Middleware)
-	slices.SortStableFunc(mws, func(a, b Middleware) int { return a.Order - b.Order })
-	for _, m := range mws {
-		if m.Wrap == nil {
-			return nil, fmt.Errorf("fxhttp: middleware %s (order %d) has a nil Wrap", m.Name, m.Order)
-		}
-	}
-	var outer, inner []Middleware // outer: order < 0, around the built-in stack
-	for _, m := range mws {
-		if m.Order < 0 {
-			outer = append(outer, m)
-		} else {
-			inner = append(inner, m)
-		}
+	outer, inner, err := splitMiddleware(opts.Middleware)
+	if err != nil {
+		return nil, err
 	}
 
 	shared := cfg.sharedAdmin()
 	var admin []Route
 	if cfg.AdminAddr != "" {
-		admin, s.withheld = adminRoutes(cfg, p.Info.IsProduction(), p.AdminRoutes)
+		admin, s.withheld = adminRoutes(cfg, opts.Info.IsProduction(), opts.AdminRoutes)
+	} else {
+		s.dropped = len(opts.AdminRoutes)
 	}
 	if cfg.Addr != "" {
-		mux := http.NewServeMux()
-		var patterns []string
-		for _, rt := range sortedRoutes(p.Routes) {
-			h, err := wrap(rt.Handler, inner, rt.Pattern)
-			if err != nil {
+		routes := sortedRoutes(opts.Routes)
+		for i, rt := range routes {
+			if routes[i].Handler, err = wrap(rt.Handler, inner, rt.Pattern); err != nil {
 				return nil, err
 			}
-			if err := handle(mux, rt.Pattern, h, patterns); err != nil {
-				return nil, err
-			}
-			patterns = append(patterns, rt.Pattern)
 		}
 		if shared {
-			for _, rt := range admin {
-				if err := handle(mux, rt.Pattern, rt.Handler, patterns); err != nil {
-					return nil, err
-				}
-				patterns = append(patterns, rt.Pattern)
-			}
+			routes = append(routes, admin...)
 		}
-		st := base.forServer("api", mux, patterns)
-		h, err := wrap(st, outer, "")
+		mux, patterns, err := newMux(routes)
 		if err != nil {
 			return nil, err
 		}
-		s.api = s.newEndpoint("api", cfg.Addr, closeWhenStopping(h, stopping))
+		next, err := wrap(mux, outer, "")
+		if err != nil {
+			return nil, err
+		}
+		s.api = s.newEndpoint("api", cfg.Addr, closeWhenStopping(base.forServer("api", next, patterns), stopping))
 	}
 	if cfg.AdminAddr != "" && !shared {
-		mux := http.NewServeMux()
-		var patterns []string
-		for _, rt := range admin {
-			if err := handle(mux, rt.Pattern, rt.Handler, patterns); err != nil {
-				return nil, err
-			}
-			patterns = append(patterns, rt.Pattern)
+		mux, patterns, err := newMux(admin)
+		if err != nil {
+			return nil, err
 		}
 		s.admin = s.newEndpoint("admin", cfg.AdminAddr, base.forServer("admin", mux, patterns))
-	} else if cfg.AdminAddr == "" {
-		s.dropped = len(p.AdminRoutes)
 	}
 	return s, nil
 }
 
-func (b stack) forServer(name string, mux *http.ServeMux, patterns []string) *stack {
-	st := b
-	st.server = name
-	st.next = mux
-	st.inflight = b.metrics.inflight.WithLabelValues(name)
-	st.routes = make(map[string]*routeInfo, len(patterns))
-	for _, p := range patterns {
-		st.routes[p] = newRouteInfo(name, p, b.metrics)
+// splitMiddleware sorts the middleware by Order and splits it: outer
+// (Order < 0) wraps the ServeMux, inner (Order >= 0) each route's handler.
+func splitMiddleware(mws []Middleware) (outer, inner []Middleware, err error) {
+	mws = slices.Clone(mws)
+	slices.SortStableFunc(mws, func(a, b Middleware) int { return a.Order - b.Order })
+	for _, m := range mws {
+		switch {
+		case m.Wrap == nil:
+			return nil, nil, fmt.Errorf("fxhttp: middleware %s (order %d) has a nil Wrap", m.Name, m.Order)
+		case m.Order < 0:
+			outer = append(outer, m)
+		default:
+			inner = append(inner, m)
+		}
 	}
-	st.unmatched = newRouteInfo(name, "", b.metrics)
-	st.unmatched.route = "unmatched"
-	return &st
+	return outer, inner, nil
 }
 
 func (s *Server) newEndpoint(name, addr string, h http.Handler) *endpoint {
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	if s.cfg.TLS.Enabled() {
+	if s.tls != nil {
 		protos.SetHTTP2(true)
 	}
 	if s.cfg.H2C {
@@ -222,42 +228,14 @@ func wrap(h http.Handler, mws []Middleware, pattern string) (http.Handler, error
 	return h, nil
 }
 
-var registeredAt = regexp.MustCompile(` \(registered at [^)]*\)`)
-
-// handle registers a route, turning ServeMux's panics (conflicting or
-// invalid patterns) into an error that names the patterns.
-func handle(mux *http.ServeMux, pattern string, h http.Handler, earlier []string) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			msg := registeredAt.ReplaceAllString(fmt.Sprint(v), "")
-			msg = strings.ReplaceAll(msg, "\n", "; ")
-			err = fmt.Errorf("fxhttp: route %q: %s", pattern, msg)
-		}
-	}()
-	if slices.Contains(earlier, pattern) {
-		return fmt.Errorf("fxhttp: route %q is registered twice", pattern)
-	}
-	mux.Handle(pattern, h)
-	return nil
-}
-
 // Start listens on the configured addresses, so a port in use is an error
 // naming the address, then serves in the background. A server that fails
-// after Start stops the app through fx.Shutdowner (exit code 1).
+// after Start calls ServerOptions.Fatal.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started {
 		return errors.New("fxhttp: server already started")
-	}
-	var tlsConf *tls.Config
-	if s.cfg.TLS.Enabled() {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
-		if err != nil {
-			return fmt.Errorf("fxhttp: load TLS certificate %s and key %s (MARTY_HTTP_TLS_CERT_FILE, MARTY_HTTP_TLS_KEY_FILE): %w",
-				s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile, err)
-		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	var lc net.ListenConfig
 	var opened []*endpoint
@@ -277,11 +255,11 @@ func (s *Server) Start(ctx context.Context) error {
 		opened = append(opened, ep)
 	}
 	for _, ep := range opened {
-		if tlsConf != nil {
-			ep.srv.TLSConfig = tlsConf.Clone() // net/http edits it (NextProtos)
+		if s.tls != nil {
+			ep.srv.TLSConfig = s.tls.Clone() // net/http edits it (NextProtos)
 		}
 		go s.serve(ep)
-		s.log.Info("http server listening", zap.String("server", ep.name), zap.String("addr", ep.addr), zap.Bool("tls", tlsConf != nil))
+		s.log.Info("http server listening", zap.String("server", ep.name), zap.String("addr", ep.addr), zap.Bool("tls", s.tls != nil))
 	}
 	// The api server drains first (its gateway calls the gRPC server, which
 	// stops after it), the admin server stops last: probes and /metrics
@@ -318,12 +296,7 @@ func (s *Server) serve(ep *endpoint) {
 		err = ep.srv.Serve(ep.ln)
 	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		err = fmt.Errorf("fxhttp: serve %s server on %s: %w", ep.name, ep.addr, err)
-		if s.sd != nil {
-			fxcore.ShutdownOnError(s.sd, s.log, "http "+ep.name+" server", err)
-		} else {
-			s.log.Error("http server failed", zap.Error(err))
-		}
+		s.fatal(fmt.Errorf("fxhttp: serve %s server on %s: %w", ep.name, ep.addr, err))
 	}
 }
 

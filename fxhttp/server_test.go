@@ -53,32 +53,6 @@ func TestRoutesPathValuesMethodsAnd405(t *testing.T) {
 	require.NotNil(t, h.metric("http_server_requests_total", map[string]string{"route": "unmatched", "code": "405", "method": "POST"}))
 }
 
-func TestConflictingAndInvalidRoutesFailStart(t *testing.T) {
-	_, err := newApp(t, nil,
-		AsRoute("GET /v1/orders/{id}", orderHandler),
-		AsRoute("GET /v1/orders/{name}", orderHandler),
-	)
-	require.Error(t, err)
-	require.Contains(t, err.Error(), `GET /v1/orders/{id}`)
-	require.Contains(t, err.Error(), `GET /v1/orders/{name}`)
-	require.Contains(t, err.Error(), "conflicts")
-	require.NotContains(t, err.Error(), "registered at")
-
-	_, err = newApp(t, nil, AsRoute("GET /x", orderHandler), AsRoute("GET /x", orderHandler))
-	require.ErrorContains(t, err, `fxhttp: route "GET /x" is registered twice`)
-
-	_, err = newApp(t, nil, AsRoute("GET /x/{", orderHandler))
-	require.ErrorContains(t, err, `fxhttp: route "GET /x/{"`)
-
-	// An admin route sharing the public server conflicts with public routes too.
-	_, err = newApp(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:18080", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:18080"},
-		AsRoute("GET /metrics", orderHandler), AsAdminRoute("GET /metrics", orderHandler))
-	require.ErrorContains(t, err, `"GET /metrics"`)
-
-	_, err = newApp(t, nil, AsRoute("GET /x", func() int { return 1 }))
-	require.ErrorContains(t, err, `fxhttp.AsRoute("GET /x")`)
-}
-
 func TestPanicIs500ProblemAndServerLivesOn(t *testing.T) {
 	h := start(t, nil,
 		AsRoute("GET /boom", func() http.Handler {
@@ -620,32 +594,6 @@ func TestServeErrorAfterStartShutsTheAppDown(t *testing.T) {
 	require.Len(t, h.logs.FilterMessageSnippet("failed; shutting down").All(), 1)
 }
 
-func TestUserMiddlewareOrder(t *testing.T) {
-	mark := func(name string) func(http.Handler) http.Handler {
-		return func(next http.Handler) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Add("X-Trail", fmt.Sprintf("%s(id=%t,pattern=%s)", name, RequestID(r.Context()) != "", r.Pattern))
-				next.ServeHTTP(w, r)
-			})
-		}
-	}
-	h := start(t, nil,
-		AsRoute("GET /v1/orders/{id}", orderHandler),
-		AsMiddleware(func() func(http.Handler) http.Handler { return mark("inner2") }, 20),
-		AsMiddleware(mark("outer"), -10),
-		AsMiddleware(func(log *zap.Logger) func(http.Handler) http.Handler { return mark("inner1") }, 10),
-	)
-	resp, _ := h.get("/v1/orders/1")
-	require.Equal(t, []string{
-		"outer(id=false,pattern=)",
-		"inner1(id=true,pattern=GET /v1/orders/{id})",
-		"inner2(id=true,pattern=GET /v1/orders/{id})",
-	}, resp.Header.Values("X-Trail"))
-
-	_, err := newApp(t, nil, AsMiddleware(func() string { return "no" }, 1))
-	require.ErrorContains(t, err, "fxhttp.AsMiddleware(order 1)")
-}
-
 func TestH2C(t *testing.T) {
 	h := start(t, nil, AsRoute("GET /proto", func() http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) })
@@ -671,7 +619,7 @@ func TestH2C(t *testing.T) {
 func TestWithoutFx(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
-	s, err := NewServer(Params{Config: cfg, Log: zap.NewNop(), Routes: []Route{{Pattern: "GET /x", Handler: text("plain")}}})
+	s, err := NewServer(cfg, ServerOptions{Routes: []Route{{Pattern: "GET /x", Handler: text("plain")}}})
 	require.NoError(t, err)
 	require.NoError(t, s.Start(context.Background()))
 	resp, err := http.Get("http://" + s.Addr() + "/x")

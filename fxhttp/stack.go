@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -28,12 +30,13 @@ const RequestIDHeader = "X-Request-Id"
 // stack is the built-in middleware of one server, fused into one handler so
 // a request costs one wrapper, one context value and one request copy:
 // recovery, request id, tracing, RED metrics, access log, body limit, in
-// that order, around the ServeMux.
+// that order, around the middleware of negative Order and the ServeMux.
 type stack struct {
 	server    string
-	next      http.Handler // the ServeMux
+	next      http.Handler // the ServeMux, or the middleware around it
 	routes    map[string]*routeInfo
 	unmatched *routeInfo
+	set       *sync.Map // route (SetRoute) -> *routeInfo
 	metrics   *serverMetrics
 	inflight  prometheus.Gauge
 	tracer    trace.Tracer
@@ -65,6 +68,70 @@ var attrsPool = sync.Pool{New: func() any { s := make([]attribute.KeyValue, 0, m
 var fieldsPool = sync.Pool{New: func() any { s := make([]zap.Field, 0, 12); return &s }}
 
 var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
+// newStack is the built-in stack both servers share, before forServer.
+func newStack(cfg Config, opts ServerOptions, log *zap.Logger) (stack, error) {
+	metrics, err := newServerMetrics(opts.Registerer)
+	if err != nil {
+		return stack{}, err
+	}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	prop := opts.Propagator
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
+	}
+	return stack{
+		tracer:   tp.Tracer(instrumentationName),
+		prop:     prop,
+		propKeys: propagatorFields(prop),
+		metrics:  metrics,
+		log:      log,
+		logMode:  cfg.AccessLog,
+		logRatio: cfg.AccessLogRatio,
+		maxBody:  cfg.MaxBodyBytes,
+		mappers:  slices.Clone(opts.ErrorStatus),
+		classify: slices.Clone(opts.Classifiers),
+	}, nil
+}
+
+// forServer is the stack of one server, around next, knowing the patterns
+// of its ServeMux.
+func (b stack) forServer(name string, next http.Handler, patterns []string) *stack {
+	st := b
+	st.server = name
+	st.next = next
+	st.inflight = b.metrics.inflight.WithLabelValues(name)
+	st.routes = make(map[string]*routeInfo, len(patterns))
+	for _, p := range patterns {
+		st.routes[p] = newRouteInfo(name, p, b.metrics)
+	}
+	st.unmatched = newRouteInfo(name, "", b.metrics)
+	st.unmatched.route = "unmatched"
+	st.set = new(sync.Map)
+	return &st
+}
+
+// routeOf returns what the request matched: the route a handler set
+// (SetRoute), else the server's pattern, else unmatched.
+func (s *stack) routeOf(info *requestInfo) *routeInfo {
+	if info.routeSet {
+		if info.route == "" {
+			return s.unmatched
+		}
+		if ri, ok := s.set.Load(info.route); ok {
+			return ri.(*routeInfo)
+		}
+		ri, _ := s.set.LoadOrStore(info.route, newRouteInfo(s.server, info.route, s.metrics))
+		return ri.(*routeInfo)
+	}
+	if ri := s.routes[info.pattern]; ri != nil {
+		return ri
+	}
+	return s.unmatched
+}
 
 func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -125,7 +192,7 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 				zap.String("panic", fmt.Sprint(panicked)),
 				zap.String("method", r.Method),
 				zap.String("path", r.URL.Path),
-				zap.String("pattern", r.Pattern),
+				zap.String("pattern", st.info.pattern),
 				zap.String("request_id", st.info.id),
 				zap.ByteString("stack", debug.Stack()),
 			}, fxtracing.LogFields(r.Context())...)...)
@@ -146,15 +213,12 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 		}
 	}
 	elapsed := time.Since(start)
-	ri := s.routes[r.Pattern]
-	if ri == nil {
-		ri = s.unmatched
-	}
+	ri := s.routeOf(&st.info)
 	method := standardMethod(r.Method)
 	ri.observe(method, status, elapsed.Seconds())
 
 	if span != nil {
-		if r.Pattern != "" {
+		if ri != s.unmatched {
 			if method != "" && method == ri.method {
 				span.SetName(ri.spanName)
 			} else {
@@ -164,7 +228,7 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 		if span.IsRecording() {
 			pooled := attrsPool.Get().(*[]attribute.KeyValue)
 			attrs := append(requestAttrs((*pooled)[:0], r), requestIDKey.String(st.info.id))
-			if r.Pattern != "" {
+			if ri != s.unmatched {
 				attrs = append(attrs, semconv.HTTPRoute(ri.route))
 			}
 			attrs = append(attrs, semconv.HTTPResponseStatusCode(status))

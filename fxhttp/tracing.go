@@ -106,7 +106,7 @@ func requestAttrs(buf []attribute.KeyValue, r *http.Request) []attribute.KeyValu
 		scheme = "https"
 	}
 	buf = append(buf, semconv.ServerAddress(host), semconv.URLScheme(scheme))
-	if port > 0 && !(tls && port == 443) && !(!tls && port == 80) {
+	if port > 0 && (!tls || port != 443) && (tls || port != 80) {
 		buf = append(buf, semconv.ServerPort(port))
 	}
 	peer, peerPort := splitHostPort(r.RemoteAddr)

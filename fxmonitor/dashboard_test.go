@@ -318,7 +318,7 @@ func TestDashboardPageAssetsAndGraph(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &g))
 	require.True(t, strings.HasPrefix(g.DOT, "digraph"), g.DOT)
 	require.Contains(t, g.DOT, `label="newHealth"`, "the app's constructors are nodes")
-	require.Contains(t, g.DOT, `label="NewServer"`)
+	require.Contains(t, g.DOT, `label="newServer"`) // fxhttp's provider
 	require.Contains(t, g.DOT, "*dashboard.Dashboard")
 
 	// Only on the admin server.

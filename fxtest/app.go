@@ -192,7 +192,7 @@ func (a *App) FX() *fx.App { return a.fx }
 func (a *App) GRPC() *grpc.ClientConn {
 	a.t.Helper()
 	if a.g.GRPC == nil || a.g.GRPC.Addr() == "" {
-		a.t.Fatalf("fxtest: GRPC(): the app has no gRPC server: add fxgrpc.Module (and keep MARTY_GRPC_ADDR set)")
+		a.t.Fatalf("fxtest: GRPC(): the app has no gRPC server listening: add fxgrpc.Module and a service (fxgrpc.AsService), and keep MARTY_GRPC_ADDR set")
 		return nil
 	}
 	a.mu.Lock()
@@ -203,7 +203,7 @@ func (a *App) GRPC() *grpc.ClientConn {
 			opts = append(opts, fxgrpc.WithTracerProvider(a.g.Tracer))
 		}
 		if a.g.Propagator != nil {
-			opts = append(opts, fxgrpc.WithPropagators(a.g.Propagator))
+			opts = append(opts, fxgrpc.WithPropagator(a.g.Propagator))
 		}
 		conn, err := fxgrpc.NewClient(a.g.GRPC.Addr(), opts...)
 		if err != nil {

@@ -33,7 +33,7 @@ func TestDefaults(t *testing.T) {
 	var grpcCfg fxgrpc.Config
 	var repoCfg fxrepo.Config
 	var evCfg fxevents.Config
-	app := fxtest.New(t, fx.Populate(&grpcCfg, &repoCfg, &evCfg))
+	app := fxtest.New(t, fx.Populate(&grpcCfg, &repoCfg, &evCfg), fxgrpc.AsService(&ordersDesc, &orders{}))
 
 	require.Equal(t, "fxtest", app.ServiceInfo().Name)
 	require.Equal(t, "test", app.ServiceInfo().Environment)
@@ -244,7 +244,7 @@ func TestHTTPClient(t *testing.T) {
 }
 
 func TestStopEarly(t *testing.T) {
-	app := fxtest.New(t, fxtest.WithModules(fxcore.Module, fxgrpc.Module))
+	app := fxtest.New(t, fxtest.WithModules(fxcore.Module, fxgrpc.Module), fxgrpc.AsService(&ordersDesc, &orders{}))
 	_ = app.GRPC()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxtest"
 )
@@ -53,7 +54,9 @@ func TestStartFailure(t *testing.T) {
 	require.NoError(t, err)
 	defer busy.Close()
 	f := newFake(t)
-	require.False(t, f.run(func() { fxtest.New(f, fxtest.Env("MARTY_GRPC_ADDR="+busy.Addr().String())) }))
+	require.False(t, f.run(func() {
+		fxtest.New(f, fxtest.Env("MARTY_GRPC_ADDR="+busy.Addr().String()), fxgrpc.AsService(&ordersDesc, &orders{}))
+	}))
 	require.Contains(t, f.fatal(), "fxtest: start the app: ")
 	require.Contains(t, f.fatal(), busy.Addr().String())
 	f.cleanup()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,7 +85,7 @@ func runReadme(t *testing.T, r readmeRun) {
 
 		case slices.Equal(args, []string{"go", "run", "."}):
 			require.Nil(t, svc, "go run . twice")
-			svc = startService(t, r.dir, httpAddr, adminAddr, grpcAddr)
+			svc = startService(t, r.dir, httpAddr, adminAddr, grpcAddr, r.kind != "http")
 			ran["go run"]++
 
 		case slices.Equal(args, []string{"go", "test", "./..."}):
@@ -338,9 +339,10 @@ type service struct {
 }
 
 // startService runs `go run .` in dir on the given addresses (and a SQLite
-// file in a temporary directory) and waits until /readyz answers 200 and
-// gRPC health says SERVING.
-func startService(t *testing.T, dir, httpAddr, adminAddr, grpcAddr string) *service {
+// file in a temporary directory) and waits until /readyz answers 200 and,
+// for a project with a gRPC service, gRPC health says SERVING; without one
+// nothing listens on the gRPC address.
+func startService(t *testing.T, dir, httpAddr, adminAddr, grpcAddr string, withGRPC bool) *service {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
@@ -383,6 +385,14 @@ func startService(t *testing.T, dir, httpAddr, adminAddr, grpcAddr string) *serv
 	}
 	require.Eventually(t, ready, 4*time.Minute, 200*time.Millisecond, "never ready:\n%s", s.out.String())
 
+	if !withGRPC {
+		c, err := net.DialTimeout("tcp", grpcAddr, 2*time.Second)
+		if err == nil {
+			_ = c.Close()
+		}
+		require.Error(t, err, "an HTTP-only service opens no gRPC port")
+		return s
+	}
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	hctx, hcancel := context.WithTimeout(ctx, 5*time.Second)
