@@ -57,5 +57,6 @@
 //	err = bus.Publish(ctx, OrderCreated{OrderID: "42"})
 //
 // With Config.Bus "outbox" and DispatcherOptions.DB, NewOutboxBus gives the
-// transactional outbox and its relay instead.
+// transactional outbox and its relay instead. ExampleNewDispatcher is a
+// complete program.
 package fxevents
