@@ -34,6 +34,14 @@
 // an fxevents.Transport; consumers hand what they receive to the shared
 // *Dispatcher (HandleOne). See README.md for the contract.
 //
+// The package is larger than martyfx's guideline of 60 exported names
+// (about 78): it holds the event model (Event, Envelope, Codec, Registry),
+// the handler model (Handler, HandlerFunc, middleware, Idempotent,
+// Permanent), both buses with their constructors and one configuration
+// section, and the Dispatcher contract that transports in other packages
+// drive. Splitting the buses from the dispatcher would split that section
+// and make the transports import two packages.
+//
 // # Without Fx
 //
 // Every part has a constructor of the martyfx shape, NewXxx(cfg Config, opts

@@ -108,7 +108,7 @@ func NewMemoryBus(opts MemoryBusOptions) (*MemoryBus, error) {
 		if err := opts.Registerer.Register(gaugeCollector{
 			desc: prometheus.NewDesc("marty_events_queue_depth", "Events waiting in a handler's queue (memory bus).", []string{"handler"}, nil),
 			fn: func(emit func(float64, ...string)) {
-				for name, n := range b.Depths() {
+				for name, n := range b.depths() {
 					emit(float64(n), name)
 				}
 			},
@@ -254,8 +254,8 @@ func (b *MemoryBus) enqueue(ctx context.Context, env Envelope) error {
 	return nil
 }
 
-// Depths returns each handler's queued event count, by handler name.
-func (b *MemoryBus) Depths() map[string]int {
+// depths returns each handler's queued event count, by handler name.
+func (b *MemoryBus) depths() map[string]int {
 	out := make(map[string]int, len(b.queues))
 	for _, q := range b.queues {
 		out[q.e.name] = q.depth()
@@ -263,8 +263,8 @@ func (b *MemoryBus) Depths() map[string]int {
 	return out
 }
 
-// FullQueues lists the handlers with a full worker queue right now.
-func (b *MemoryBus) FullQueues() []string {
+// fullQueues lists the handlers with a full worker queue right now.
+func (b *MemoryBus) fullQueues() []string {
 	var out []string
 	for _, q := range b.queues {
 		if q.full() {

@@ -148,7 +148,7 @@ type healthReporter interface {
 }
 
 func (b *MemoryBus) health(context.Context) error {
-	if full := b.FullQueues(); len(full) > 0 {
+	if full := b.fullQueues(); len(full) > 0 {
 		return fmt.Errorf("fxevents: handler queues full: %v", full)
 	}
 	return nil
