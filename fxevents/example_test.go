@@ -39,7 +39,7 @@ func ExampleNewDispatcher() {
 	}
 	ctx := context.Background()
 	_ = bus.Start(ctx)
-	defer bus.Stop(ctx)
+	defer func() { _ = bus.Stop(ctx) }()
 	if err := bus.Publish(ctx, Greeted{Name: "Ada"}); err != nil {
 		fmt.Println(err)
 	}

@@ -25,7 +25,7 @@ func ExampleNewConn() {
 		fmt.Println(err)
 		return
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 
 	env, _ := fxevents.NewEnvelope("orders", OrderPlaced{OrderID: "42"}, fxevents.DefaultCodec())
 	var transport fxevents.Transport = conn

@@ -39,7 +39,7 @@ func TestRunServerFailsClearly(t *testing.T) {
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	port := l.Addr().(*net.TCPAddr).Port
 	_, err = natsdev.RunServer(natsdev.ServerOptions{StoreDir: t.TempDir(), Port: port})
 	require.ErrorContains(t, err, fmt.Sprintf("natsdev: embedded server: listen on 127.0.0.1:%d", port))
@@ -70,7 +70,7 @@ func TestEmbeddedStoreDirectory(t *testing.T) {
 
 func ExampleRunServer() {
 	dir, _ := os.MkdirTemp("", "example-nats-*")
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	s, err := natsdev.RunServer(natsdev.ServerOptions{StoreDir: dir})
 	if err != nil {
 		fmt.Println(err)
