@@ -19,6 +19,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
@@ -31,7 +32,7 @@ func natsURL(b *testing.B) string {
 	if u := os.Getenv("MARTY_TEST_NATS_URL"); u != "" {
 		return u
 	}
-	s, err := natsjs.RunServer(natsjs.ServerOptions{StoreDir: b.TempDir()})
+	s, err := natsdev.RunServer(natsdev.ServerOptions{StoreDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -109,7 +109,7 @@ func TestSlowHandlerDoesNotDelayAnother(t *testing.T) {
 	// All 20 reach the fast handler while the slow one is still on its first events.
 	eventually(t, func() bool { return fast.len() == 20 }, "fast handler got every event")
 	require.LessOrEqual(t, int(slowStarted.Load()), 2, "the slow handler is still busy with its first events")
-	require.Positive(t, ta.bus.(*fxevents.MemoryBus).Depths()["slow"])
+	require.Positive(t, metric(t, ta.reg, "marty_events_queue_depth", map[string]string{"handler": "slow"}))
 	close(release)
 }
 

@@ -26,12 +26,9 @@ type DeadLetter struct {
 	At time.Time `json:"at"`
 }
 
-// ErrDeadLetterNotFound is returned by a re-drive of an unknown id.
-var ErrDeadLetterNotFound = errors.New("fxevents: dead letter not found")
-
 // DeadLetterStore keeps dead letters and re-drives them. The memory bus and
-// transports use the in-memory ring (DeadLetters); the outbox uses the
-// marty_outbox_dead table. The admin routes /events/dead serve it.
+// transports use an in-memory ring of Config.DeadLetterCapacity; the outbox
+// uses the marty_outbox_dead table. The admin routes /events/dead serve it.
 type DeadLetterStore interface {
 	// Add keeps a dead letter (assigning its ID).
 	Add(ctx context.Context, dl DeadLetter) error
@@ -44,10 +41,10 @@ type DeadLetterStore interface {
 	RetryAll(ctx context.Context) (int, error)
 }
 
-// DeadLetters is the in-memory ring of the most recent dead letters. Retry
-// runs the handler again at once, through the dispatcher (all its attempts),
-// and returns its error.
-type DeadLetters struct {
+// memoryDeadLetters is the in-memory ring of the most recent dead letters.
+// Retry runs the handler again at once, through the dispatcher (all its
+// attempts), and returns its error.
+type memoryDeadLetters struct {
 	mu   sync.Mutex
 	ring []DeadLetter
 	next int // ring write position
@@ -56,17 +53,17 @@ type DeadLetters struct {
 	run  func(ctx context.Context, dl DeadLetter) error
 }
 
-// NewDeadLetters returns a ring of capacity dead letters; redrive runs one
-// again (nil makes Retry fail).
-func NewDeadLetters(capacity int, redrive func(ctx context.Context, dl DeadLetter) error) *DeadLetters {
+// newMemoryDeadLetters returns a ring of capacity dead letters; redrive
+// runs one again (nil makes Retry fail).
+func newMemoryDeadLetters(capacity int, redrive func(ctx context.Context, dl DeadLetter) error) *memoryDeadLetters {
 	if capacity <= 0 {
 		capacity = 1
 	}
-	return &DeadLetters{ring: make([]DeadLetter, capacity), run: redrive}
+	return &memoryDeadLetters{ring: make([]DeadLetter, capacity), run: redrive}
 }
 
 // Add keeps dl, evicting the oldest when full.
-func (d *DeadLetters) Add(_ context.Context, dl DeadLetter) error {
+func (d *memoryDeadLetters) Add(_ context.Context, dl DeadLetter) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.seq++
@@ -80,7 +77,7 @@ func (d *DeadLetters) Add(_ context.Context, dl DeadLetter) error {
 }
 
 // List returns up to limit dead letters, newest first (limit <= 0: all).
-func (d *DeadLetters) List(_ context.Context, limit int) ([]DeadLetter, error) {
+func (d *memoryDeadLetters) List(_ context.Context, limit int) ([]DeadLetter, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if limit <= 0 || limit > d.n {
@@ -93,7 +90,7 @@ func (d *DeadLetters) List(_ context.Context, limit int) ([]DeadLetter, error) {
 	return out, nil
 }
 
-func (d *DeadLetters) take(id string) (DeadLetter, bool) {
+func (d *memoryDeadLetters) take(id string) (DeadLetter, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := 1; i <= d.n; i++ {
@@ -116,7 +113,7 @@ func (d *DeadLetters) take(id string) (DeadLetter, bool) {
 }
 
 // Retry removes the dead letter id and runs it again.
-func (d *DeadLetters) Retry(ctx context.Context, id string) error {
+func (d *memoryDeadLetters) Retry(ctx context.Context, id string) error {
 	dl, ok := d.take(id)
 	if !ok {
 		return ErrDeadLetterNotFound
@@ -129,7 +126,7 @@ func (d *DeadLetters) Retry(ctx context.Context, id string) error {
 
 // RetryAll re-drives every dead letter, oldest first; it returns how many
 // were re-driven and their joined errors.
-func (d *DeadLetters) RetryAll(ctx context.Context) (int, error) {
+func (d *memoryDeadLetters) RetryAll(ctx context.Context) (int, error) {
 	all, _ := d.List(ctx, 0)
 	var errs []error
 	n := 0

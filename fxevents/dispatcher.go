@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"reflect"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,17 +19,15 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
 const tracerName = "github.com/martyfx/martyfx/fxevents"
-
-// ErrUnknownHandler is returned by HandleOne for a handler name that is not
-// registered.
-var ErrUnknownHandler = errors.New("fxevents: unknown handler")
 
 // HandlerInfo describes a registered handler: transports create one durable
 // consumer per handler, named after it, subscribed to its event types.
@@ -50,23 +50,42 @@ type Result struct {
 	DeadLettered bool
 }
 
-// DispatcherParams are what NewDispatcher needs; Module fills it from the
-// graph.
-type DispatcherParams struct {
-	Config     Config
-	Source     string // the service name, Envelope.Source
-	Log        *zap.Logger
+// DispatcherOptions are what NewDispatcher takes besides the Config. The
+// zero value works: no metrics, no database, OpenTelemetry's global
+// provider and propagator, an in-memory dead-letter ring.
+type DispatcherOptions struct {
+	// Logger receives the dispatcher's logs; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Info identifies the service: Info.Name is every envelope's Source.
+	// Zero value: the binary's name.
+	Info fxcore.ServiceInfo
+	// Registerer receives the marty_events_* metrics; nil: they are not
+	// registered.
 	Registerer prometheus.Registerer
-	Tracer     trace.TracerProvider          // nil: otel.GetTracerProvider()
-	Propagator propagation.TextMapPropagator // nil: W3C trace context + baggage
-	Codec      Codec                         // nil: DefaultCodec()
-	Handlers   []Handler
+	// TracerProvider makes the publish and process spans; nil:
+	// otel.GetTracerProvider(). A noop.TracerProvider
+	// (go.opentelemetry.io/otel/trace/noop) turns the spans off at no cost
+	// per event; trace context still passes through the Propagator.
+	TracerProvider trace.TracerProvider
+	// Propagator carries trace context and baggage in Envelope.Metadata;
+	// nil: otel.GetTextMapPropagator().
+	Propagator propagation.TextMapPropagator
+	// Codec encodes and decodes events; nil: DefaultCodec().
+	Codec Codec
+	// Handlers are the event handlers (what AsHandler registers); their
+	// names must be unique.
+	Handlers []Handler
+	// Middleware wraps every handler (what AsHandlerMiddleware registers),
+	// in ascending Order: lower is outer.
 	Middleware []HandlerMiddleware
-	// DB is the database of the inbox (Idempotent handlers); nil for none.
+	// DB is the database of the inbox (Idempotent handlers) and, with
+	// Config.Bus "outbox", of the outbox and its dead letters; nil for
+	// none (then neither Idempotent handlers nor the outbox bus work).
 	DB *gorm.DB
 	// UnitOfWork runs Idempotent handlers; nil: fxrepo.NewUnitOfWork(DB).
 	UnitOfWork fxrepo.UnitOfWork
-	// DeadLetters keeps dead letters; nil: an in-memory ring of
+	// DeadLetters keeps dead letters; nil: the marty_outbox_dead table with
+	// Config.Bus "outbox", else an in-memory ring of
 	// Config.DeadLetterCapacity that re-drives through this dispatcher.
 	DeadLetters DeadLetterStore
 }
@@ -87,7 +106,8 @@ type Dispatcher struct {
 	handlers []*handlerEntry
 	byName   map[string]*handlerEntry
 	byType   map[string][]*handlerEntry
-	globalTP bool
+	traced   bool // false for a noop provider: no span is started
+	db       *gorm.DB
 	inbox    *inbox
 }
 
@@ -108,43 +128,83 @@ func (e *handlerEntry) metricsFor(typ string) *handlerMetrics {
 	return e.d.m.forHandler(e.name, typ)
 }
 
-// NewDispatcher checks the handlers (unique names) and builds the
-// dispatcher. It registers the marty_events_* metrics on p.Registerer.
-func NewDispatcher(p DispatcherParams) (*Dispatcher, error) {
-	if p.Log == nil {
-		p.Log = zap.NewNop()
+// NewDispatcher validates cfg, checks the handlers (unique names) and
+// builds the dispatcher. It registers the marty_events_* metrics on
+// opts.Registerer.
+func NewDispatcher(cfg Config, opts DispatcherOptions) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fxevents: %w", err)
 	}
-	if p.Registerer == nil {
-		p.Registerer = prometheus.NewRegistry()
+	if cfg.Bus == BusOutbox && opts.DB == nil {
+		return nil, errors.New("fxevents: MARTY_EVENTS_BUS=outbox needs a database (DispatcherOptions.DB): add fxrepo.Module")
 	}
-	globalTP := p.Tracer == nil
-	if globalTP {
-		p.Tracer = otel.GetTracerProvider()
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
 	}
-	if p.Propagator == nil {
-		p.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry() // registered nowhere
 	}
-	if p.Codec == nil {
-		p.Codec = DefaultCodec()
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
 	}
-	m, err := newMetrics(p.Registerer)
+	if opts.Propagator == nil {
+		opts.Propagator = otel.GetTextMapPropagator()
+	}
+	if opts.Codec == nil {
+		opts.Codec = DefaultCodec()
+	}
+	source := opts.Info.Name
+	if source == "" {
+		source = binaryName()
+	}
+	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
 	}
 	d := &Dispatcher{
-		cfg: p.Config, source: p.Source, log: p.Log.Named("events"),
-		tracer: p.Tracer.Tracer(tracerName), prop: p.Propagator, codec: p.Codec, m: m,
-		byName: map[string]*handlerEntry{}, byType: map[string][]*handlerEntry{}, globalTP: globalTP,
+		cfg: cfg, source: source, log: opts.Logger.Named("events"),
+		tracer: opts.TracerProvider.Tracer(tracerName), prop: opts.Propagator, codec: opts.Codec, m: m,
+		byName: map[string]*handlerEntry{}, byType: map[string][]*handlerEntry{},
+		traced: !isNoop(opts.TracerProvider), db: opts.DB,
 	}
-	mw := slices.Clone(p.Middleware)
+	if err := d.addHandlers(opts.Handlers, opts.Middleware); err != nil {
+		return nil, err
+	}
+	if opts.DB != nil {
+		uow := opts.UnitOfWork
+		if uow == nil {
+			uow = fxrepo.NewUnitOfWork(opts.DB)
+		}
+		d.inbox = &inbox{db: opts.DB, uow: uow}
+	}
+	for _, e := range d.handlers {
+		if needsInbox(e.raw) && d.inbox == nil {
+			return nil, fmt.Errorf("fxevents: handler %s is Idempotent, which needs a database (DispatcherOptions.DB; with Fx add fxrepo.Module)", e.name)
+		}
+	}
+	switch {
+	case opts.DeadLetters != nil:
+		d.dead = opts.DeadLetters
+	case cfg.Bus == BusOutbox:
+		d.dead = newOutboxDeadLetters(opts.DB, cfg)
+	default:
+		d.dead = newMemoryDeadLetters(cfg.DeadLetterCapacity, d.redrive)
+	}
+	return d, nil
+}
+
+// addHandlers registers the handlers, each wrapped in the middleware:
+// sorted by ascending Order (stable), the lowest outermost.
+func (d *Dispatcher) addHandlers(handlers []Handler, middleware []HandlerMiddleware) error {
+	mw := slices.Clone(middleware)
 	sort.SliceStable(mw, func(i, j int) bool { return mw[i].Order < mw[j].Order })
-	for _, h := range p.Handlers {
+	for _, h := range handlers {
 		name := h.Name()
 		if name == "" {
-			return nil, fmt.Errorf("fxevents: handler %T has an empty name", h)
+			return fmt.Errorf("fxevents: handler %T has an empty name", h)
 		}
 		if _, dup := d.byName[name]; dup {
-			return nil, fmt.Errorf("fxevents: two handlers are named %q; handler names must be unique", name)
+			return fmt.Errorf("fxevents: two handlers are named %q; handler names must be unique", name)
 		}
 		wrapped := h
 		for i := len(mw) - 1; i >= 0; i-- {
@@ -153,29 +213,34 @@ func NewDispatcher(p DispatcherParams) (*Dispatcher, error) {
 		e := &handlerEntry{idx: len(d.handlers), name: name, types: slices.Clone(h.EventTypes()), h: wrapped, raw: h,
 			ms: map[string]*handlerMetrics{}, d: d}
 		for _, t := range e.types {
-			e.ms[t] = m.forHandler(name, t)
+			e.ms[t] = d.m.forHandler(name, t)
 			d.byType[t] = append(d.byType[t], e)
 		}
 		d.handlers = append(d.handlers, e)
 		d.byName[name] = e
 	}
-	if p.DB != nil {
-		uow := p.UnitOfWork
-		if uow == nil {
-			uow = fxrepo.NewUnitOfWork(p.DB)
-		}
-		d.inbox = &inbox{db: p.DB, uow: uow}
+	return nil
+}
+
+// isNoop reports whether tp is OpenTelemetry's no-op provider, whose spans
+// are never recorded: the dispatcher then starts none, which saves two
+// allocations per span (trace context still passes through).
+func isNoop(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case noop.TracerProvider, *noop.TracerProvider:
+		return true
 	}
-	for _, e := range d.handlers {
-		if needsInbox(e.raw) && d.inbox == nil {
-			return nil, fmt.Errorf("fxevents: handler %s is Idempotent, which needs a database (DispatcherParams.DB; with Fx add fxrepo.Module)", e.name)
-		}
+	return false
+}
+
+// binaryName is the running program's name, the envelopes' Source when
+// DispatcherOptions.Info has no name.
+func binaryName() string {
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		name := filepath.Base(os.Args[0])
+		return strings.TrimSuffix(name, filepath.Ext(name))
 	}
-	d.dead = p.DeadLetters
-	if d.dead == nil {
-		d.dead = NewDeadLetters(p.Config.DeadLetterCapacity, d.redrive)
-	}
-	return d, nil
+	return "service"
 }
 
 // redrive runs a dead letter's handler again with every attempt.
@@ -204,6 +269,9 @@ func (d *Dispatcher) HandlersFor(eventType string) []string {
 
 // DeadLetters returns the dead-letter store.
 func (d *Dispatcher) DeadLetters() DeadLetterStore { return d.dead }
+
+// Config returns the configuration the dispatcher was built with.
+func (d *Dispatcher) Config() Config { return d.cfg }
 
 // Codec returns the codec events are encoded with.
 func (d *Dispatcher) Codec() Codec { return d.codec }
@@ -254,7 +322,7 @@ func (d *Dispatcher) startPublish(ctx context.Context, ev Event) (trace.Span, En
 		return nil, Envelope{}, err
 	}
 	span := noSpan
-	if d.tracing() {
+	if d.traced {
 		ctx, span = d.tracer.Start(ctx, d.m.forType(env.Type).spanName, producerSpan...)
 	}
 	if span.IsRecording() {
@@ -273,18 +341,8 @@ func (d *Dispatcher) startPublish(ctx context.Context, ev Event) (trace.Span, En
 	return span, env, nil
 }
 
-// globalDelegate is the type of otel's global TracerProvider before any SDK
-// is installed: spans from it are never recorded.
-var globalDelegate = reflect.TypeOf(otel.GetTracerProvider())
-
+// noSpan is the span of an event when the dispatcher starts none.
 var noSpan = trace.SpanFromContext(context.Background())
-
-// tracing reports whether spans can be recorded: false only when the
-// dispatcher uses the global provider and no SDK has been installed, which
-// saves two span allocations per event; trace context still passes through.
-func (d *Dispatcher) tracing() bool {
-	return !d.globalTP || reflect.TypeOf(otel.GetTracerProvider()) != globalDelegate
-}
 
 func endSpan(span trace.Span, err error) {
 	if err != nil {
@@ -313,7 +371,7 @@ func (d *Dispatcher) handleOne(ctx context.Context, e *handlerEntry, env Envelop
 	hm := e.metricsFor(env.Type)
 	hctx := d.prop.Extract(ctx, metaCarrier{&env.Metadata})
 	span := trace.SpanFromContext(hctx) // no SDK: pass the context through
-	if d.tracing() {
+	if d.traced {
 		hctx, span = d.tracer.Start(hctx, hm.spanName, consumerSpan...)
 	}
 	if span.IsRecording() {

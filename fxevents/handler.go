@@ -77,12 +77,28 @@ func (h *typedHandler[T]) Handle(ctx context.Context, env Envelope) error {
 }
 
 // HandlerMiddleware wraps every handler: Wrap receives a handler and returns
-// one that runs around it (inside the dispatcher's span, timeout and panic
-// recovery, once per attempt). Order is explicit: lower wraps outside higher.
+// one that runs around it, once per attempt.
+//
+// Order places it, with the meaning it has in every martyfx module:
+// ascending, the lowest Order outermost (it runs first). Each attempt runs
+//
+//	span "process <type>" → metrics → handler timeout → panic recovery
+//	  → middleware, ascending Order → the handler (→ Idempotent's inbox → decoding)
+//
+// so every middleware is traced, timed, bounded and recovered. A negative
+// Order comes before the dispatcher's built-in checks and a non-negative one
+// after them, around the handler; the dispatcher has no built-in check
+// between recovery and the handler today (the inbox of Idempotent and the
+// decoding belong to the handler), so the sign only orders middleware among
+// themselves. Equal Orders keep their registration order, which Fx does not
+// promise: give each middleware its own Order.
 type HandlerMiddleware struct {
-	Name  string
+	// Name names it in errors.
+	Name string
+	// Order places it: ascending, lower is outer.
 	Order int
-	Wrap  func(Handler) Handler
+	// Wrap returns the handler that runs around the given one.
+	Wrap func(Handler) Handler
 }
 
 // WrapHandler returns a Handler with h's name and event types whose Handle

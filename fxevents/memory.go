@@ -8,16 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
-
-// ErrBufferFull is returned by Publish when a handler's queue is full and
-// Config.BackPressure is "fail".
-var ErrBufferFull = errors.New("fxevents: handler queue is full")
-
-// ErrClosed is returned by Publish once the bus has begun stopping.
-var ErrClosed = errors.New("fxevents: bus is stopped")
 
 // Bus publishes events.
 type Bus interface {
@@ -77,33 +71,62 @@ func (q *handlerQueue) full() bool {
 	return false
 }
 
-// NewMemoryBus returns the in-memory bus over d. With a non-nil transport,
-// Publish sends envelopes to it instead of to the local queues (the
-// transport's consumers call d.HandleOne). Call Start before publishing and
-// Stop to drain.
-func NewMemoryBus(d *Dispatcher, transport Transport) *MemoryBus {
-	b := &MemoryBus{d: d, cfg: d.cfg, log: d.log, transport: transport, stopCh: make(chan struct{}), seed: maphash.MakeSeed()}
-	b.base, b.cancel = context.WithCancel(context.Background())
-	if transport != nil || d.cfg.Sync {
-		return b
-	}
-	per := max(1, d.cfg.QueueSize/d.cfg.Workers)
-	for _, e := range d.handlers {
-		q := &handlerQueue{e: e, chans: make([]chan Envelope, d.cfg.Workers)}
-		for i := range q.chans {
-			q.chans[i] = make(chan Envelope, per)
-		}
-		b.queues = append(b.queues, q)
-	}
-	return b
+// MemoryBusOptions are what NewMemoryBus takes; the bus's settings are the
+// dispatcher's Config (queue size, workers, back pressure, sync).
+type MemoryBusOptions struct {
+	// Dispatcher runs the handlers (required).
+	Dispatcher *Dispatcher
+	// Transport, when set, receives every published envelope instead of
+	// the local queues (its consumers call Dispatcher.HandleOne); nil:
+	// the handlers run in this process.
+	Transport Transport
+	// Registerer receives the marty_events_queue_depth gauge; nil: it is
+	// not registered.
+	Registerer prometheus.Registerer
 }
 
-// Start starts the workers.
-func (b *MemoryBus) Start() {
+// NewMemoryBus returns the in-memory bus over opts.Dispatcher. Call Start
+// before publishing and Stop to drain.
+func NewMemoryBus(opts MemoryBusOptions) (*MemoryBus, error) {
+	d := opts.Dispatcher
+	if d == nil {
+		return nil, errors.New("fxevents: NewMemoryBus needs a Dispatcher")
+	}
+	b := &MemoryBus{d: d, cfg: d.cfg, log: d.log, transport: opts.Transport, stopCh: make(chan struct{}), seed: maphash.MakeSeed()}
+	b.base, b.cancel = context.WithCancel(context.Background())
+	if opts.Transport == nil && !d.cfg.Sync {
+		per := max(1, d.cfg.QueueSize/d.cfg.Workers)
+		for _, e := range d.handlers {
+			q := &handlerQueue{e: e, chans: make([]chan Envelope, d.cfg.Workers)}
+			for i := range q.chans {
+				q.chans[i] = make(chan Envelope, per)
+			}
+			b.queues = append(b.queues, q)
+		}
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(gaugeCollector{
+			desc: prometheus.NewDesc("marty_events_queue_depth", "Events waiting in a handler's queue (memory bus).", []string{"handler"}, nil),
+			fn: func(emit func(float64, ...string)) {
+				for name, n := range b.depths() {
+					emit(float64(n), name)
+				}
+			},
+		}); err != nil {
+			b.cancel()
+			return nil, fmt.Errorf("fxevents: register metrics: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// Start starts the workers. It never blocks and returns nil; calling it
+// again does nothing.
+func (b *MemoryBus) Start(context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.started {
-		return
+		return nil
 	}
 	b.started = true
 	for _, q := range b.queues {
@@ -112,6 +135,7 @@ func (b *MemoryBus) Start() {
 			go b.work(q, ch)
 		}
 	}
+	return nil
 }
 
 func (b *MemoryBus) work(q *handlerQueue, ch chan Envelope) {
@@ -230,8 +254,8 @@ func (b *MemoryBus) enqueue(ctx context.Context, env Envelope) error {
 	return nil
 }
 
-// Depths returns each handler's queued event count, by handler name.
-func (b *MemoryBus) Depths() map[string]int {
+// depths returns each handler's queued event count, by handler name.
+func (b *MemoryBus) depths() map[string]int {
 	out := make(map[string]int, len(b.queues))
 	for _, q := range b.queues {
 		out[q.e.name] = q.depth()
@@ -239,8 +263,8 @@ func (b *MemoryBus) Depths() map[string]int {
 	return out
 }
 
-// FullQueues lists the handlers with a full worker queue right now.
-func (b *MemoryBus) FullQueues() []string {
+// fullQueues lists the handlers with a full worker queue right now.
+func (b *MemoryBus) fullQueues() []string {
 	var out []string
 	for _, q := range b.queues {
 		if q.full() {

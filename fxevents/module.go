@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
@@ -67,67 +68,79 @@ func newRegistry(in handlersIn) (*Registry, error) {
 
 type dispatcherIn struct {
 	fx.In
-	Handlers   []Handler           `group:"martyfx.events.handlers"`
-	Middleware []HandlerMiddleware `group:"martyfx.events.middleware"`
-	Config     Config
-	Info       fxcore.ServiceInfo
-	Log        *zap.Logger
-	Registerer prometheus.Registerer
-	Codec      Codec
-	Tracer     trace.TracerProvider          `optional:"true"`
-	Propagator propagation.TextMapPropagator `optional:"true"`
-	DB         *gorm.DB                      `optional:"true"`
-	UnitOfWork fxrepo.UnitOfWork             `optional:"true"`
+	Handlers       []Handler           `group:"martyfx.events.handlers"`
+	Middleware     []HandlerMiddleware `group:"martyfx.events.middleware"`
+	Config         Config
+	Info           fxcore.ServiceInfo
+	Logger         *zap.Logger
+	Registerer     prometheus.Registerer
+	Codec          Codec
+	TracerProvider trace.TracerProvider          `optional:"true"`
+	Propagator     propagation.TextMapPropagator `optional:"true"`
+	DB             *gorm.DB                      `optional:"true"`
+	UnitOfWork     fxrepo.UnitOfWork             `optional:"true"`
 }
 
+// w3c is the propagator of an app without one in the graph (no
+// fxtracing): events still carry the trace context and baggage they were
+// published with, so a service without tracing does not cut a trace.
+var w3c = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+
+// newDispatcher decides tracing from the graph: the provider fxtracing
+// provides, or none (a noop provider: no spans, no cost per event) when the
+// app has no tracing module.
 func newDispatcher(in dispatcherIn) (*Dispatcher, error) {
-	p := DispatcherParams{
-		Config: in.Config, Source: in.Info.Name, Log: in.Log, Registerer: in.Registerer,
-		Tracer: in.Tracer, Propagator: in.Propagator, Codec: in.Codec,
-		Handlers: in.Handlers, Middleware: in.Middleware, DB: in.DB, UnitOfWork: in.UnitOfWork,
+	tp := in.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
 	}
-	if in.Config.Bus == BusOutbox {
-		if in.DB == nil {
-			return nil, fmt.Errorf("fxevents: MARTY_EVENTS_BUS=outbox needs a *gorm.DB in the graph: add fxrepo.Module")
-		}
-		p.DeadLetters = newOutboxDeadLetters(in.DB, in.Config)
+	prop := in.Propagator
+	if prop == nil {
+		prop = w3c
 	}
-	return NewDispatcher(p)
+	return NewDispatcher(in.Config, DispatcherOptions{
+		Logger: in.Logger, Info: in.Info, Registerer: in.Registerer, TracerProvider: tp, Propagator: prop,
+		Codec: in.Codec, Handlers: in.Handlers, Middleware: in.Middleware, DB: in.DB, UnitOfWork: in.UnitOfWork,
+	})
 }
 
 type busIn struct {
 	fx.In
 	LC         fx.Lifecycle
-	Shutdowner fx.Shutdowner
 	Config     Config
-	Log        *zap.Logger
+	Logger     *zap.Logger
 	Registerer prometheus.Registerer
 	Dispatcher *Dispatcher
 	Transport  Transport     `optional:"true"`
-	DB         *gorm.DB      `optional:"true"`
 	RepoConfig fxrepo.Config `optional:"true"`
 }
 
 func newBus(in busIn) (Bus, error) {
 	if in.Config.Bus == BusOutbox {
-		return newOutboxBus(in)
+		o, err := NewOutboxBus(OutboxBusOptions{
+			Dispatcher: in.Dispatcher, Transport: in.Transport, Logger: in.Logger, Registerer: in.Registerer,
+			ListenDSN: listenDSN(in.RepoConfig),
+		})
+		if err != nil {
+			return nil, err
+		}
+		in.LC.Append(fx.Hook{OnStart: o.Start, OnStop: o.Stop})
+		return o, nil
 	}
-	b := NewMemoryBus(in.Dispatcher, in.Transport)
-	if err := in.Registerer.Register(gaugeCollector{
-		desc: prometheus.NewDesc("marty_events_queue_depth", "Events waiting in a handler's queue (memory bus).", []string{"handler"}, nil),
-		fn: func(emit func(float64, ...string)) {
-			for name, n := range b.Depths() {
-				emit(float64(n), name)
-			}
-		},
-	}); err != nil {
-		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
+	b, err := NewMemoryBus(MemoryBusOptions{Dispatcher: in.Dispatcher, Transport: in.Transport, Registerer: in.Registerer})
+	if err != nil {
+		return nil, err
 	}
-	in.LC.Append(fx.Hook{
-		OnStart: func(context.Context) error { b.Start(); return nil },
-		OnStop:  b.Stop,
-	})
+	in.LC.Append(fx.Hook{OnStart: b.Start, OnStop: b.Stop})
 	return b, nil
+}
+
+// listenDSN is fxrepo's DSN when it is Postgres: the relay LISTENs there.
+func listenDSN(c fxrepo.Config) string {
+	if c.Driver == fxrepo.DriverPostgres {
+		return c.DSN
+	}
+	return ""
 }
 
 // healthReporter is implemented by the buses for the readiness check.
@@ -136,7 +149,7 @@ type healthReporter interface {
 }
 
 func (b *MemoryBus) health(context.Context) error {
-	if full := b.FullQueues(); len(full) > 0 {
+	if full := b.fullQueues(); len(full) > 0 {
 		return fmt.Errorf("fxevents: handler queues full: %v", full)
 	}
 	return nil
@@ -157,38 +170,6 @@ func newHealthCheck(bus Bus, cfg Config) fxmonitor.Check {
 		c.FailureThreshold = 1
 	}
 	return c
-}
-
-func newOutboxBus(in busIn) (Bus, error) {
-	m, err := newRelayMetrics(in.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
-	}
-	dead, _ := in.Dispatcher.dead.(*outboxDeadLetters)
-	if dead == nil {
-		return nil, fmt.Errorf("fxevents: the outbox needs its dead-letter table store")
-	}
-	dead.m = m
-	pg := in.DB.Dialector.Name() == "postgres"
-	r := &relay{
-		d: in.Dispatcher, db: in.DB, cfg: in.Config, pg: pg, transport: in.Transport,
-		log: in.Log.Named("events.relay"), dead: dead, m: m,
-	}
-	if pg && in.RepoConfig.Driver == fxrepo.DriverPostgres {
-		r.dsn = in.RepoConfig.DSN
-	}
-	o := &OutboxBus{d: in.Dispatcher, db: in.DB, cfg: in.Config, pg: pg, relay: r}
-	if !pg {
-		o.signal = r.wakeAll
-	}
-	dead.notify = r.wakeAll
-	if in.Config.Relay {
-		in.LC.Append(fx.Hook{
-			OnStart: func(context.Context) error { r.start(); return nil },
-			OnStop:  r.stop,
-		})
-	}
-	return o, nil
 }
 
 // newLagAlertRule is the default alert: the outbox's oldest due row has

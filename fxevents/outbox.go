@@ -10,18 +10,16 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 	"gorm.io/gorm"
 
 	"github.com/martyfx/martyfx/fxrepo"
+	"github.com/prometheus/client_golang/prometheus"
 )
-
-// ErrNoTransaction is returned by the outbox's Publish when
-// MARTY_EVENTS_REQUIRE_TX is true and the context has no unit-of-work
-// transaction.
-var ErrNoTransaction = errors.New("fxevents: publish outside a transaction (MARTY_EVENTS_REQUIRE_TX=true): call it inside fxrepo.UnitOfWork.Do")
 
 //go:embed migrations
 var migrationFiles embed.FS
@@ -59,6 +57,95 @@ type OutboxBus struct {
 	pg     bool
 	relay  *relay
 	signal func() // wakes the local relay (SQLite: after commit)
+
+	mu      sync.Mutex
+	started bool
+}
+
+// OutboxBusOptions are what NewOutboxBus takes; the bus's settings are the
+// dispatcher's Config (relay, poll interval, batch size, partitions ...).
+type OutboxBusOptions struct {
+	// Dispatcher runs the handlers (required); it must have been built
+	// with Config.Bus "outbox" and a DB, which is the outbox's database.
+	Dispatcher *Dispatcher
+	// Transport, when set, receives the relayed envelopes instead of the
+	// dispatcher's handlers; nil: the relay runs the handlers in process.
+	Transport Transport
+	// Logger receives the relay's logs; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Registerer receives the marty_outbox_* metrics; nil: they are not
+	// registered.
+	Registerer prometheus.Registerer
+	// ListenDSN is the Postgres DSN the relay LISTENs on (its own pgx
+	// connection outside the pool), to wake on NOTIFY right after a
+	// publishing transaction commits; empty: the relay polls every
+	// Config.PollInterval. Ignored on SQLite, where a commit in this
+	// process wakes the relay.
+	ListenDSN string
+}
+
+// NewOutboxBus returns the transactional outbox over opts.Dispatcher's
+// database. Start runs the relay (unless Config.Relay is false), Stop ends
+// it; Publish works without them (a publish-only process).
+func NewOutboxBus(opts OutboxBusOptions) (*OutboxBus, error) {
+	d := opts.Dispatcher
+	if d == nil || d.db == nil || d.cfg.Bus != BusOutbox {
+		return nil, errors.New("fxevents: NewOutboxBus needs a Dispatcher built with Config.Bus \"outbox\" and DispatcherOptions.DB")
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry() // registered nowhere
+	}
+	m, err := newRelayMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
+	}
+	pg := d.db.Dialector.Name() == "postgres"
+	r := &relay{
+		d: d, db: d.db, cfg: d.cfg, pg: pg, transport: opts.Transport,
+		log: opts.Logger.Named("events.relay"), m: m,
+	}
+	if pg {
+		r.dsn = opts.ListenDSN
+	}
+	o := &OutboxBus{d: d, db: d.db, cfg: d.cfg, pg: pg, relay: r}
+	if !pg {
+		o.signal = r.wakeAll
+	}
+	if dead, ok := d.dead.(*outboxDeadLetters); ok {
+		dead.m = m
+		dead.notify = r.wakeAll
+	}
+	return o, nil
+}
+
+// Start starts the relay when Config.Relay is true. It never blocks and
+// returns nil; calling it again does nothing.
+func (o *OutboxBus) Start(context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.started || !o.cfg.Relay {
+		return nil
+	}
+	o.started = true
+	o.relay.start()
+	return nil
+}
+
+// Stop ends the relay: no new batch starts, and the batches in flight
+// finish until ctx ends, then are aborted (their rows are delivered again
+// later). Publish still stores events afterwards.
+func (o *OutboxBus) Stop(ctx context.Context) error {
+	o.mu.Lock()
+	started := o.started
+	o.started = false
+	o.mu.Unlock()
+	if !started {
+		return nil
+	}
+	return o.relay.stop(ctx)
 }
 
 func partitionOf(key string, partitions int) int {

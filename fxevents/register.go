@@ -30,9 +30,10 @@ func AsHandler(ctor any) fx.Option {
 }
 
 // AsHandlerMiddleware registers middleware around every handler at an
-// explicit position: lower order wraps outside higher; give each its own.
-// ctor returns a func(fxevents.Handler) fxevents.Handler or a
-// HandlerMiddleware (whose Order is replaced by order).
+// explicit Order: ascending, lower is outer (see HandlerMiddleware for the
+// whole chain); give each its own. ctor returns a
+// func(fxevents.Handler) fxevents.Handler or a HandlerMiddleware (whose
+// Order is replaced by order), or is one.
 func AsHandlerMiddleware(ctor any, order int) fx.Option {
 	what := fmt.Sprintf("fxevents.AsHandlerMiddleware(order %d)", order)
 	return fxcore.Group(middlewareGroup, what, ctor, func(v any) (HandlerMiddleware, error) {

@@ -56,7 +56,6 @@ type relay struct {
 	dsn       string
 	transport Transport
 	log       *zap.Logger
-	dead      *outboxDeadLetters
 	m         *relayMetrics
 
 	wakes     []chan struct{}
@@ -504,7 +503,7 @@ func (r *relay) process(rows []outboxRow) batchResult {
 	}
 	r.m.batch.Observe(float64(len(due)))
 	ctx := r.workCtx
-	if r.d.tracing() {
+	if r.d.traced {
 		links := make([]trace.Link, 0, len(due))
 		for _, row := range due {
 			sc := trace.SpanContextFromContext(r.d.prop.Extract(context.Background(), metaCarrier{&row.env.Metadata}))

@@ -2,7 +2,6 @@ package fxevents
 
 import (
 	"context"
-	"errors"
 )
 
 // Transport is a message broker behind the bus. It is optional: when the
@@ -30,7 +29,3 @@ type Transport interface {
 	// dead-letters them. Other errors count as failed delivery attempts.
 	Publish(ctx context.Context, envs ...Envelope) error
 }
-
-// ErrTransportUnavailable marks a Transport.Publish error caused by the
-// broker being out of reach rather than by the events (see Transport).
-var ErrTransportUnavailable = errors.New("transport unavailable")

@@ -3,10 +3,10 @@ package fxtest
 import (
 	"testing"
 
-	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 )
 
-// NATS starts an embedded NATS server with JetStream (natsjs.RunServer) on a
+// NATS starts an embedded NATS server with JetStream (natsdev.RunServer) on a
 // free port of 127.0.0.1, storing its streams in a temporary directory, for
 // the test's life, and returns its client URL ("nats://127.0.0.1:port").
 // Hand it to an app that includes natsjs.Module:
@@ -15,7 +15,7 @@ import (
 //	app := fxtest.New(t, natsjs.Module, fxtest.Env("MARTY_NATS_URL="+url), ...)
 func NATS(t testing.TB) string {
 	t.Helper()
-	s, err := natsjs.RunServer(natsjs.ServerOptions{StoreDir: t.TempDir()})
+	s, err := natsdev.RunServer(natsdev.ServerOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("fxtest: embedded NATS server: %v", err)
 		return ""

@@ -2,7 +2,8 @@
 // notification for every order event and serves them at GET
 // /v1/notifications. Events come over NATS JetStream (MARTY_NATS_URL, or
 // MARTY_NATS_EMBEDDED=true); without NATS the orders binary runs the same
-// handler in its own process. See example/README.md.
+// handler in its own process. See example/README.md. Build with -tags
+// nonatsdev (as the Dockerfile does) to leave the embedded NATS server out.
 package main
 
 import (
@@ -13,14 +14,20 @@ import (
 
 	"github.com/martyfx/martyfx"
 	"github.com/martyfx/martyfx/example/internal/broker"
+	"github.com/martyfx/martyfx/example/internal/devnats"
 	"github.com/martyfx/martyfx/example/notifier/service"
 )
 
 func main() {
+	if err := devnats.Check(broker.Embedded(os.Environ())); err != nil {
+		fmt.Fprintln(os.Stderr, "notifier:", err)
+		os.Exit(2)
+	}
 	if !broker.Enabled(os.Environ()) {
 		fmt.Fprintln(os.Stderr, "notifier: MARTY_NATS_URL is not set (nor MARTY_NATS_EMBEDDED=true): "+
 			"this process will receive no order events. Without NATS, `go run ./example/orders` records the notifications itself.")
 	}
 	opts := append([]fx.Option{service.Module}, broker.Options(os.Environ())...)
+	opts = append(opts, devnats.Options()...)
 	martyfx.Run(opts...)
 }

@@ -122,12 +122,16 @@ func startCluster(t *testing.T) []*clusterNode {
 	}
 	nc, js := clusterClient(t, nodes)
 	defer nc.Close()
+	// A meta leader is not enough: a stream of 3 replicas also needs every
+	// peer known to it ("no suitable peers for placement" otherwise).
+	probe := "PROBE_" + randHex(4)
 	eventually(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err == nil
-	}, "the JetStream cluster elects a meta leader")
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{probe}, Replicas: 3,
+			Storage: jetstream.MemoryStorage})
+		return err == nil && js.DeleteStream(ctx, probe) == nil
+	}, "the JetStream cluster elects a meta leader and knows its 3 peers")
 	return nodes
 }
 

@@ -25,9 +25,12 @@ type Config struct {
 	CredsFile string `koanf:"creds_file"`
 	// NKeySeedFile is a file holding an nkey seed (user nkey auth).
 	NKeySeedFile string `koanf:"nkey_seed_file"`
-	// TLS holds client TLS files (MARTY_NATS_TLS_CA_FILE, ..._CERT_FILE,
-	// ..._KEY_FILE). A tls:// URL or a CA file turns TLS on.
-	TLS TLSConfig `koanf:"tls"`
+	// TLS is the client's TLS (MARTY_NATS_TLS_ENABLED, _CA_FILE,
+	// _CERT_FILE, _KEY_FILE, _SERVER_NAME, _INSECURE_SKIP_VERIFY): any of
+	// them, or a tls:// URL, turns TLS on; the CA file verifies the server
+	// (the system roots without one) and the certificate and key are the
+	// client's for mutual TLS.
+	TLS fxcore.TLS `koanf:"tls"`
 
 	// Stream is the JetStream stream the events are stored in.
 	Stream string `koanf:"stream"`
@@ -82,7 +85,9 @@ type Config struct {
 	ReadinessGrace time.Duration `koanf:"readiness_grace"`
 
 	// Embedded starts an in-process nats-server with JetStream, listening
-	// on 127.0.0.1 only, and connects to it (development and tests).
+	// on 127.0.0.1 only, and connects to it (development and tests). The
+	// server is not linked into natsjs: the app needs natsdev.Module
+	// (package fxevents/natsjs/natsdev), or ConnOptions.EmbeddedServer.
 	Embedded bool `koanf:"embedded"`
 	// StoreDir is the embedded server's JetStream directory; empty uses a
 	// temporary directory removed at stop.
@@ -109,15 +114,6 @@ func (d *Durations) UnmarshalText(b []byte) error {
 		*d = append(*d, v)
 	}
 	return nil
-}
-
-// TLSConfig holds the client TLS files.
-type TLSConfig struct {
-	// CAFile verifies the server's certificate.
-	CAFile string `koanf:"ca_file"`
-	// CertFile and KeyFile are the client certificate (mutual TLS).
-	CertFile string `koanf:"cert_file"`
-	KeyFile  string `koanf:"key_file"`
 }
 
 // DefaultConfig returns the defaults: nats://127.0.0.1:4222, stream
@@ -200,10 +196,7 @@ func (c Config) Validate() error {
 			return fxcore.Invalid("backoff", b.String(), "positive durations, comma-separated (e.g. 1s,5s,30s)")
 		}
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return fxcore.Invalid("tls.cert_file", c.TLS.CertFile, "set together with MARTY_NATS_TLS_KEY_FILE")
-	}
-	return nil
+	return c.TLS.Validate("tls")
 }
 
 func validURLs(s string) error {

@@ -6,63 +6,131 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 )
 
-// ErrNotStarted is returned by Publish before Start or after Close.
-var ErrNotStarted = errors.New("natsjs: not connected (Start not called, or closed)")
+// ErrNotStarted is returned by Publish before Start or after Close. It
+// matches fxevents.ErrTransportUnavailable (errors.Is), so a client whose
+// request published meanwhile is told to retry (503 / UNAVAILABLE).
+var ErrNotStarted = fmt.Errorf("natsjs: not connected (Start not called, or closed): %w", fxevents.ErrTransportUnavailable)
+
+// EmbeddedServer starts the in-process NATS server that Config.Embedded
+// (MARTY_NATS_EMBEDDED=true) asks for, on Config.EmbeddedPort and storing
+// in Config.StoreDir, and returns its client URL and a function that stops
+// it. natsjs links no server itself, so a service that talks to a real NATS
+// does not carry one: package fxevents/natsjs/natsdev provides it
+// (natsdev.Module with Fx, natsdev.Embedded without).
+type EmbeddedServer func(ctx context.Context, cfg Config, log *zap.Logger) (url string, stop func(), err error)
+
+// ConnOptions are what NewConn takes besides the Config; the zero value
+// works.
+type ConnOptions struct {
+	// Logger receives the connection's logs; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Info names the connection as the server shows it:
+	// "<Info.Name>/<Info.InstanceID>". Zero value: the binary's name.
+	Info fxcore.ServiceInfo
+	// Registerer receives the marty_nats_* metrics; nil: they are not
+	// registered.
+	Registerer prometheus.Registerer
+	// Stopping is the app's stop sequence: once it begins, a Publish
+	// waiting for a lost connection gives up. Nil: a private one, begun
+	// by Close.
+	Stopping *fxcore.Stopping
+	// Fatal is called when the connection closes by itself after Start
+	// (the client gave up: the server refused the credentials twice, or
+	// someone closed Conn.NATS()), since events can no longer flow; nil:
+	// the error is only logged. Close never calls it.
+	Fatal func(error)
+	// EmbeddedServer starts the server Config.Embedded asks for (see
+	// EmbeddedServer); required with Embedded, unused otherwise.
+	EmbeddedServer EmbeddedServer
+}
 
 // Conn is the JetStream connection of an app: it starts the embedded server
 // when configured, connects (reconnecting forever with backoff), ensures the
 // stream, and is the fxevents.Transport (Publish).
 type Conn struct {
-	cfg  Config
-	name string
-	log  *zap.Logger
-	m    *metrics
+	cfg      Config
+	name     string
+	log      *zap.Logger
+	m        *metrics
+	fatal    func(error)
+	embedded EmbeddedServer
 
-	mu        sync.Mutex
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	srv       *server.Server
-	tmpDir    string
-	url       string        // redacted, for errors
-	up        chan struct{} // closed while connected
-	downSince time.Time
-	lastErr   error
+	mu         sync.Mutex
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	stopServer func()        // stops the embedded server; nil without one
+	url        string        // redacted, for errors
+	up         chan struct{} // closed while connected
+	downSince  time.Time
+	lastErr    error
 
-	stopping chan struct{}
-	stopOnce sync.Once
+	stopping   chan struct{}
+	stopOnce   sync.Once
+	deliberate atomic.Bool // set before Conn closes its connection itself
 }
 
-// NewConn returns a Conn for cfg; name is the connection name shown by the
-// server (the service name). It registers the marty_nats_* metrics on reg
-// (nil for none). Call Start to connect.
-func NewConn(cfg Config, name string, log *zap.Logger, reg prometheus.Registerer) (*Conn, error) {
-	if log == nil {
-		log = zap.NewNop()
+// NewConn validates cfg and returns a Conn for it. It registers the
+// marty_nats_* metrics on opts.Registerer. Call Start to connect and Close
+// to disconnect.
+func NewConn(cfg Config, opts ConnOptions) (*Conn, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("natsjs: %w", err)
 	}
-	if reg == nil {
-		reg = prometheus.NewRegistry()
+	if cfg.Embedded && opts.EmbeddedServer == nil {
+		return nil, errors.New("natsjs: MARTY_NATS_EMBEDDED=true needs the embedded server, which natsjs does not link: " +
+			"add natsdev.Module (package github.com/martyfx/martyfx/fxevents/natsjs/natsdev) to the app, " +
+			"or set MARTY_NATS_URL to a running NATS server")
 	}
-	c := &Conn{cfg: cfg, name: name, log: log.Named("nats"), up: make(chan struct{}), stopping: make(chan struct{})}
-	m, err := newMetrics(reg, c.connectedValue)
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Registerer == nil {
+		opts.Registerer = prometheus.NewRegistry() // registered nowhere
+	}
+	name := opts.Info.Name
+	if name == "" {
+		name = binaryName()
+	}
+	if opts.Info.InstanceID != "" {
+		name += "/" + opts.Info.InstanceID
+	}
+	c := &Conn{cfg: cfg, name: name, log: opts.Logger.Named("nats"), fatal: opts.Fatal, embedded: opts.EmbeddedServer,
+		up: make(chan struct{}), stopping: make(chan struct{})}
+	m, err := newMetrics(opts.Registerer, c.connectedValue)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: register metrics: %w", err)
 	}
 	c.m = m
+	if opts.Stopping != nil {
+		opts.Stopping.OnBegin(c.BeginStop)
+	}
 	return c, nil
+}
+
+// binaryName is the running program's name, the connection's name when
+// ConnOptions.Info has none.
+func binaryName() string {
+	if len(os.Args) > 0 && os.Args[0] != "" {
+		name := filepath.Base(os.Args[0])
+		return strings.TrimSuffix(name, filepath.Ext(name))
+	}
+	return "martyfx"
 }
 
 // Config returns the configuration.
@@ -82,13 +150,6 @@ func (c *Conn) JetStream() jetstream.JetStream {
 	return c.js
 }
 
-// Server returns the embedded server, or nil.
-func (c *Conn) Server() *server.Server {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.srv
-}
-
 // Subject returns the subject events of eventType are published on.
 func (c *Conn) Subject(eventType string) string { return c.cfg.SubjectPrefix + "." + eventType }
 
@@ -104,21 +165,15 @@ func (c *Conn) connectedValue() float64 {
 func (c *Conn) Start(ctx context.Context) (err error) {
 	url := c.cfg.URL
 	if c.cfg.Embedded {
-		dir := c.cfg.StoreDir
-		if dir == "" {
-			if dir, err = os.MkdirTemp("", "martyfx-nats-*"); err != nil {
-				return fmt.Errorf("natsjs: embedded server store: %w", err)
-			}
-			c.tmpDir = dir
-		}
-		srv, err := RunServer(ServerOptions{StoreDir: dir, Port: c.cfg.EmbeddedPort, Log: c.log})
+		var stop func()
+		url, stop, err = c.embedded(ctx, c.cfg, c.log)
 		if err != nil {
-			c.removeTmp()
 			return err
 		}
-		c.srv = srv
-		url = srv.ClientURL()
-		c.log.Info("embedded nats-server started", zap.String("url", url), zap.String("store_dir", dir))
+		c.mu.Lock()
+		c.stopServer = stop
+		c.mu.Unlock()
+		c.log.Info("embedded nats-server started", zap.String("url", url))
 	}
 	defer func() {
 		if err != nil {
@@ -137,11 +192,11 @@ func (c *Conn) Start(ctx context.Context) (err error) {
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(c.cfg.PublishTimeout),
 		jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
-		nc.Close()
+		c.closeDeliberately(nc)
 		return fmt.Errorf("natsjs: JetStream on %s: %w", c.url, err)
 	}
 	if err := c.ensureStream(ctx, js); err != nil {
-		nc.Close()
+		c.closeDeliberately(nc)
 		return err
 	}
 	c.mu.Lock()
@@ -161,12 +216,7 @@ func (c *Conn) options() ([]nats.Option, error) {
 		nats.Timeout(c.cfg.ConnectTimeout),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(c.reconnectDelay),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			c.mu.Lock()
-			c.markDownLocked(err)
-			c.mu.Unlock()
-			c.log.Warn("disconnected from NATS; reconnecting", zap.Error(err))
-		}),
+		nats.DisconnectErrHandler(c.disconnected),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.m.reconnects.Inc()
 			c.mu.Lock()
@@ -174,11 +224,7 @@ func (c *Conn) options() ([]nats.Option, error) {
 			c.mu.Unlock()
 			c.log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted()))
 		}),
-		nats.ClosedHandler(func(*nats.Conn) {
-			c.mu.Lock()
-			c.markDownLocked(nats.ErrConnectionClosed)
-			c.mu.Unlock()
-		}),
+		nats.ClosedHandler(c.closed),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
 			if sub != nil {
@@ -197,13 +243,76 @@ func (c *Conn) options() ([]nats.Option, error) {
 		}
 		opts = append(opts, o)
 	}
-	if c.cfg.TLS.CAFile != "" {
-		opts = append(opts, nats.RootCAs(c.cfg.TLS.CAFile))
+	tc, err := c.cfg.TLS.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: TLS (MARTY_NATS_TLS_*): %w", err)
 	}
-	if c.cfg.TLS.CertFile != "" {
-		opts = append(opts, nats.ClientCert(c.cfg.TLS.CertFile, c.cfg.TLS.KeyFile))
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
 	}
 	return opts, nil
+}
+
+// disconnected runs when the connection drops. nats.go calls it for a
+// deliberate Close too, and while the app stops a lost server is expected
+// (a development server stopping with its process, say): neither is a
+// warning, and neither reconnects.
+func (c *Conn) disconnected(nc *nats.Conn, err error) {
+	c.mu.Lock()
+	c.markDownLocked(err)
+	c.mu.Unlock()
+	if nc.IsClosed() || c.isStopping() {
+		c.log.Debug("disconnected from NATS while stopping", zap.Error(err))
+		return
+	}
+	c.log.Warn("disconnected from NATS; reconnecting", zap.Error(err))
+}
+
+// closed runs once the connection is closed for good: by Close (a clean
+// stop, logged at debug level), or by the client giving up before the app
+// stops, which is fatal: no event can flow any more.
+func (c *Conn) closed(nc *nats.Conn) {
+	c.mu.Lock()
+	cause := c.lastErr
+	c.markDownLocked(nats.ErrConnectionClosed)
+	c.mu.Unlock()
+	if err := nc.LastError(); err != nil {
+		cause = err
+	}
+	if cause == nil {
+		cause = nats.ErrConnectionClosed
+	}
+	if c.isStopping() {
+		c.log.Debug("NATS connection closed")
+		return
+	}
+	err := fmt.Errorf("natsjs: the connection to %s closed and will not reconnect: %w", c.url, cause)
+	if c.fatal == nil {
+		c.log.Error("NATS connection closed; events cannot be published or consumed any more", zap.Error(err))
+		return
+	}
+	c.fatal(err)
+}
+
+// closeDeliberately closes nc, which the close handlers then know was
+// meant: no warning, no Fatal.
+func (c *Conn) closeDeliberately(nc *nats.Conn) {
+	c.deliberate.Store(true)
+	nc.Close()
+}
+
+// isStopping reports whether the app is stopping or the connection was
+// closed on purpose.
+func (c *Conn) isStopping() bool {
+	if c.deliberate.Load() {
+		return true
+	}
+	select {
+	case <-c.stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // reconnectDelay is ReconnectWait doubled per attempt up to ReconnectMax,
@@ -273,7 +382,8 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 // stopping); Publish then fails at once while disconnected.
 func (c *Conn) BeginStop() { c.stopOnce.Do(func() { close(c.stopping) }) }
 
-// Close flushes and closes the connection, then stops the embedded server.
+// Close flushes (within ctx, or PublishTimeout when ctx has no deadline)
+// and closes the connection, then stops the embedded server.
 func (c *Conn) Close(ctx context.Context) error {
 	c.BeginStop()
 	c.mu.Lock()
@@ -282,11 +392,16 @@ func (c *Conn) Close(ctx context.Context) error {
 	var err error
 	if nc != nil && !nc.IsClosed() {
 		if nc.IsConnected() {
+			if _, ok := ctx.Deadline(); !ok { // nats.go's flush needs one
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, c.cfg.PublishTimeout)
+				defer cancel()
+			}
 			if ferr := nc.FlushWithContext(ctx); ferr != nil && ctx.Err() == nil {
 				err = fmt.Errorf("natsjs: flush: %w", ferr)
 			}
 		}
-		nc.Close()
+		c.closeDeliberately(nc)
 	}
 	c.shutdownServer()
 	return err
@@ -294,20 +409,11 @@ func (c *Conn) Close(ctx context.Context) error {
 
 func (c *Conn) shutdownServer() {
 	c.mu.Lock()
-	srv := c.srv
-	c.srv = nil
+	stop := c.stopServer
+	c.stopServer = nil
 	c.mu.Unlock()
-	if srv != nil {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-	}
-	c.removeTmp()
-}
-
-func (c *Conn) removeTmp() {
-	if c.tmpDir != "" {
-		_ = os.RemoveAll(c.tmpDir)
-		c.tmpDir = ""
+	if stop != nil {
+		stop()
 	}
 }
 

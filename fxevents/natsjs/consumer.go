@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 )
 
@@ -35,20 +36,34 @@ func sanitize(s string) string {
 	return unsafeName.ReplaceAllString(s, "_")
 }
 
-// ConsumerOptions configure NewConsumers.
-type ConsumerOptions struct {
-	// Service is the service name (fxcore.ServiceInfo.Name).
-	Service string
-	// Workers is the number of goroutines per handler (default 1); an
-	// aggregate's messages always go to the same one.
+// ConsumersOptions are what NewConsumers takes; the consumers' settings
+// are the Conn's Config (fetch batch, ack wait, backoff, dead-letter
+// subject) and the Dispatcher's.
+type ConsumersOptions struct {
+	// Conn is the connection to consume on (required).
+	Conn *Conn
+	// Dispatcher runs the handlers (required): one durable consumer per
+	// handler.
+	Dispatcher *fxevents.Dispatcher
+	// Info names the service: its durable consumers are
+	// ConsumerName(Info.Name, handler), shared by its replicas. Zero
+	// value: the binary's name.
+	Info fxcore.ServiceInfo
+	// Logger receives the consumers' logs; nil: zap.NewNop().
+	Logger *zap.Logger
+	// Stopping is the app's stop sequence, begun when the consumers stop
+	// (readiness fails first); nil: a private one.
+	Stopping *fxcore.Stopping
+	// Workers is the number of goroutines per handler; an aggregate's
+	// messages always go to the same one. 0: the dispatcher's
+	// Config.Workers.
 	Workers int
-	// MaxDeliveries overrides Config.MaxDeliveries when > 0 (Module passes
-	// the effective value).
+	// MaxDeliveries is how many deliveries a message gets before it is
+	// dead-lettered. 0: the Conn's Config.MaxDeliveries, or else the
+	// dispatcher's Config.MaxAttempts; it cannot be more than MaxAttempts,
+	// where the dispatcher dead-letters.
 	MaxDeliveries int
-	// Log receives the consumers' logs; nil for none.
-	Log *zap.Logger
-	// StatsInterval is how often the consumer gauges are refreshed
-	// (default 5s).
+	// StatsInterval is how often the consumer gauges are refreshed; 0: 5s.
 	StatsInterval time.Duration
 }
 
@@ -56,11 +71,13 @@ type ConsumerOptions struct {
 // handing each message to Dispatcher.HandleOne and acknowledging,
 // redelivering or dead-lettering it as the result says.
 type Consumers struct {
-	conn *Conn
-	d    *fxevents.Dispatcher
-	o    ConsumerOptions
-	log  *zap.Logger
-	seed maphash.Seed
+	conn     *Conn
+	d        *fxevents.Dispatcher
+	o        ConsumersOptions
+	service  string
+	log      *zap.Logger
+	seed     maphash.Seed
+	sequence *fxcore.Stopping
 
 	list     []*consumer
 	base     context.Context // handlers' context; ends at the stop deadline
@@ -94,29 +111,45 @@ type consumer struct {
 	held   map[jetstream.Msg]int64 // fetched, not settled -> unix nanos of fetch or last InProgress
 }
 
-// NewConsumers returns the consumers of d's handlers on conn (not started).
-func NewConsumers(conn *Conn, d *fxevents.Dispatcher, o ConsumerOptions) (*Consumers, error) {
-	if o.Workers < 1 {
-		o.Workers = 1
+// NewConsumers returns the consumers of the dispatcher's handlers on the
+// connection (not started: call Start, then Stop).
+func NewConsumers(opts ConsumersOptions) (*Consumers, error) {
+	conn, d := opts.Conn, opts.Dispatcher
+	if conn == nil || d == nil {
+		return nil, errors.New("natsjs: NewConsumers needs a Conn and a Dispatcher")
 	}
-	if o.MaxDeliveries <= 0 {
-		o.MaxDeliveries = conn.cfg.MaxDeliveries
+	ev := d.Config()
+	if opts.Workers <= 0 {
+		opts.Workers = max(1, ev.Workers)
 	}
-	if o.MaxDeliveries <= 0 {
-		return nil, errors.New("natsjs: consumers need a positive MaxDeliveries")
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = conn.cfg.MaxDeliveries
 	}
-	if o.Log == nil {
-		o.Log = zap.NewNop()
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = ev.MaxAttempts
 	}
-	if o.StatsInterval <= 0 {
-		o.StatsInterval = 5 * time.Second
+	if opts.MaxDeliveries > ev.MaxAttempts {
+		return nil, fmt.Errorf("natsjs: MARTY_NATS_MAX_DELIVERIES=%d is more than MARTY_EVENTS_MAX_ATTEMPTS=%d, where the dispatcher dead-letters: raise MARTY_EVENTS_MAX_ATTEMPTS too, or leave MARTY_NATS_MAX_DELIVERIES at 0",
+			opts.MaxDeliveries, ev.MaxAttempts)
 	}
-	cs := &Consumers{conn: conn, d: d, o: o, log: o.Log.Named("nats.consumer"), seed: maphash.MakeSeed(), stopCh: make(chan struct{})}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.StatsInterval <= 0 {
+		opts.StatsInterval = 5 * time.Second
+	}
+	service := opts.Info.Name
+	if service == "" {
+		service = binaryName()
+	}
+	cs := &Consumers{conn: conn, d: d, o: opts, service: service, log: opts.Logger.Named("nats.consumer"),
+		seed: maphash.MakeSeed(), stopCh: make(chan struct{}), sequence: opts.Stopping}
 	cs.base, cs.cancel = context.WithCancel(context.Background())
 	for _, h := range d.Handlers() {
-		c := &consumer{cs: cs, handler: h.Name, name: ConsumerName(o.Service, h.Name)}
+		c := &consumer{cs: cs, handler: h.Name, name: ConsumerName(service, h.Name)}
 		for _, t := range h.EventTypes {
 			if !validSubject(t) {
+				cs.cancel()
 				return nil, fmt.Errorf("natsjs: handler %s: event type %q is not a valid subject suffix (dot-separated tokens, no spaces or wildcards)", h.Name, t)
 			}
 			c.subjects = append(c.subjects, conn.Subject(t))
@@ -139,7 +172,7 @@ func (cs *Consumers) consumerConfig(c *consumer) jetstream.ConsumerConfig {
 	cfg := cs.conn.cfg
 	cc := jetstream.ConsumerConfig{
 		Durable:       c.name,
-		Description:   "martyfx handler " + c.handler + " of service " + cs.o.Service,
+		Description:   "martyfx handler " + c.handler + " of service " + cs.service,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -201,10 +234,14 @@ func (cs *Consumers) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops fetching and handles the messages already fetched until ctx
-// ends; then it cancels the running handlers and gives the rest back to the
-// server (Nak) for immediate redelivery.
+// Stop begins the app's stop sequence (ConsumersOptions.Stopping), stops
+// fetching and handles the messages already fetched until ctx ends; then it
+// cancels the running handlers and gives the rest back to the server (Nak)
+// for immediate redelivery.
 func (cs *Consumers) Stop(ctx context.Context) error {
+	if cs.sequence != nil {
+		cs.sequence.Begin()
+	}
 	if !cs.started {
 		cs.cancel()
 		return nil

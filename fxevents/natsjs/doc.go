@@ -27,7 +27,36 @@
 //		fxevents.AsHandler(newOrderCreatedHandler),
 //	).Run()
 //
-// with MARTY_NATS_URL=nats://nats:4222, or MARTY_NATS_EMBEDDED=true to run
-// an in-process nats-server with JetStream for development and tests. See
+// with MARTY_NATS_URL=nats://nats:4222. For development and tests,
+// MARTY_NATS_EMBEDDED=true runs an in-process nats-server with JetStream;
+// natsjs does not link that server (a service that talks to a real NATS
+// carries none): add natsdev.Module from package fxevents/natsjs/natsdev to
+// the development build. TLS is fxcore.TLS under MARTY_NATS_TLS_*. See
 // README.md for the configuration.
+//
+// The connection's close is quiet: a deliberate Close, or a server lost
+// once the app's stop has begun, is logged at debug level; a server lost
+// while the app runs is a warning, and a connection that closes for good by
+// itself is fatal (ConnOptions.Fatal, which stops an Fx app).
+//
+// # Without Fx
+//
+// The constructors take the Config and an options struct whose zero value
+// works, and validate the Config:
+//
+//	conn, err := natsjs.NewConn(cfg, natsjs.ConnOptions{Logger: log})
+//	if err != nil {
+//		return err
+//	}
+//	if err := conn.Start(ctx); err != nil { // connects, ensures the stream
+//		return err
+//	}
+//	defer conn.Close(ctx)
+//	// conn is an fxevents.Transport: fxevents.MemoryBusOptions{Transport: conn}
+//	consumers, err := natsjs.NewConsumers(natsjs.ConsumersOptions{Conn: conn, Dispatcher: d})
+//	if err != nil {
+//		return err
+//	}
+//	_ = consumers.Start(ctx)
+//	defer consumers.Stop(ctx)
 package natsjs

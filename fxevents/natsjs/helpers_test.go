@@ -28,6 +28,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	"github.com/martyfx/martyfx/fxmonitor"
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/internal/metrictest"
@@ -75,7 +76,7 @@ func forEachServer(t *testing.T, fn func(t *testing.T, url string)) {
 // cleanup.
 func startServer(t *testing.T, dir string, port int) *server.Server {
 	t.Helper()
-	s, err := natsjs.RunServer(natsjs.ServerOptions{StoreDir: dir, Port: port})
+	s, err := natsdev.RunServer(natsdev.ServerOptions{StoreDir: dir, Port: port})
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
@@ -163,6 +164,7 @@ func appOptions(t *testing.T, service string, env []string, opts ...fx.Option) (
 		fxcore.Module,
 		fxevents.Module,
 		natsjs.Module,
+		natsdev.Module, // MARTY_NATS_EMBEDDED=true in some tests
 		fx.Replace(src),
 		fx.Supply(fx.Annotate(tp, fx.As(new(trace.TracerProvider)))),
 		fx.Populate(&ta.bus, &ta.disp, &ta.reg, &ta.conn),

@@ -1,8 +1,6 @@
 package natsjs
 
 import (
-	"context"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,25 +30,24 @@ var Module = fx.Module("martyfx.natsjs",
 
 type connIn struct {
 	fx.In
-	LC         fx.Lifecycle
-	Config     Config
-	Info       fxcore.ServiceInfo
-	Log        *zap.Logger
-	Registerer prometheus.Registerer
-	Stopping   *fxcore.Stopping `optional:"true"`
+	LC             fx.Lifecycle
+	Shutdowner     fx.Shutdowner
+	Config         Config
+	Info           fxcore.ServiceInfo
+	Logger         *zap.Logger
+	Registerer     prometheus.Registerer
+	Stopping       *fxcore.Stopping `optional:"true"`
+	EmbeddedServer EmbeddedServer   `optional:"true"` // natsdev.Module
 }
 
 func newConn(in connIn) (*Conn, error) {
-	name := in.Info.Name
-	if in.Info.InstanceID != "" {
-		name += "/" + in.Info.InstanceID
-	}
-	c, err := NewConn(in.Config, name, in.Log, in.Registerer)
+	c, err := NewConn(in.Config, ConnOptions{
+		Logger: in.Logger, Info: in.Info, Registerer: in.Registerer, Stopping: in.Stopping,
+		Fatal:          fxcore.FatalFunc(in.Shutdowner, in.Logger, "nats connection"),
+		EmbeddedServer: in.EmbeddedServer,
+	})
 	if err != nil {
 		return nil, err
-	}
-	if in.Stopping != nil {
-		in.Stopping.OnBegin(c.BeginStop)
 	}
 	in.LC.Append(fx.Hook{OnStart: c.Start, OnStop: c.Close})
 	return c, nil
@@ -58,40 +55,23 @@ func newConn(in connIn) (*Conn, error) {
 
 type consumersIn struct {
 	fx.In
-	LC           fx.Lifecycle
-	Conn         *Conn
-	Dispatcher   *fxevents.Dispatcher
-	Bus          fxevents.Bus // started before, stopped after the consumers
-	EventsConfig fxevents.Config
-	Info         fxcore.ServiceInfo
-	Log          *zap.Logger
-	Stopping     *fxcore.Stopping `optional:"true"`
+	LC         fx.Lifecycle
+	Conn       *Conn
+	Dispatcher *fxevents.Dispatcher
+	Bus        fxevents.Bus // started before, stopped after the consumers
+	Info       fxcore.ServiceInfo
+	Logger     *zap.Logger
+	Stopping   *fxcore.Stopping `optional:"true"`
 }
 
 func startConsumers(in consumersIn) error {
-	maxDeliveries := in.Conn.cfg.MaxDeliveries
-	if maxDeliveries == 0 {
-		maxDeliveries = in.EventsConfig.MaxAttempts
-	}
-	if maxDeliveries > in.EventsConfig.MaxAttempts {
-		return fmt.Errorf("natsjs: MARTY_NATS_MAX_DELIVERIES=%d is more than MARTY_EVENTS_MAX_ATTEMPTS=%d, where the dispatcher dead-letters: raise MARTY_EVENTS_MAX_ATTEMPTS too, or leave MARTY_NATS_MAX_DELIVERIES at 0",
-			maxDeliveries, in.EventsConfig.MaxAttempts)
-	}
-	cs, err := NewConsumers(in.Conn, in.Dispatcher, ConsumerOptions{
-		Service: in.Info.Name, Workers: in.EventsConfig.Workers, MaxDeliveries: maxDeliveries, Log: in.Log,
+	cs, err := NewConsumers(ConsumersOptions{
+		Conn: in.Conn, Dispatcher: in.Dispatcher, Info: in.Info, Logger: in.Logger, Stopping: in.Stopping,
 	})
 	if err != nil {
 		return err
 	}
-	in.LC.Append(fx.Hook{
-		OnStart: cs.Start,
-		OnStop: func(ctx context.Context) error {
-			if in.Stopping != nil {
-				in.Stopping.Begin()
-			}
-			return cs.Stop(ctx)
-		},
-	})
+	in.LC.Append(fx.Hook{OnStart: cs.Start, OnStop: cs.Stop})
 	return nil
 }
 

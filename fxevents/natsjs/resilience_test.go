@@ -175,9 +175,8 @@ func TestEmbeddedServerOnLoopback(t *testing.T) {
 	got := newReceived()
 	ta := newApp(t, "notifier", []string{"MARTY_NATS_EMBEDDED=true", "MARTY_NATS_STORE_DIR=" + dir, "MARTY_LOG_LEVEL=error"},
 		recordingHandler("mailer", got))
-	srv := ta.conn.Server()
-	require.NotNil(t, srv)
-	require.True(t, strings.HasPrefix(srv.ClientURL(), "nats://127.0.0.1:"), srv.ClientURL())
+	url := ta.conn.NATS().ConnectedUrl()
+	require.True(t, strings.HasPrefix(url, "nats://127.0.0.1:"), url)
 	require.NoError(t, ta.bus.Publish(context.Background(), OrderPlaced{OrderID: "o1"}, OrderPlaced{OrderID: "o2", Seq: 1}))
 	eventually(t, func() bool { return got.distinct() == 2 }, "events go round the embedded server")
 	require.DirExists(t, filepath.Join(dir, "jetstream"))

@@ -27,7 +27,8 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		{[]string{"MARTY_NATS_SUBJECT_PREFIX=events.*"}, `MARTY_NATS_SUBJECT_PREFIX="events.*"`},
 		{[]string{"MARTY_NATS_STREAM=my.stream"}, `MARTY_NATS_STREAM="my.stream"`},
 		{[]string{"MARTY_NATS_REPLICAS=7"}, `MARTY_NATS_REPLICAS=7: want 1 to 5`},
-		{[]string{"MARTY_NATS_TLS_CERT_FILE=/tmp/c.pem"}, `MARTY_NATS_TLS_CERT_FILE="/tmp/c.pem": want set together with MARTY_NATS_TLS_KEY_FILE`},
+		{[]string{"MARTY_NATS_TLS_CERT_FILE=/tmp/c.pem"}, `MARTY_NATS_TLS_KEY_FILE (default)="": want a key file, since tls.cert_file is set`},
+		{[]string{"MARTY_NATS_TLS_CA_FILE=/tmp/ca.pem", "MARTY_NATS_TLS_INSECURE_SKIP_VERIFY=true"}, `MARTY_NATS_TLS_INSECURE_SKIP_VERIFY=true: want false when tls.ca_file is set`},
 		{[]string{"MARTY_NATS_DUPLICATE_WINDOW=2h", "MARTY_NATS_MAX_AGE=1h"}, `MARTY_NATS_DUPLICATE_WINDOW="2h0m0s": want at most max_age (1h0m0s)`},
 		{[]string{"MARTY_NATS_MAX_DELIVERIES=9", "MARTY_EVENTS_MAX_ATTEMPTS=5"}, `MARTY_NATS_MAX_DELIVERIES=9 is more than MARTY_EVENTS_MAX_ATTEMPTS=5`},
 	}
@@ -63,7 +64,7 @@ func TestEmbeddedPortInUseFailsStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := app.Start(ctx)
-	require.ErrorContains(t, err, "natsjs: embedded server: listen on "+port)
+	require.ErrorContains(t, err, "natsdev: embedded server: listen on "+port)
 	_ = app.Stop(ctx)
 }
 
