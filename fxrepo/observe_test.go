@@ -201,7 +201,7 @@ func TestLogs(t *testing.T) {
 
 func TestReadinessCheck(t *testing.T) {
 	var checks []fxmonitor.Check
-	app := newApp(t, []string{"MARTY_DB_DSN=:memory:"},
+	app := newApp(t, []string{"MARTY_DB_DSN=:memory:"}, usesDB,
 		fx.Invoke(fx.Annotate(func(cs []fxmonitor.Check) { checks = cs }, fx.ParamTags(`group:"martyfx.monitor.checks"`))))
 	require.NoError(t, app.Start(context.Background()))
 	require.Len(t, checks, 1)
