@@ -3,6 +3,7 @@ package fxevents
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,7 +11,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
-	"gorm.io/gorm"
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
@@ -41,8 +41,9 @@ var Module = fx.Module("martyfx.events",
 	fxmonitor.AsCheck(newHealthCheck),
 	fxmonitor.AsAlertRule(newLagAlertRule),
 	fxmonitor.AsPanel(newPanel),
-	// The outbox and inbox tables; applied only when the app has fxrepo.Module.
-	fxrepo.AsMigrations("marty_events", Migrations()),
+	// The outbox and inbox tables; applied when the app has fxrepo.Module
+	// and opens the database (they do not open it by themselves).
+	fxrepo.AsOptionalMigrations("marty_events", Migrations()),
 )
 
 type handlersIn struct {
@@ -76,21 +77,28 @@ type dispatcherIn struct {
 	Codec      Codec
 	Tracer     trace.TracerProvider          `optional:"true"`
 	Propagator propagation.TextMapPropagator `optional:"true"`
-	DB         *gorm.DB                      `optional:"true"`
-	UnitOfWork fxrepo.UnitOfWork             `optional:"true"`
+	// Repo opens the database only for what needs it (the outbox,
+	// Idempotent handlers): the memory bus alone leaves it closed.
+	Repo fxrepo.OnDemand `optional:"true"`
 }
 
 func newDispatcher(in dispatcherIn) (*Dispatcher, error) {
 	p := DispatcherParams{
 		Config: in.Config, Source: in.Info.Name, Log: in.Log, Registerer: in.Registerer,
 		Tracer: in.Tracer, Propagator: in.Propagator, Codec: in.Codec,
-		Handlers: in.Handlers, Middleware: in.Middleware, DB: in.DB, UnitOfWork: in.UnitOfWork,
+		Handlers: in.Handlers, Middleware: in.Middleware,
+	}
+	if in.Config.Bus == BusOutbox || slices.ContainsFunc(in.Handlers, needsInbox) {
+		var err error
+		if p.DB, p.UnitOfWork, err = in.Repo.Open(); err != nil {
+			return nil, err
+		}
 	}
 	if in.Config.Bus == BusOutbox {
-		if in.DB == nil {
+		if p.DB == nil {
 			return nil, fmt.Errorf("fxevents: MARTY_EVENTS_BUS=outbox needs a *gorm.DB in the graph: add fxrepo.Module")
 		}
-		p.DeadLetters = newOutboxDeadLetters(in.DB, in.Config)
+		p.DeadLetters = newOutboxDeadLetters(p.DB, in.Config)
 	}
 	return NewDispatcher(p)
 }
@@ -103,9 +111,9 @@ type busIn struct {
 	Log        *zap.Logger
 	Registerer prometheus.Registerer
 	Dispatcher *Dispatcher
-	Transport  Transport     `optional:"true"`
-	DB         *gorm.DB      `optional:"true"`
-	RepoConfig fxrepo.Config `optional:"true"`
+	Transport  Transport       `optional:"true"`
+	Repo       fxrepo.OnDemand `optional:"true"`
+	RepoConfig fxrepo.Config   `optional:"true"`
 }
 
 func newBus(in busIn) (Bus, error) {
@@ -169,15 +177,19 @@ func newOutboxBus(in busIn) (Bus, error) {
 		return nil, fmt.Errorf("fxevents: the outbox needs its dead-letter table store")
 	}
 	dead.m = m
-	pg := in.DB.Dialector.Name() == "postgres"
+	db, _, err := in.Repo.Open() // opened by the dispatcher already
+	if err != nil {
+		return nil, err
+	}
+	pg := db.Dialector.Name() == "postgres"
 	r := &relay{
-		d: in.Dispatcher, db: in.DB, cfg: in.Config, pg: pg, transport: in.Transport,
+		d: in.Dispatcher, db: db, cfg: in.Config, pg: pg, transport: in.Transport,
 		log: in.Log.Named("events.relay"), dead: dead, m: m,
 	}
 	if pg && in.RepoConfig.Driver == fxrepo.DriverPostgres {
 		r.dsn = in.RepoConfig.DSN
 	}
-	o := &OutboxBus{d: in.Dispatcher, db: in.DB, cfg: in.Config, pg: pg, relay: r}
+	o := &OutboxBus{d: in.Dispatcher, db: db, cfg: in.Config, pg: pg, relay: r}
 	if !pg {
 		o.signal = r.wakeAll
 	}
