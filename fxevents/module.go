@@ -181,7 +181,7 @@ func newOutboxBus(in busIn) (Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	pg := db.Dialector.Name() == "postgres"
+	pg := db.Name() == "postgres"
 	r := &relay{
 		d: in.Dispatcher, db: db, cfg: in.Config, pg: pg, transport: in.Transport,
 		log: in.Log.Named("events.relay"), dead: dead, m: m,

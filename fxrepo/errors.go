@@ -62,7 +62,8 @@ func (e *Error) Error() string {
 	if e.ID != nil {
 		msg += fmt.Sprintf(" %v", e.ID)
 	}
-	if k, ok := e.Kind.(*sentinel); ok {
+	var k *sentinel
+	if errors.As(e.Kind, &k) {
 		msg += ": " + k.kind
 	} else {
 		msg += ": " + e.Kind.Error()
