@@ -3,6 +3,7 @@ package fxrepo
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -58,6 +59,7 @@ func (d *Database) checkTables(ctx context.Context) error {
 	if len(missing) == 0 {
 		return nil
 	}
+	slices.Sort(missing) // by table name: Fx gives the models in no fixed order
 	// HasTable says false when its query fails: tell a lost connection
 	// from a missing table.
 	if err := d.sqlDB.PingContext(ctx); err != nil {

@@ -44,7 +44,7 @@ func TestMissingTableFailsStart(t *testing.T) {
 		// Every missing table is named, once even if registered twice.
 		app = newApp(t, production(b), fxrepo.AsModel(&Widget{}, &Note{}, &Widget{}))
 		require.ErrorContains(t, app.Start(ctx),
-			`fxrepo: tables "widgets" (model *fxrepo_test.Widget), "notes" (model *fxrepo_test.Note) do not exist: create them`)
+			`fxrepo: tables "notes" (model *fxrepo_test.Note), "widgets" (model *fxrepo_test.Widget) do not exist: create them`)
 		require.NoError(t, app.Stop(ctx))
 
 		// A migration that creates it: the start succeeds, and the
