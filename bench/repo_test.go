@@ -68,15 +68,18 @@ func repoBackends(b *testing.B, fn func(b *testing.B, fx, bare *gorm.DB)) {
 }
 
 func openRepo(b *testing.B, cfg fxrepo.Config) *gorm.DB {
-	db, err := fxrepo.Open(context.Background(), cfg, fxrepo.Options{
+	d, err := fxrepo.NewDatabase(cfg, fxrepo.DatabaseOptions{
 		Registerer: prometheus.NewRegistry(),
 		Models:     []any{&benchWidget{}},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	closeAtEnd(b, db)
-	return db
+	if err := d.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Stop(context.Background()) })
+	return d.DB()
 }
 
 func closeAtEnd(b *testing.B, db *gorm.DB) {

@@ -3,6 +3,7 @@ package fxevents
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
-	"gorm.io/gorm"
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxhttp"
@@ -42,8 +42,9 @@ var Module = fx.Module("martyfx.events",
 	fxmonitor.AsCheck(newHealthCheck),
 	fxmonitor.AsAlertRule(newLagAlertRule),
 	fxmonitor.AsPanel(newPanel),
-	// The outbox and inbox tables; applied only when the app has fxrepo.Module.
-	fxrepo.AsMigrations("marty_events", Migrations()),
+	// The outbox and inbox tables; applied when the app has fxrepo.Module
+	// and opens the database (they do not open it by themselves).
+	fxrepo.AsOptionalMigrations("marty_events", Migrations()),
 )
 
 type handlersIn struct {
@@ -77,8 +78,9 @@ type dispatcherIn struct {
 	Codec          Codec
 	TracerProvider trace.TracerProvider          `optional:"true"`
 	Propagator     propagation.TextMapPropagator `optional:"true"`
-	DB             *gorm.DB                      `optional:"true"`
-	UnitOfWork     fxrepo.UnitOfWork             `optional:"true"`
+	// Repo opens the database only for what needs it (the outbox,
+	// Idempotent handlers): the memory bus alone leaves it closed.
+	Repo fxrepo.OnDemand `optional:"true"`
 }
 
 // w3c is the propagator of an app without one in the graph (no
@@ -98,10 +100,17 @@ func newDispatcher(in dispatcherIn) (*Dispatcher, error) {
 	if prop == nil {
 		prop = w3c
 	}
-	return NewDispatcher(in.Config, DispatcherOptions{
+	opts := DispatcherOptions{
 		Logger: in.Logger, Info: in.Info, Registerer: in.Registerer, TracerProvider: tp, Propagator: prop,
-		Codec: in.Codec, Handlers: in.Handlers, Middleware: in.Middleware, DB: in.DB, UnitOfWork: in.UnitOfWork,
-	})
+		Codec: in.Codec, Handlers: in.Handlers, Middleware: in.Middleware,
+	}
+	if in.Config.Bus == BusOutbox || slices.ContainsFunc(in.Handlers, needsInbox) {
+		var err error
+		if opts.DB, opts.UnitOfWork, err = in.Repo.Open(); err != nil {
+			return nil, err
+		}
+	}
+	return NewDispatcher(in.Config, opts)
 }
 
 type busIn struct {

@@ -55,11 +55,7 @@ func TestFirstRequestsAfterBackendsTerminated(t *testing.T) {
 	ctx := context.Background()
 	cfg := fxrepo.DefaultConfig()
 	cfg.Driver, cfg.DSN = fxrepo.DriverPostgres, dsn
-	db, err := fxrepo.Open(ctx, cfg, fxrepo.Options{Models: []any{&Widget{}}})
-	require.NoError(t, err)
-	sqlDB, err := db.DB()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = sqlDB.Close() })
+	db := openDB(t, cfg, fxrepo.DatabaseOptions{Models: []any{&Widget{}}})
 	uow := fxrepo.NewUnitOfWork(db)
 	widgets := fxrepo.NewRepository[Widget, int64](db)
 	w := &Widget{Name: "w"}

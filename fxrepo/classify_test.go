@@ -116,7 +116,9 @@ func TestClassifyUnavailable(t *testing.T) {
 	require.NotEqual(t, dsn, down)
 	cfg := fxrepo.DefaultConfig()
 	cfg.Driver, cfg.DSN, cfg.ConnectTimeout = fxrepo.DriverPostgres, down, 50*time.Millisecond
-	_, err := fxrepo.Open(context.Background(), cfg, fxrepo.Options{})
+	d, err := fxrepo.NewDatabase(cfg, fxrepo.DatabaseOptions{})
+	require.NoError(t, err, "NewDatabase does not connect")
+	err = d.Start(context.Background())
 	require.Error(t, err)
 	require.Contains(t, err.Error(), addr, "the start error names the address, for the operator")
 	got := classify(err)

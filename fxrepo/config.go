@@ -40,6 +40,12 @@ type Config struct {
 	// AutoMigrate runs GORM's AutoMigrate for the models registered with
 	// AsModel at start. Default: on outside production.
 	AutoMigrate bool `koanf:"auto_migrate"`
+	// TableCheck says what a registered model whose table does not exist
+	// (after the migrations, without auto-migration) does: "start" fails
+	// the start (default), "readiness" fails the readiness check until the
+	// table exists (the migrations run elsewhere, after the pods start),
+	// "off" checks nothing. "" is "start".
+	TableCheck string `koanf:"table_check"`
 	// ConnectTimeout bounds the ping-with-retry at start; 0 retries until
 	// the start deadline (MARTY_START_TIMEOUT).
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
@@ -68,6 +74,7 @@ func DefaultConfig() Config {
 		SlowQueryThreshold: 200 * time.Millisecond,
 		Migrate:            true,
 		AutoMigrate:        true,
+		TableCheck:         tableCheckStart,
 		ConnectBackoff:     100 * time.Millisecond,
 		ConnectBackoffMax:  2 * time.Second,
 		BusyTimeout:        5 * time.Second,
@@ -87,6 +94,11 @@ func DefaultConfigFor(info fxcore.ServiceInfo) Config {
 func (c Config) Validate() error {
 	if err := fxcore.OneOf("driver", c.Driver, DriverSQLite, DriverPostgres); err != nil {
 		return err
+	}
+	if c.TableCheck != "" {
+		if err := fxcore.OneOf("table_check", c.TableCheck, tableCheckStart, tableCheckReadiness, tableCheckOff); err != nil {
+			return err
+		}
 	}
 	if c.Driver == DriverPostgres && strings.TrimSpace(c.DSN) == "" {
 		return fxcore.Invalid("dsn", c.DSN, "a PostgreSQL DSN such as postgres://user:pass@host:5432/db when MARTY_DB_DRIVER=postgres")

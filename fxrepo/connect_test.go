@@ -68,12 +68,12 @@ func TestLateDatabaseIsWaitedFor(t *testing.T) {
 }
 
 func proxy(c net.Conn, upstream string, stop <-chan struct{}) {
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	up, err := net.Dial("tcp", upstream)
 	if err != nil {
 		return
 	}
-	defer up.Close()
+	defer func() { _ = up.Close() }()
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()

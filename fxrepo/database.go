@@ -4,6 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,52 +16,75 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/fxcore"
 )
 
-// Options are the collaborators of Open (all optional).
-type Options struct {
-	// ServiceName names the default SQLite file ("<name>.db").
-	ServiceName string
-	// Logger receives GORM's log, retries and migrations (default: none).
+// DatabaseOptions are the collaborators of NewDatabase; every field is
+// optional.
+type DatabaseOptions struct {
+	// Logger receives GORM's log, connection retries and migrations.
+	// nil: zap.NewNop().
 	Logger *zap.Logger
-	// Registerer gets the query histogram and pool metrics (default: none).
+	// Info names the default SQLite file, "<Info.Name>.db". Zero value: not
+	// production, the name of the binary.
+	Info fxcore.ServiceInfo
+	// Registerer gets the query histogram and the pool metrics. nil: metrics
+	// are not registered.
 	Registerer prometheus.Registerer
-	// TracerProvider makes the statement spans (default: otel's global).
+	// TracerProvider makes the statement spans. nil: otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
-	// Migrations are applied at open when cfg.Migrate is on.
-	Migrations []Migrations
-	// Models are auto-migrated at open when cfg.AutoMigrate is on.
+	// Models (as given to AsModel) are auto-migrated at Start when
+	// cfg.AutoMigrate is on; else their tables are checked (cfg.TableCheck).
 	Models []any
+	// Migrations (as given to AsMigrations) are applied at Start when
+	// cfg.Migrate is on.
+	Migrations []Migrations
 }
 
-// database is the *gorm.DB with its lifecycle.
-type database struct {
+// Database is the instrumented *gorm.DB with its lifecycle: NewDatabase
+// builds it without connecting, Start connects (with retry), migrates and
+// checks the models' tables, Stop closes the pool. The Module provides its
+// DB() as *gorm.DB; without Fx:
+//
+//	d, err := fxrepo.NewDatabase(cfg, fxrepo.DatabaseOptions{Logger: log, Models: []any{&Order{}}})
+//	if err != nil { ... }
+//	if err := d.Start(ctx); err != nil { ... }
+//	defer d.Stop(context.Background())
+//	orders := fxrepo.NewRepository[Order, int64](d.DB())
+type Database struct {
 	cfg    Config
 	target target
 	gdb    *gorm.DB
 	sqlDB  *sql.DB
 	log    *zap.Logger
-	opts   Options
+	opts   DatabaseOptions
+
+	// tablesMissing is set while a model's table is missing with
+	// cfg.TableCheck "readiness": Check fails until it exists.
+	tablesMissing atomic.Bool
 }
 
-// newDatabase builds the instrumented *gorm.DB without connecting.
-func newDatabase(cfg Config, o Options) (*database, error) {
+// NewDatabase validates cfg and builds the instrumented *gorm.DB (spans,
+// metrics, zap log) without connecting: nothing is opened or written
+// until Start.
+func NewDatabase(cfg Config, opts DatabaseOptions) (*Database, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fxrepo: invalid config: %w", err)
 	}
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
 	}
-	if o.TracerProvider == nil {
-		o.TracerProvider = otel.GetTracerProvider()
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
 	}
-	t, err := resolve(cfg, o.ServiceName)
+	t, err := resolve(cfg, serviceName(opts.Info))
 	if err != nil {
 		return nil, err
 	}
-	log := o.Logger.Named("db")
+	log := opts.Logger.Named("db")
 	gdb, err := gorm.Open(t.dialector(), &gorm.Config{
-		Logger:                 newZapLogger(o.Logger, cfg.SlowQueryThreshold, cfg.QueryValues),
+		Logger:                 newZapLogger(opts.Logger, cfg.SlowQueryThreshold, cfg.QueryValues),
 		SkipDefaultTransaction: true,
 		PrepareStmt:            cfg.PrepareStmt,
 		// GORM's statement cache starts a cleanup goroutine that never
@@ -65,7 +92,7 @@ func newDatabase(cfg Config, o Options) (*database, error) {
 		// cache stays bounded by size (LRU) either way.
 		PrepareStmtTTL:       24 * 365 * 10 * time.Hour,
 		DisableAutomaticPing: true,
-		NowFunc:              func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		NowFunc:              func() time.Time { return time.Now().UTC().Truncate(timePrecision) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fxrepo: open %s at %s: %w", t.driver, t.redacted, t.scrub(err))
@@ -75,29 +102,50 @@ func newDatabase(cfg Config, o Options) (*database, error) {
 		return nil, fmt.Errorf("fxrepo: open %s at %s: %w", t.driver, t.redacted, err)
 	}
 	configurePool(sqlDB, cfg, t)
-	if err := gdb.Use(tracingPlugin(o.TracerProvider, cfg.QueryValues)); err != nil {
+	fail := func(what string, err error) (*Database, error) {
 		_ = sqlDB.Close()
-		return nil, fmt.Errorf("fxrepo: install tracing: %w", err)
+		return nil, fmt.Errorf("fxrepo: %s: %w", what, err)
 	}
-	if o.Registerer != nil {
-		m, err := newQueryMetrics(o.Registerer)
+	if err := registerTimeTruncation(gdb); err != nil {
+		return fail("install time truncation", err)
+	}
+	if err := gdb.Use(tracingPlugin(opts.TracerProvider, cfg.QueryValues)); err != nil {
+		return fail("install tracing", err)
+	}
+	if opts.Registerer != nil {
+		m, err := newQueryMetrics(opts.Registerer)
 		if err == nil {
 			err = gdb.Use(m)
 		}
 		if err == nil {
-			err = o.Registerer.Register(collectors.NewDBStatsCollector(sqlDB, t.name))
+			err = opts.Registerer.Register(collectors.NewDBStatsCollector(sqlDB, t.name))
 		}
 		if err != nil {
-			_ = sqlDB.Close()
-			return nil, fmt.Errorf("fxrepo: metrics: %w", err)
+			return fail("metrics", err)
 		}
 	}
-	return &database{cfg: cfg, target: t, gdb: gdb, sqlDB: sqlDB, log: log, opts: o}, nil
+	return &Database{cfg: cfg, target: t, gdb: gdb, sqlDB: sqlDB, log: log, opts: opts}, nil
 }
 
-// start connects (with retry), migrates and auto-migrates. On failure the
-// pool is closed.
-func (d *database) start(ctx context.Context) (err error) {
+// serviceName is the service's name, else the binary's.
+func serviceName(info fxcore.ServiceInfo) string {
+	if info.Name != "" || len(os.Args) == 0 {
+		return info.Name
+	}
+	name := filepath.Base(os.Args[0])
+	return strings.TrimSuffix(name, filepath.Ext(name))
+}
+
+// DB returns the *gorm.DB. Every query should go through DB(ctx, db), so
+// that it joins the unit of work in ctx.
+func (d *Database) DB() *gorm.DB { return d.gdb }
+
+// Start connects, pinging with retry and backoff until ctx ends or
+// cfg.ConnectTimeout passes, applies the migrations, auto-migrates the
+// models and checks that every model's table exists (cfg.TableCheck). On
+// failure the pool is closed; the error names the driver and the redacted
+// target, never the password.
+func (d *Database) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			_ = d.sqlDB.Close()
@@ -115,13 +163,15 @@ func (d *database) start(ctx context.Context) (err error) {
 		if err := d.gdb.WithContext(ctx).AutoMigrate(d.opts.Models...); err != nil {
 			return fmt.Errorf("fxrepo: auto-migrate: %w", d.target.scrub(err))
 		}
+	} else if err := d.checkTablesAtStart(ctx); err != nil {
+		return err
 	}
 	d.log.Info("database ready", zap.String("driver", d.target.driver), zap.String("db", d.target.redacted))
 	return nil
 }
 
-// stop closes the pool, waiting for running queries until ctx ends.
-func (d *database) stop(ctx context.Context) error {
+// Stop closes the pool, waiting for running queries until ctx ends.
+func (d *Database) Stop(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- d.sqlDB.Close() }()
 	select {
@@ -135,17 +185,20 @@ func (d *database) stop(ctx context.Context) error {
 	}
 }
 
-// Open builds the instrumented *gorm.DB for cfg, connects with retry until
-// ctx ends, applies the migrations and auto-migrates the models: what the
-// Module does at start, for use without Fx. Close it with db.DB() and
-// Close.
-func Open(ctx context.Context, cfg Config, o Options) (*gorm.DB, error) {
-	d, err := newDatabase(cfg, o)
-	if err != nil {
-		return nil, err
+// Check is the readiness check the Module registers: a ping and, while a
+// model's table is missing with cfg.TableCheck "readiness", the tables
+// again. Its error names the redacted target, never the password.
+func (d *Database) Check(ctx context.Context) error {
+	if err := d.sqlDB.PingContext(ctx); err != nil {
+		return fmt.Errorf("fxrepo: ping %s at %s: %w", d.target.driver, d.target.redacted, d.target.scrub(err))
 	}
-	if err := d.start(ctx); err != nil {
-		return nil, err
+	if !d.tablesMissing.Load() {
+		return nil
 	}
-	return d.gdb, nil
+	if err := d.checkTables(ctx); err != nil {
+		return err
+	}
+	d.tablesMissing.Store(false)
+	d.log.Info("every model's table exists now")
+	return nil
 }

@@ -20,9 +20,7 @@
 //		fxcore.Module, fxrepo.Module,
 //		fxrepo.AsModel(&Order{}),
 //		fxrepo.AsMigrations("orders", ordersMigrations),
-//		fx.Provide(func(db *gorm.DB) *fxrepo.Repository[Order, int64] {
-//			return fxrepo.NewRepository[Order, int64](db)
-//		}),
+//		fx.Provide(fxrepo.NewRepository[Order, int64]),
 //	)
 //
 //	err := uow.Do(ctx, func(ctx context.Context) error {
@@ -31,4 +29,34 @@
 //		}
 //		return bus.Publish(ctx, OrderCreated{ID: o.ID}) // same transaction
 //	})
+//
+// The Module opens the database only when the app has a model, a migration
+// set or something that takes *gorm.DB or UnitOfWork: a service without
+// any does no database work and writes no file. Without auto-migration
+// (production), every model's table must exist once the migrations ran, or
+// the start fails naming the table (MARTY_DB_TABLE_CHECK).
+//
+// # Without Fx
+//
+// NewDatabase(cfg, DatabaseOptions) validates cfg and builds the
+// instrumented *gorm.DB without connecting; Start connects, migrates and
+// checks the tables, Stop closes the pool within its context's deadline.
+// DatabaseOptions takes the same fields as every martyfx module's options
+// (Logger, Info, Registerer, TracerProvider; nil or zero is a sensible
+// default) and the registrations as plain slices (Models, Migrations).
+// NewUnitOfWork and NewRepository take the *gorm.DB:
+//
+//	d, err := fxrepo.NewDatabase(fxrepo.DefaultConfig(), fxrepo.DatabaseOptions{
+//		Logger: log,
+//		Models: []any{&Order{}},
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	if err := d.Start(ctx); err != nil {
+//		return err
+//	}
+//	defer d.Stop(context.Background())
+//	uow := fxrepo.NewUnitOfWork(d.DB())
+//	orders := fxrepo.NewRepository[Order, int64](d.DB())
 package fxrepo

@@ -13,14 +13,26 @@ import (
 
 // ErrNotFound is returned (wrapped in *Error) when no row has the id, or it
 // is soft-deleted. Test with errors.Is. It is classified
-// fxcore.ClassNotFound, also when user code wraps it.
-var ErrNotFound error = fxcore.NewError(fxcore.ClassNotFound, "not found", nil)
+// fxcore.ClassNotFound, also when user code wraps it (clients read "not
+// found").
+var ErrNotFound error = &sentinel{kind: "not found", class: fxcore.ClassNotFound}
 
 // ErrConflict is returned (wrapped in *Error) when a write collides: a
 // unique constraint violation, or an update of a stale Version. Test with
 // errors.Is. It is classified fxcore.ClassAlreadyExists, also when user
-// code wraps it.
-var ErrConflict error = fxcore.NewError(fxcore.ClassAlreadyExists, "conflict", nil)
+// code wraps it (clients read "already exists").
+var ErrConflict error = &sentinel{kind: "conflict", class: fxcore.ClassAlreadyExists}
+
+// sentinel is a classified sentinel error: "fxrepo: <kind>" in logs, the
+// class's message for clients.
+type sentinel struct {
+	kind  string
+	class fxcore.ErrorClass
+}
+
+func (s *sentinel) Error() string                 { return "fxrepo: " + s.kind }
+func (s *sentinel) ErrorClass() fxcore.ErrorClass { return s.class }
+func (s *sentinel) PublicMessage() string         { return s.class.Message() }
 
 // Error is a repository error about one entity. errors.Is(err, ErrNotFound)
 // or errors.Is(err, ErrConflict) tells the kind; the driver's error, when
@@ -50,7 +62,12 @@ func (e *Error) Error() string {
 	if e.ID != nil {
 		msg += fmt.Sprintf(" %v", e.ID)
 	}
-	msg += ": " + e.Kind.Error()
+	var k *sentinel
+	if errors.As(e.Kind, &k) {
+		msg += ": " + k.kind
+	} else {
+		msg += ": " + e.Kind.Error()
+	}
 	switch {
 	case e.Stale:
 		msg += ": stale version (the row was changed since it was read)"

@@ -134,7 +134,7 @@ func (p *statementTracer) Name() string { return "martyfx:tracing" }
 
 func (p *statementTracer) Initialize(db *gorm.DB) error {
 	attrs := make([]attribute.KeyValue, 0, 3)
-	switch db.Dialector.Name() {
+	switch db.Name() {
 	case "postgres":
 		p.system = semconv.DBSystemNamePostgreSQL
 		attrs = append(attrs, p.system)
@@ -143,7 +143,7 @@ func (p *statementTracer) Initialize(db *gorm.DB) error {
 		p.system = semconv.DBSystemNameSQLite
 		attrs = append(attrs, p.system)
 	default:
-		p.system = semconv.DBSystemNameKey.String(db.Dialector.Name())
+		p.system = semconv.DBSystemNameKey.String(db.Name())
 		attrs = append(attrs, p.system)
 	}
 	p.name = p.system.Value.AsString()

@@ -63,6 +63,9 @@ func source(t testing.TB, env ...string) *fxcore.Source {
 	return src
 }
 
+// usesDB makes the app depend on *gorm.DB, so that the Module opens it.
+var usesDB = fx.Invoke(func(*gorm.DB) {})
+
 // newApp builds an app with fxrepo on env, not started.
 func newApp(t testing.TB, env []string, opts ...fx.Option) *fx.App {
 	t.Helper()
@@ -150,14 +153,14 @@ func TestMemorySQLiteAndDefaults(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	var cfg fxrepo.Config
-	app := fx.New(fxcore.Module, fx.NopLogger, fx.Provide(fxrepo.ProvideConfig), fx.Populate(&cfg),
+	app := fx.New(fxcore.Module, fxrepo.Module, fx.NopLogger, fx.Populate(&cfg),
 		fx.Replace(source(t, "MARTY_ENV=production")))
 	require.NoError(t, app.Err())
 	require.False(t, cfg.AutoMigrate, "no auto-migration in production")
 	require.True(t, cfg.Migrate)
 	require.Equal(t, "sqlite", cfg.Driver)
 
-	app = fx.New(fxcore.Module, fx.NopLogger, fx.Provide(fxrepo.ProvideConfig), fx.Populate(&cfg),
+	app = fx.New(fxcore.Module, fxrepo.Module, fx.NopLogger, fx.Populate(&cfg),
 		fx.Replace(source(t, "MARTY_DB_MAX_OPEN_CONNS=3", "MARTY_DB_SLOW_QUERY_THRESHOLD=1s", "MARTY_DB_AUTO_MIGRATE=false")))
 	require.NoError(t, app.Err())
 	require.Equal(t, 3, cfg.MaxOpenConns)
@@ -188,6 +191,18 @@ func TestStopClosesPool(t *testing.T) {
 	require.ErrorContains(t, db.Exec("SELECT 1").Error, "database is closed")
 	sqlDB, _ := db.DB()
 	require.ErrorContains(t, sqlDB.Ping(), "database is closed")
+}
+
+// openDB starts a Database without Fx, stopped at cleanup.
+func openDB(t testing.TB, cfg fxrepo.Config, opts fxrepo.DatabaseOptions) *gorm.DB {
+	t.Helper()
+	d, err := fxrepo.NewDatabase(cfg, opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, d.Start(ctx))
+	t.Cleanup(func() { require.NoError(t, d.Stop(context.Background())) })
+	return d.DB()
 }
 
 // closedPort returns a loopback address nothing listens on.

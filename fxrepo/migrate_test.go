@@ -93,9 +93,9 @@ func TestMigrationFailures(t *testing.T) {
 		app = newApp(t, b.env, fxrepo.AsMigrations("twice", auditMigrations), fxrepo.AsMigrations("twice", auditMigrations))
 		require.ErrorContains(t, app.Start(context.Background()), `fxrepo: migrations "twice" registered twice`)
 
-		// Migrations off: nothing applied.
+		// Migrations off: nothing applied (and the tables not checked).
 		var db *gorm.DB
-		app = newApp(t, append(b.env, "MARTY_DB_MIGRATE=false", "MARTY_DB_AUTO_MIGRATE=false"),
+		app = newApp(t, append(b.env, "MARTY_DB_MIGRATE=false", "MARTY_DB_AUTO_MIGRATE=false", "MARTY_DB_TABLE_CHECK=off"),
 			fxrepo.AsMigrations("audit", auditMigrations), fxrepo.AsModel(&Widget{}), fx.Populate(&db))
 		require.NoError(t, app.Start(context.Background()))
 		require.False(t, db.Migrator().HasTable("audit_entries"))
@@ -121,7 +121,7 @@ func TestUnreachableDatabaseFailsStart(t *testing.T) {
 		"query-pwd": "postgres://app@" + port + "/orders?sslmode=disable&password=s3cr3t-pw",
 	} {
 		t.Run(name, func(t *testing.T) {
-			app := newApp(t, []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=" + dsn, "MARTY_DB_CONNECT_BACKOFF=50ms", "MARTY_DB_CONNECT_BACKOFF_MAX=200ms"})
+			app := newApp(t, []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=" + dsn, "MARTY_DB_CONNECT_BACKOFF=50ms", "MARTY_DB_CONNECT_BACKOFF_MAX=200ms"}, usesDB)
 			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 			defer cancel()
 			start := time.Now()
@@ -139,7 +139,7 @@ func TestUnreachableDatabaseFailsStart(t *testing.T) {
 	}
 
 	// MARTY_DB_CONNECT_TIMEOUT bounds it below the start deadline.
-	app := newApp(t, []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=postgres://app:pw@" + port + "/x?sslmode=disable", "MARTY_DB_CONNECT_TIMEOUT=300ms"})
+	app := newApp(t, []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=postgres://app:pw@" + port + "/x?sslmode=disable", "MARTY_DB_CONNECT_TIMEOUT=300ms"}, usesDB)
 	start := time.Now()
 	require.ErrorContains(t, app.Start(context.Background()), "fxrepo: connect postgres at postgres://app:xxxxx@"+port+"/x")
 	require.Less(t, time.Since(start), 3*time.Second)

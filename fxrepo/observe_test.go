@@ -97,7 +97,7 @@ func TestQueryValuesOptIn(t *testing.T) {
 func attrMap(kvs []attribute.KeyValue) map[string]string {
 	m := map[string]string{}
 	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value.Emit()
+		m[string(kv.Key)] = kv.Value.String()
 	}
 	return m
 }
@@ -201,7 +201,7 @@ func TestLogs(t *testing.T) {
 
 func TestReadinessCheck(t *testing.T) {
 	var checks []fxmonitor.Check
-	app := newApp(t, []string{"MARTY_DB_DSN=:memory:"},
+	app := newApp(t, []string{"MARTY_DB_DSN=:memory:"}, usesDB,
 		fx.Invoke(fx.Annotate(func(cs []fxmonitor.Check) { checks = cs }, fx.ParamTags(`group:"martyfx.monitor.checks"`))))
 	require.NoError(t, app.Start(context.Background()))
 	require.Len(t, checks, 1)

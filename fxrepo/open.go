@@ -69,16 +69,10 @@ type target struct {
 func resolve(cfg Config, service string) (target, error) {
 	switch cfg.Driver {
 	case DriverPostgres:
-		t := target{driver: DriverPostgres, dsn: cfg.DSN, redacted: "MARTY_DB_DSN"}
-		t.secrets = secretForms(dsnSecrets(cfg.DSN)...)
-		pc, err := pgx.ParseConfig(cfg.DSN)
+		t, pc, err := postgresTarget(cfg.DSN)
 		if err != nil {
-			// pgx redacts its parse errors on a best-effort basis; the
-			// passwords found in the DSN are scrubbed on top.
-			return t, fmt.Errorf("fxrepo: parse MARTY_DB_DSN for postgres: %w", t.scrub(err))
+			return t, fmt.Errorf("fxrepo: parse MARTY_DB_DSN for postgres: %w", err)
 		}
-		// The password pgx will send: from the DSN, PGPASSWORD or .pgpass.
-		t.secrets = secretForms(append(dsnSecrets(cfg.DSN), pc.Password)...)
 		t.name = pc.Database
 		// What pgx parsed as a password is never shown; a DSN that hides
 		// one elsewhere (a raw '/' in it makes the rest a database name)
@@ -88,6 +82,35 @@ func resolve(cfg Config, service string) (target, error) {
 	default:
 		return resolveSQLite(cfg, service), nil
 	}
+}
+
+// postgresTarget finds the secrets of a PostgreSQL DSN: the passwords
+// written in it and the one pgx will send (from the DSN, PGPASSWORD or
+// .pgpass). A DSN pgx cannot parse gives its parse error, scrubbed (pgx
+// redacts its parse errors on a best-effort basis).
+func postgresTarget(dsn string) (target, *pgx.ConnConfig, error) {
+	t := target{driver: DriverPostgres, dsn: dsn, redacted: "MARTY_DB_DSN"}
+	t.secrets = secretForms(dsnSecrets(dsn)...)
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return t, nil, t.scrub(err)
+	}
+	t.secrets = secretForms(append(dsnSecrets(dsn), pc.Password)...)
+	return t, pc, nil
+}
+
+// RedactError returns err with the passwords of the PostgreSQL DSN dsn
+// replaced by "xxxxx" in its text, in every form a driver or a parser may
+// print them (as written, URL-escaped, quoted; the password pgx reads from
+// PGPASSWORD or .pgpass too); errors.Is and errors.As still see the chain.
+// For code that connects with the same DSN as the Module (fxevents' LISTEN
+// connection) and logs or returns the connection's errors.
+func RedactError(err error, dsn string) error {
+	if err == nil || dsn == "" {
+		return err
+	}
+	t, _, _ := postgresTarget(dsn)
+	return t.scrub(err)
 }
 
 func resolveSQLite(cfg Config, service string) target {

@@ -179,7 +179,7 @@ func outputs(t *testing.T, dsn, closed string) []string {
 	cfg.ConnectTimeout, cfg.ConnectBackoff, cfg.ConnectBackoffMax = 15*time.Millisecond, 10*time.Millisecond, 10*time.Millisecond
 	core, logs := observer.New(zapcore.DebugLevel)
 	out := make([]string, 4)
-	d, err := newDatabase(cfg, Options{Logger: zap.New(core)})
+	d, err := NewDatabase(cfg, DatabaseOptions{Logger: zap.New(core)})
 	if err != nil {
 		out[1] = err.Error() // a DSN pgx cannot parse
 		return out
@@ -189,14 +189,12 @@ func outputs(t *testing.T, dsn, closed string) []string {
 		_ = d.sqlDB.Close()
 		return out
 	}
-	check, cerr := newReadinessCheck(d.gdb, d.target)
-	require.NoError(t, cerr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := check.Func(ctx); err != nil {
+	if err := d.Check(ctx); err != nil {
 		out[3] = err.Error()
 	}
-	err = d.start(ctx)
+	err = d.Start(ctx)
 	require.Error(t, err, "nothing listens there")
 	out[1] = err.Error()
 	out[2] = logText(logs)
@@ -211,10 +209,12 @@ func readyLines(t *testing.T, dsn string) string {
 	cfg.Driver, cfg.DSN, cfg.Migrate, cfg.AutoMigrate = DriverPostgres, dsn, false, false
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	db, err := Open(ctx, cfg, Options{Logger: zap.New(core)})
+	d, err := NewDatabase(cfg, DatabaseOptions{Logger: zap.New(core)})
 	if err == nil {
-		sqlDB, _ := db.DB()
-		_ = sqlDB.Close()
+		err = d.Start(ctx)
+	}
+	if err == nil {
+		require.NoError(t, d.Stop(ctx))
 		require.NotEmpty(t, logs.FilterMessage("database ready").All())
 	}
 	text := logText(logs)

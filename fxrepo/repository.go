@@ -298,8 +298,7 @@ func (r *Repository[T, ID]) List(ctx context.Context, opts ListOptions) (Page[T]
 	if opts.Cursor != "" {
 		val, id, err := r.decodeCursor(opts.Cursor, order)
 		if err != nil {
-			return Page[T]{}, fxcore.NewError(fxcore.ClassInvalid, "invalid page cursor: not a cursor of this listing",
-				fmt.Errorf("fxrepo: list %s: invalid cursor: %w", r.entity, err))
+			return Page[T]{}, fmt.Errorf("fxrepo: list %s: %w", r.entity, err)
 		}
 		op := ">"
 		if opts.Desc {
@@ -369,8 +368,18 @@ func EncodeCursor(pk, order *schema.Field, id, val any) (string, error) {
 
 // DecodeCursor decodes a cursor made by EncodeCursor into the order column's
 // value (nil when ordered by the primary key) and the primary key, typed as
-// the fields are.
+// the fields are. Its error is classified fxcore.ClassInvalid ("invalid page
+// cursor: not a cursor of this listing"): the client sent it.
 func DecodeCursor(cursor string, pk, order *schema.Field) (val, id any, err error) {
+	val, id, err = decodeCursor(cursor, pk, order)
+	if err != nil {
+		return nil, nil, fxcore.NewError(fxcore.ClassInvalid, "invalid page cursor: not a cursor of this listing",
+			fmt.Errorf("invalid cursor: %w", err))
+	}
+	return val, id, nil
+}
+
+func decodeCursor(cursor string, pk, order *schema.Field) (val, id any, err error) {
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil {
 		return nil, nil, err

@@ -109,6 +109,12 @@ func TestNotFound(t *testing.T) {
 		require.Equal(t, "Widget 404 not found", c.Message)
 		c = fxcore.Classify(fmt.Errorf("x: %w", fxrepo.ErrNotFound))
 		require.Equal(t, fxcore.ClassNotFound, c.Class, "the sentinel wrapped by user code")
+		require.Equal(t, "not found", c.Message, "clients never read the package name")
+		require.EqualError(t, fxrepo.ErrNotFound, "fxrepo: not found", "the sentinel says its package")
+		require.EqualError(t, fxrepo.ErrConflict, "fxrepo: conflict")
+		c = fxcore.Classify(fmt.Errorf("x: %w", fxrepo.ErrConflict))
+		require.Equal(t, fxcore.ClassAlreadyExists, c.Class)
+		require.Equal(t, "already exists", c.Message)
 		require.Equal(t, fxcore.ClassUnknown, fxcore.Classify(errors.New("other")).Class)
 		var ok bool
 
@@ -310,7 +316,7 @@ func TestKeysetPagination(t *testing.T) {
 		require.NoError(t, err)
 		require.LessOrEqual(t, len(p.Items), fxrepo.DefaultPageSize)
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{Cursor: "!!not-a-cursor"})
-		require.ErrorContains(t, err, "fxrepo: list Widget: invalid cursor")
+		require.ErrorContains(t, err, "fxrepo: list Widget: invalid page cursor")
 		require.Equal(t, fxcore.ClassInvalid, fxcore.Classify(err).Class, "a bad cursor is the client's to fix")
 		_, err = f.widgets.List(ctx, fxrepo.ListOptions{OrderBy: "color; DROP TABLE widgets"})
 		require.ErrorContains(t, err, `unknown order column "color; DROP TABLE widgets"`)

@@ -126,11 +126,7 @@ func TestSpanQueryTextWithoutValues(t *testing.T) {
 		cfg := fxrepo.DefaultConfig()
 		cfg.DSN = "file:" + filepath.Join(t.TempDir(), "v.db")
 		cfg.QueryValues = values
-		db, err := fxrepo.Open(context.Background(), cfg, fxrepo.Options{TracerProvider: tp, Models: []any{&Widget{}}})
-		require.NoError(t, err)
-		sqlDB, err := db.DB()
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = sqlDB.Close() })
+		db := openDB(t, cfg, fxrepo.DatabaseOptions{TracerProvider: tp, Models: []any{&Widget{}}})
 		rec.Reset()
 
 		ctx := context.Background()
@@ -202,11 +198,7 @@ func BenchmarkSpanGet(b *testing.B) {
 			b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 			cfg := fxrepo.DefaultConfig()
 			cfg.DSN = ":memory:"
-			db, err := fxrepo.Open(context.Background(), cfg, fxrepo.Options{TracerProvider: tp, Models: []any{&Widget{}}})
-			require.NoError(b, err)
-			sqlDB, err := db.DB()
-			require.NoError(b, err)
-			b.Cleanup(func() { _ = sqlDB.Close() })
+			db := openDB(b, cfg, fxrepo.DatabaseOptions{TracerProvider: tp, Models: []any{&Widget{}}})
 			repo := fxrepo.NewRepository[Widget, int64](db)
 			ctx := context.Background()
 			w := &Widget{Name: "bench"}

@@ -186,7 +186,7 @@ func (u *unitOfWork) once(ctx context.Context, fn func(ctx context.Context) erro
 			panic(r)
 		}
 		if rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) && err != nil && why == "" {
-			err = fmt.Errorf("%w (rollback: %v)", err, rbErr)
+			err = fmt.Errorf("%w (rollback: %v)", err, rbErr) //nolint:errorlint // the rollback's failure is context: classification follows err alone
 		}
 	}()
 	if err = fn(txCtx); err != nil {

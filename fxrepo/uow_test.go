@@ -143,10 +143,7 @@ func TestUnitOfWorkWithoutFx(t *testing.T) {
 	ctx := context.Background()
 	cfg := fxrepo.DefaultConfig()
 	cfg.DSN = ":memory:"
-	db, err := fxrepo.Open(ctx, cfg, fxrepo.Options{Models: []any{&Widget{}}})
-	require.NoError(t, err)
-	sqlDB, _ := db.DB()
-	defer sqlDB.Close()
+	db := openDB(t, cfg, fxrepo.DatabaseOptions{Models: []any{&Widget{}}})
 	repo := fxrepo.NewRepository[Widget, int64](db)
 	uow := fxrepo.NewUnitOfWork(db)
 	require.NoError(t, uow.Do(ctx, func(ctx context.Context) error { return repo.Create(ctx, &Widget{Name: "a"}) }))

@@ -9,6 +9,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
@@ -240,6 +241,8 @@ func StoreContract(t *testing.T, newStore func(t *testing.T) fxrepo.Store[Contra
 		}
 		if _, err := s.List(ctx, fxrepo.ListOptions{Cursor: "!!"}); err == nil {
 			t.Fatalf("List with a malformed cursor: no error")
+		} else if c := fxcore.Classify(err).Class; c != fxcore.ClassInvalid {
+			t.Fatalf("List with a malformed cursor: class %s, want %s (the client sent it)", c, fxcore.ClassInvalid)
 		}
 	})
 

@@ -445,7 +445,7 @@ func (s *MemoryStore[T, ID]) List(ctx context.Context, opts fxrepo.ListOptions) 
 	if opts.Cursor != "" {
 		cval, cid, err := fxrepo.DecodeCursor(opts.Cursor, s.pk, order)
 		if err != nil {
-			return fxrepo.Page[T]{}, fmt.Errorf("fxrepo: list %s: invalid cursor: %w", s.entity, err)
+			return fxrepo.Page[T]{}, fmt.Errorf("fxrepo: list %s: %w", s.entity, err) // classified invalid
 		}
 		// Like the Repository: the cursor row's stored value when it still
 		// exists (deleted or not), else the value the cursor carries.
