@@ -19,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"gorm.io/gorm"
+
+	"github.com/martyfx/martyfx/fxrepo"
 )
 
 // partitionLockClass is the first key of the advisory locks that make a
@@ -206,7 +208,7 @@ func (r *relay) listen() {
 func (r *relay) listenOnce() error {
 	conn, err := pgx.Connect(r.runCtx, r.dsn)
 	if err != nil {
-		return fmt.Errorf("connect: %w", redactErr(err, r.dsn))
+		return fmt.Errorf("connect: %w", fxrepo.RedactError(err, r.dsn))
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(r.runCtx, "LISTEN "+notifyChannel); err != nil {
@@ -222,13 +224,6 @@ func (r *relay) listenOnce() error {
 	}
 }
 
-// redactErr drops the DSN (which may hold a password) from err's text.
-func redactErr(err error, dsn string) error {
-	if dsn != "" && strings.Contains(err.Error(), dsn) {
-		return errors.New(strings.ReplaceAll(err.Error(), dsn, "<dsn>"))
-	}
-	return err
-}
 
 // outboxRow is a claimed marty_outbox row.
 type outboxRow struct {
