@@ -224,7 +224,6 @@ func (r *relay) listenOnce() error {
 	}
 }
 
-
 // outboxRow is a claimed marty_outbox row.
 type outboxRow struct {
 	seq         int64
