@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,48 +140,6 @@ func TestStoppingRunsListenersOnce(t *testing.T) {
 	<-s.Done()
 	s.OnBegin(func() { calls.Add(10) })
 	require.EqualValues(t, 11, calls.Load(), "late listeners run at once")
-}
-
-type greeter struct{ name string }
-
-func (g greeter) ServeHTTP(http.ResponseWriter, *http.Request) {}
-
-func TestGroupAcceptsValuesAndConstructorsAndRejectsWrongTypes(t *testing.T) {
-	conv := func(v any) (http.Handler, error) {
-		h, ok := v.(http.Handler)
-		if !ok {
-			return nil, errors.New("want an http.Handler")
-		}
-		return h, nil
-	}
-	type in struct {
-		fx.In
-		All []http.Handler `group:"test.handlers"`
-	}
-	var got in
-	app := fx.New(fx.NopLogger,
-		fx.Supply("injected"),
-		Group("test.handlers", "value", greeter{"value"}, conv),
-		Group("test.handlers", "ctor", func(s string) greeter { return greeter{s} }, conv),
-		Group("test.handlers", "ctor with error", func() (http.Handler, error) { return greeter{"e"}, nil }, conv),
-		fx.Populate(&got),
-	)
-	require.NoError(t, app.Err())
-	require.Len(t, got.All, 3)
-	require.Contains(t, got.All, http.Handler(greeter{"injected"}))
-
-	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("a")`, func() int { return 1 }, conv), fx.Populate(&got))
-	require.ErrorContains(t, app.Err(), `AsX("a"): constructor func() int: want an http.Handler`)
-
-	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("b")`, 42, conv))
-	require.ErrorContains(t, app.Err(), `AsX("b"): want an http.Handler`)
-
-	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("c")`, func() {}, conv))
-	require.ErrorContains(t, app.Err(), `AsX("c"): constructor func() must return a value and optionally an error`)
-
-	boom := errors.New("boom")
-	app = fx.New(fx.NopLogger, Group("test.handlers", "d", func() (http.Handler, error) { return nil, boom }, conv), fx.Populate(&got))
-	require.ErrorIs(t, app.Err(), boom)
 }
 
 func TestShutdownOnErrorExitsNonZero(t *testing.T) {
