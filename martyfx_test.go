@@ -207,7 +207,7 @@ func TestRunPrintsTheRootCauseFirstThenTheChainOnce(t *testing.T) {
 	require.Equal(t, 1, res.code, res.output)
 	lines := strings.Split(strings.TrimSpace(res.output), "\n")
 	require.Len(t, lines, 2, res.output)
-	require.Equal(t, `martyfx: build app: fxhttp.AsRoute("GET /hello"): constructor martyfx.newNumber: got int, want an http.Handler`, lines[0])
+	require.Equal(t, `martyfx: build app: fxhttp.AsRoute("GET /hello"): martyfx.newNumber: constructor func() int: got int, want an http.Handler`, lines[0])
 	require.LessOrEqual(t, len(lines[0]), 200)
 	require.True(t, strings.HasPrefix(lines[1], "  the whole error: could not build arguments for function"), lines[1])
 	require.Equal(t, 1, strings.Count(res.output, `could not build value group fxhttp.Route`), "the chain once")

@@ -84,5 +84,5 @@ func ExampleGroup() {
 	fmt.Println(cause)
 	// Output:
 	// 2 <nil>
-	// example.AsGreeting: constructor fxcore_test.newCount: got int, want an example.Greeting
+	// example.AsGreeting: fxcore_test.newCount: constructor func() int: got int, want an example.Greeting
 }

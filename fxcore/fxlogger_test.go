@@ -29,7 +29,7 @@ func TestDescribeErrorPutsTheRootCauseFirst(t *testing.T) {
 		{"a registration of the wrong shape", []fx.Option{Group("test.handlers", `fxhttp.AsRoute("GET /x")`, plainHandler, toHandler)},
 			`fxhttp.AsRoute("GET /x"): fxcore.plainHandler: want an http.Handler, or a constructor that returns one (and optionally an error)`, "", true},
 		{"a constructor of the wrong type", []fx.Option{Group("test.handlers", `fxhttp.AsRoute("GET /x")`, newNumber, toHandler), fx.Populate(&got)},
-			`fxhttp.AsRoute("GET /x"): constructor fxcore.newNumber: want an http.Handler`, `could not build value group`, false},
+			`fxhttp.AsRoute("GET /x"): fxcore.newNumber: constructor func() int: want an http.Handler`, `could not build value group`, false},
 		{"a constructor that fails", []fx.Option{Group("test.handlers", "AsX", newBroken, toHandler), fx.Populate(&got)},
 			"boom", `"github.com/martyfx/martyfx/fxcore".newBroken`, false},
 		{"a missing dependency", []fx.Option{fx.Invoke(func(missing) {})},

@@ -47,7 +47,7 @@ func Group[T any](group, what string, ctor any, conv func(v any) (T, error)) fx.
 	name := funcName(ctor)
 	switch {
 	case ft.IsVariadic():
-		return fx.Error(fmt.Errorf("%s: constructor %s must not be variadic", what, name))
+		return fx.Error(fmt.Errorf("%s: %s: constructor %s must not be variadic", what, name, ft))
 	case ft.NumOut() == 1 && ft.Out(0) != errorType, ft.NumOut() == 2 && ft.Out(1) == errorType:
 	default:
 		return fx.Error(fmt.Errorf("%s: %s: %w, or a constructor that returns one (and optionally an error)", what, name, convErr))
@@ -56,7 +56,7 @@ func Group[T any](group, what string, ctor any, conv func(v any) (T, error)) fx.
 	convert := func(v any) (T, error) {
 		t, err := conv(v)
 		if err != nil {
-			return t, fmt.Errorf("%s: constructor %s: %w", what, name, err)
+			return t, fmt.Errorf("%s: %s: constructor %s: %w", what, name, ft, err)
 		}
 		return t, nil
 	}

@@ -59,7 +59,7 @@ func TestGroupAcceptsValuesAndConstructorsAndRejectsWrongTypes(t *testing.T) {
 	require.Contains(t, got.All, http.Handler(greeter{"value"}))
 
 	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("a")`, newNumber, toHandler), fx.Populate(&got))
-	require.ErrorContains(t, app.Err(), `AsX("a"): constructor fxcore.newNumber: want an http.Handler`)
+	require.ErrorContains(t, app.Err(), `AsX("a"): fxcore.newNumber: constructor func() int: want an http.Handler`)
 
 	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("b")`, 42, toHandler))
 	require.EqualError(t, app.Err(), `AsX("b"): want an http.Handler`)
@@ -71,7 +71,7 @@ func TestGroupAcceptsValuesAndConstructorsAndRejectsWrongTypes(t *testing.T) {
 	require.EqualError(t, app.Err(), `AsX("d"): fxcore.plainHandler: want an http.Handler, or a constructor that returns one (and optionally an error)`)
 
 	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("e")`, variadic, toHandler))
-	require.ErrorContains(t, app.Err(), `AsX("e"): constructor fxcore.variadic must not be variadic`)
+	require.ErrorContains(t, app.Err(), `AsX("e"): fxcore.variadic: constructor func(...string) http.Handler must not be variadic`)
 
 	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("f")`, nil, toHandler))
 	require.EqualError(t, app.Err(), `AsX("f"): constructor is nil`)

@@ -73,7 +73,7 @@ func TestBuildFailureNamesTheRootCauseFirstOnce(t *testing.T) {
 	require.False(t, f.run(func() { fxtest.New(f, fxhttp.AsRoute("GET /hello", newNumber)) }))
 	lines := strings.Split(f.fatal(), "\n")
 	require.Len(t, lines, 2)
-	require.Equal(t, `fxtest: build the app: fxhttp.AsRoute("GET /hello"): constructor fxtest_test.newNumber: got int, want an http.Handler`, lines[0])
+	require.Equal(t, `fxtest: build the app: fxhttp.AsRoute("GET /hello"): fxtest_test.newNumber: constructor func() int: got int, want an http.Handler`, lines[0])
 	require.LessOrEqual(t, len(lines[0]), 200)
 	require.True(t, strings.HasPrefix(lines[1], "  the whole error: could not build arguments"), lines[1])
 	require.Equal(t, 1, strings.Count(f.fatal(), "could not build value group fxhttp.Route"), "the chain once")
