@@ -97,8 +97,12 @@ func run(opts ...fx.Option) int {
 		return 1
 	}
 
+	// Wait installs the signal handlers: before the "started" line, so that
+	// a SIGTERM sent as soon as it appears stops the app gracefully instead
+	// of killing the process.
+	done := app.Wait()
 	log.Info("martyfx: started; stop with SIGINT or SIGTERM")
-	sig := <-app.Wait()
+	sig := <-done
 	log.Info("martyfx: stopping", zap.String("signal", sig.Signal.String()), zap.Int("exit_code", sig.ExitCode))
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), core.StopTimeout)
 	defer cancelStop()
