@@ -19,6 +19,7 @@ import (
 	"os"
 
 	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx/fxcore"
@@ -60,45 +61,48 @@ func Run(opts ...fx.Option) {
 }
 
 func run(opts ...fx.Option) int {
-	src, err := fxcore.NewSource()
+	// The config, the identity and the logger come first, outside the app:
+	// an invalid MARTY_LOG_LEVEL fails with its own error, and Fx's logger
+	// cannot fail to build, whatever else is wrong with the graph.
+	b, err := bootstrap()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	core, err := fxcore.Load(src, "", fxcore.DefaultConfig())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	core, log := b.core, b.log
+	defer func() { _ = log.Sync() }()
 	all := append(append([]fx.Option{}, Modules...), opts...)
 	all = append(all,
-		fx.Replace(src),
+		fx.Replace(b.src, b.info, log),
+		// run reports failures itself, once, root cause first.
+		fx.WithLogger(func() fxevent.Logger { return fxcore.NewFxDebugLogger(log) }),
 		fx.StartTimeout(core.StartTimeout),
 		fx.StopTimeout(core.StopTimeout),
 	)
-	var (
-		stopping *fxcore.Stopping
-		log      *zap.Logger
-	)
-	all = append(all, fx.Populate(&stopping, &log))
+	var stopping *fxcore.Stopping
+	all = append(all, fx.Populate(&stopping))
 	app := fx.New(all...)
 	if err := app.Err(); err != nil {
-		fmt.Fprintln(os.Stderr, "martyfx: build app:", err)
+		fmt.Fprintln(os.Stderr, "martyfx: build app:", fxcore.DescribeError(err))
 		return 1
 	}
 
 	startCtx, cancel := context.WithTimeout(context.Background(), core.StartTimeout)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
-		fmt.Fprintln(os.Stderr, "martyfx: start:", err)
+		fmt.Fprintln(os.Stderr, "martyfx: start:", fxcore.DescribeError(err))
 		stopCtx, cancel := context.WithTimeout(context.Background(), core.StopTimeout)
 		defer cancel()
 		_ = app.Stop(stopCtx)
 		return 1
 	}
 
+	// Wait installs the signal handlers: before the "started" line, so that
+	// a SIGTERM sent as soon as it appears stops the app gracefully instead
+	// of killing the process.
+	done := app.Wait()
 	log.Info("martyfx: started; stop with SIGINT or SIGTERM")
-	sig := <-app.Wait()
+	sig := <-done
 	log.Info("martyfx: stopping", zap.String("signal", sig.Signal.String()), zap.Int("exit_code", sig.ExitCode))
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), core.StopTimeout)
 	defer cancelStop()
@@ -109,10 +113,41 @@ func run(opts ...fx.Option) int {
 	// stop hooks' errors, which app.Stop returns.
 	_ = stopping.Stop(stopCtx)
 	if err := app.Stop(stopCtx); err != nil {
-		fmt.Fprintln(os.Stderr, "martyfx: stop:", err)
+		fmt.Fprintln(os.Stderr, "martyfx: stop:", fxcore.DescribeError(err))
 		if errors.Is(err, context.DeadlineExceeded) || sig.ExitCode == 0 {
 			return 1
 		}
 	}
 	return sig.ExitCode
+}
+
+// boot is what run sets up before the app: the config Source, the core
+// config, the service's identity and its logger.
+type boot struct {
+	src  *fxcore.Source
+	core fxcore.Config
+	info fxcore.ServiceInfo
+	log  *zap.Logger
+}
+
+// bootstrap loads what the app's logger needs (the core, service and log
+// config sections) and builds the logger the app will use.
+func bootstrap() (b boot, err error) {
+	if b.src, err = fxcore.NewSource(); err != nil {
+		return b, err
+	}
+	if b.core, err = fxcore.Load(b.src, "", fxcore.DefaultConfig()); err != nil {
+		return b, err
+	}
+	svc, err := fxcore.Load(b.src, "service", fxcore.ServiceConfig{})
+	if err != nil {
+		return b, err
+	}
+	logCfg, err := fxcore.Load(b.src, "log", fxcore.DefaultLogConfig())
+	if err != nil {
+		return b, err
+	}
+	b.info = fxcore.NewServiceInfo(b.src, b.core, svc)
+	b.log, err = fxcore.NewLogger(logCfg, b.info)
+	return b, err
 }

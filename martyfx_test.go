@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -62,6 +63,10 @@ func runScenario(name string) {
 		}))
 	case "bad-config":
 		Run()
+	case "route-func":
+		Run(fxhttp.AsRoute("GET /hello", hello))
+	case "route-wrong-type":
+		Run(fxhttp.AsRoute("GET /hello", newNumber))
 	}
 	os.Exit(99) // Run must never return
 }
@@ -69,6 +74,10 @@ func runScenario(name string) {
 // idleService is a gRPC service without methods: the gRPC server listens
 // only when it hosts a service.
 var idleService = grpc.ServiceDesc{ServiceName: "martyfx.test.Idle", HandlerType: (*any)(nil)}
+
+func hello(http.ResponseWriter, *http.Request) {}
+
+func newNumber() int { return 1 }
 
 func refused(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -122,6 +131,13 @@ func wait(t *testing.T, cmd *exec.Cmd, out *syncBuffer) result {
 	return result{code: cmd.ProcessState.ExitCode(), output: out.String()}
 }
 
+// scenario runs a scenario to its end.
+func scenario(t *testing.T, name string, env ...string) result {
+	t.Helper()
+	cmd, out := startScenario(t, name, env...)
+	return wait(t, cmd, out)
+}
+
 func waitForLog(t *testing.T, out *syncBuffer, text string) {
 	t.Helper()
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), text) }, 20*time.Second, 10*time.Millisecond, "never logged %q: %s", text, out)
@@ -153,8 +169,8 @@ func TestRunExitsOneWhenStartFails(t *testing.T) {
 	cmd, out := startScenario(t, "start-fails")
 	res := wait(t, cmd, out)
 	require.Equal(t, 1, res.code, res.output)
-	require.Contains(t, res.output, "martyfx: start:")
-	require.Contains(t, res.output, "database unreachable")
+	require.Contains(t, res.output, "martyfx: start: database unreachable\n")
+	require.Equal(t, 1, strings.Count(res.output, "database unreachable"), "reported once: %s", res.output)
 }
 
 func TestRunExitsWithTheShutdownerCode(t *testing.T) {
@@ -179,4 +195,50 @@ func TestRunExitsOneOnBadConfig(t *testing.T) {
 	res := wait(t, cmd, out)
 	require.Equal(t, 1, res.code, res.output)
 	require.Contains(t, res.output, `fxcore: invalid MARTY_START_TIMEOUT="soon": want a duration such as 500ms, 5s or 1m`)
+}
+
+// serverEnv keeps a scenario's servers on free ports and its database in memory.
+var serverEnv = []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0", "MARTY_GRPC_ADDR=127.0.0.1:0", "MARTY_DB_DSN=:memory:"}
+
+func TestRunPrintsTheRootCauseFirstThenTheChainOnce(t *testing.T) {
+	t.Parallel()
+	res := scenario(t, "route-func", serverEnv...)
+	require.Equal(t, 1, res.code, res.output)
+	require.Equal(t, `martyfx: build app: fxhttp.AsRoute("GET /hello"): martyfx.hello: got func(http.ResponseWriter, *http.Request), `+
+		"want an http.Handler, or a constructor that returns one (and optionally an error)\n", res.output,
+		"the cause alone, when it is the whole error: no Fx chain, no logger failure")
+
+	res = scenario(t, "route-wrong-type", serverEnv...)
+	require.Equal(t, 1, res.code, res.output)
+	lines := strings.Split(strings.TrimSpace(res.output), "\n")
+	require.Len(t, lines, 2, res.output)
+	require.Equal(t, `martyfx: build app: fxhttp.AsRoute("GET /hello"): martyfx.newNumber: constructor func() int: got int, want an http.Handler`, lines[0])
+	require.LessOrEqual(t, len(lines[0]), 200)
+	require.True(t, strings.HasPrefix(lines[1], "  the whole error: could not build arguments for function"), lines[1])
+	require.Equal(t, 1, strings.Count(res.output, `could not build value group fxhttp.Route`), "the chain once")
+}
+
+func TestRunFailsOnABadLogLevelBeforeFx(t *testing.T) {
+	t.Parallel()
+	res := scenario(t, "bad-config", "MARTY_LOG_LEVEL=verbose")
+	require.Equal(t, 1, res.code, res.output)
+	require.Equal(t, `fxcore: invalid MARTY_LOG_LEVEL="verbose": want one of "debug", "info", "warn", "error"`+"\n", res.output,
+		"its own error and nothing else (no Fx PROVIDE lines)")
+}
+
+func TestRunWarnsAboutAMisspeltVariableAndFailsInProduction(t *testing.T) {
+	t.Parallel()
+	cmd, out := startScenario(t, "signal", append([]string{"MARTY_HTTP_ADMIN_TOKN=s3cret"}, serverEnv...)...)
+	waitForLog(t, out, "martyfx: started")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	res := wait(t, cmd, out)
+	require.Equal(t, 0, res.code, res.output)
+	require.Contains(t, res.output, `"msg":"no module reads this environment variable; is it misspelt?","service"`)
+	require.Contains(t, res.output, `"variable":"MARTY_HTTP_ADMIN_TOKN","did_you_mean":"MARTY_HTTP_ADMIN_TOKEN"`)
+
+	res = scenario(t, "signal", append([]string{"MARTY_HTTP_ADMIN_TOKN=s3cret", "MARTY_ENV=production"}, serverEnv...)...)
+	require.Equal(t, 1, res.code, res.output)
+	require.Contains(t, res.output, "martyfx: start: fxcore: no module reads MARTY_HTTP_ADMIN_TOKN (did you mean MARTY_HTTP_ADMIN_TOKEN?)")
+	require.NotContains(t, res.output, "s3cret")
+	require.NotContains(t, res.output, "listening", "it fails before any server listens")
 }

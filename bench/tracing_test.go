@@ -30,8 +30,9 @@ func tracingProvider(b *testing.B, env ...string) *sdktrace.TracerProvider {
 		b.Fatal(err)
 	}
 	info := fxcore.ServiceInfo{Name: "bench", Version: "v0", Environment: "production", InstanceID: "bench-1"}
-	tp, err := fxtracing.NewTracerProvider(context.Background(), fxtracing.Config{}, src, info,
-		sdktrace.NewBatchSpanProcessor(discardExporter{}))
+	tp, err := fxtracing.NewTracerProvider(context.Background(), fxtracing.Config{}, fxtracing.TracerProviderOptions{
+		Source: src, Info: info, Processors: []sdktrace.SpanProcessor{sdktrace.NewBatchSpanProcessor(discardExporter{})},
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

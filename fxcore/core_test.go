@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,48 +143,6 @@ func TestStoppingRunsListenersOnce(t *testing.T) {
 	require.EqualValues(t, 11, calls.Load(), "late listeners run at once")
 }
 
-type greeter struct{ name string }
-
-func (g greeter) ServeHTTP(http.ResponseWriter, *http.Request) {}
-
-func TestGroupAcceptsValuesAndConstructorsAndRejectsWrongTypes(t *testing.T) {
-	conv := func(v any) (http.Handler, error) {
-		h, ok := v.(http.Handler)
-		if !ok {
-			return nil, errors.New("want an http.Handler")
-		}
-		return h, nil
-	}
-	type in struct {
-		fx.In
-		All []http.Handler `group:"test.handlers"`
-	}
-	var got in
-	app := fx.New(fx.NopLogger,
-		fx.Supply("injected"),
-		Group("test.handlers", "value", greeter{"value"}, conv),
-		Group("test.handlers", "ctor", func(s string) greeter { return greeter{s} }, conv),
-		Group("test.handlers", "ctor with error", func() (http.Handler, error) { return greeter{"e"}, nil }, conv),
-		fx.Populate(&got),
-	)
-	require.NoError(t, app.Err())
-	require.Len(t, got.All, 3)
-	require.Contains(t, got.All, http.Handler(greeter{"injected"}))
-
-	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("a")`, func() int { return 1 }, conv), fx.Populate(&got))
-	require.ErrorContains(t, app.Err(), `AsX("a"): constructor func() int: want an http.Handler`)
-
-	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("b")`, 42, conv))
-	require.ErrorContains(t, app.Err(), `AsX("b"): want an http.Handler`)
-
-	app = fx.New(fx.NopLogger, Group("test.handlers", `AsX("c")`, func() {}, conv))
-	require.ErrorContains(t, app.Err(), `AsX("c"): constructor func() must return a value and optionally an error`)
-
-	boom := errors.New("boom")
-	app = fx.New(fx.NopLogger, Group("test.handlers", "d", func() (http.Handler, error) { return nil, boom }, conv), fx.Populate(&got))
-	require.ErrorIs(t, app.Err(), boom)
-}
-
 func TestShutdownOnErrorExitsNonZero(t *testing.T) {
 	var sd fx.Shutdowner
 	app := fx.New(fx.NopLogger, fx.Populate(&sd))
@@ -216,4 +174,47 @@ func TestFatalFuncLogsAndStopsTheApp(t *testing.T) {
 	FatalFunc(nil, zap.New(core), "consumer")(errors.New("gone"))
 	require.Equal(t, 1, logs.FilterMessage("consumer failed").Len(), "without Fx it logs")
 	FatalFunc(nil, nil, "x")(errors.New("no logger: no panic"))
+}
+
+func startWithEnv(t *testing.T, env ...string) (*observer.ObservedLogs, error) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	app := fx.New(Module, fx.NopLogger,
+		fx.Replace(mustSource(t, env...)),
+		fx.Decorate(func() *zap.Logger { return zap.New(core) }),
+		fx.Provide(ProvideConfig[adminToken]("http", func() adminToken { return adminToken{} })),
+		fx.Invoke(func(adminToken) {}),
+	)
+	require.NoError(t, app.Err())
+	err := app.Start(context.Background())
+	if err == nil {
+		require.NoError(t, app.Stop(context.Background()))
+	}
+	return logs, err
+}
+
+func TestStartWarnsAboutUnreadVariables(t *testing.T) {
+	t.Parallel()
+	logs, err := startWithEnv(t, "MARTY_HTTP_ADMIN_TOKN=s3cret", "MARTY_STOP_TIMOUT=1s", "MARTY_HTTP_ADMIN_TOKEN=ok",
+		"MARTY_TEST_POSTGRES_DSN=x", "MARTY_CONFIG_FILE=")
+	require.NoError(t, err, "outside production a typo only warns")
+	warned := logs.FilterMessage("no module reads this environment variable; is it misspelt?").All()
+	require.Len(t, warned, 2, "test settings and MARTY_CONFIG_FILE are not config")
+	require.Equal(t, map[string]any{"variable": "MARTY_HTTP_ADMIN_TOKN", "did_you_mean": "MARTY_HTTP_ADMIN_TOKEN"}, warned[0].ContextMap())
+	require.Equal(t, map[string]any{"variable": "MARTY_STOP_TIMOUT", "did_you_mean": "MARTY_STOP_TIMEOUT"}, warned[1].ContextMap())
+	for _, e := range logs.All() {
+		require.NotContains(t, fmt.Sprint(e.ContextMap()), "s3cret", "values are never logged")
+	}
+}
+
+func TestStartFailsInProductionOnAnUnreadSecretLookingVariable(t *testing.T) {
+	t.Parallel()
+	_, err := startWithEnv(t, "MARTY_ENV=production", "MARTY_HTTP_ADMIN_TOKN=s3cret", "MARTY_PAYMENTS_API_KEY=k", "MARTY_STOP_TIMOUT=1s")
+	require.EqualError(t, err, "fxcore: no module reads MARTY_HTTP_ADMIN_TOKN (did you mean MARTY_HTTP_ADMIN_TOKEN?), MARTY_PAYMENTS_API_KEY; "+
+		"in production a variable that looks like a secret must be read: fix its name or remove it")
+	require.NotContains(t, err.Error(), "s3cret")
+
+	logs, err := startWithEnv(t, "MARTY_ENV=production", "MARTY_STOP_TIMOUT=1s")
+	require.NoError(t, err, "a variable that is no secret only warns, in production too")
+	require.Equal(t, 1, logs.FilterMessage("no module reads this environment variable; is it misspelt?").Len())
 }

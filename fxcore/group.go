@@ -3,11 +3,18 @@ package fxcore
 import (
 	"fmt"
 	"reflect"
+	"runtime"
+	"strings"
+	"sync/atomic"
 
 	"go.uber.org/fx"
 )
 
-var errorType = reflect.TypeOf((*error)(nil)).Elem()
+var errorType = reflect.TypeFor[error]()
+
+// groupSeq names the value each registration's constructor provides, so
+// that its converter (and nothing else) finds it.
+var groupSeq atomic.Uint64
 
 // Group provides into the value group `group` a T built from ctor. It is the
 // engine behind every AsXxx helper, so users never type group tags.
@@ -17,48 +24,67 @@ var errorType = reflect.TypeOf((*error)(nil)).Elem()
 // value and an optional error; conv turns that value into a T. A function of
 // the wrong shape is an error from fx.New, and a value conv refuses is an
 // error when the group is built: a wrong type is never silently dropped.
-// what names the helper in errors, e.g. `fxhttp.AsRoute("GET /x")`.
+// what names the helper in errors, e.g. `fxhttp.AsRoute("GET /x")`; errors
+// about a constructor name it by its function name too.
+//
+// The constructor itself is what Fx provides (under a name private to the
+// registration), so Fx's errors, fx.DotGraph and the dashboard's graph show
+// the user's function; a small converter next to it turns the value into a
+// T for the group.
 func Group[T any](group, what string, ctor any, conv func(v any) (T, error)) fx.Option {
 	if ctor == nil {
 		return fx.Error(fmt.Errorf("%s: constructor is nil", what))
 	}
 	tag := fmt.Sprintf(`group:"%s"`, group)
-	if v, err := conv(ctor); err == nil {
-		return fx.Provide(fx.Annotate(func() T { return v }, fx.ResultTags(tag)))
+	v, convErr := conv(ctor)
+	if convErr == nil {
+		return fx.Provide(fx.Annotated{Group: group, Target: func() T { return v }})
 	}
 	ft := reflect.TypeOf(ctor)
 	if ft.Kind() != reflect.Func {
-		_, err := conv(ctor)
-		return fx.Error(fmt.Errorf("%s: %w", what, err))
+		return fx.Error(fmt.Errorf("%s: %w", what, convErr))
 	}
-	if ft.IsVariadic() {
-		return fx.Error(fmt.Errorf("%s: constructor %s must not be variadic", what, ft))
-	}
+	name := funcName(ctor)
 	switch {
-	case ft.NumOut() == 1 && ft.Out(0) != errorType:
-	case ft.NumOut() == 2 && ft.Out(1) == errorType:
+	case ft.IsVariadic():
+		return fx.Error(fmt.Errorf("%s: %s: constructor %s must not be variadic", what, name, ft))
+	case ft.NumOut() == 1 && ft.Out(0) != errorType, ft.NumOut() == 2 && ft.Out(1) == errorType:
 	default:
-		return fx.Error(fmt.Errorf("%s: constructor %s must return a value and optionally an error", what, ft))
+		return fx.Error(fmt.Errorf("%s: %s: %w, or a constructor that returns one (and optionally an error)", what, name, convErr))
 	}
-	in := make([]reflect.Type, ft.NumIn())
-	for i := range in {
-		in[i] = ft.In(i)
-	}
-	outT := reflect.TypeOf((*T)(nil)).Elem()
-	wrapperT := reflect.FuncOf(in, []reflect.Type{outT, errorType}, false)
-	fn := reflect.ValueOf(ctor)
-	wrapper := reflect.MakeFunc(wrapperT, func(args []reflect.Value) []reflect.Value {
-		res := fn.Call(args)
-		var out T
-		if len(res) == 2 && !res[1].IsNil() {
-			return []reflect.Value{reflect.ValueOf(&out).Elem(), res[1]}
-		}
-		v, err := conv(res[0].Interface())
+	key := fmt.Sprintf("%s#%d", group, groupSeq.Add(1))
+	convert := func(v any) (T, error) {
+		t, err := conv(v)
 		if err != nil {
-			err = fmt.Errorf("%s: constructor %s: %w", what, ft, err)
-			return []reflect.Value{reflect.ValueOf(&out).Elem(), reflect.ValueOf(&err).Elem()}
+			return t, fmt.Errorf("%s: %s: constructor %s: %w", what, name, ft, err)
 		}
-		return []reflect.Value{reflect.ValueOf(&v).Elem(), reflect.Zero(errorType)}
-	})
-	return fx.Provide(fx.Annotate(wrapper.Interface(), fx.ResultTags(tag)))
+		return t, nil
+	}
+	return fx.Options(
+		// fx.Annotated hands the function to Fx as it is; fx.Annotate would
+		// wrap it in a reflect.MakeFunc stub that errors and graphs name.
+		fx.Provide(fx.Annotated{Name: key, Target: ctor}),
+		fx.Provide(fx.Annotate(convert,
+			fx.ParamTags(fmt.Sprintf(`name:"%s"`, key)),
+			fx.From(reflect.New(ft.Out(0)).Interface()),
+			fx.ResultTags(tag))),
+	)
+}
+
+// funcName is a function's name for messages: package and function,
+// without the import path ("orders.NewHandler", "main.main.func1").
+func funcName(fn any) string {
+	v := reflect.ValueOf(fn)
+	if v.Kind() != reflect.Func || v.IsNil() {
+		return fmt.Sprintf("%T", fn)
+	}
+	f := runtime.FuncForPC(v.Pointer())
+	if f == nil {
+		return v.Type().String()
+	}
+	name := f.Name()
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
+	}
+	return name
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 
-	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -45,13 +44,4 @@ func newLogger(cfg LogConfig, info ServiceInfo, out zapcore.WriteSyncer) (*zap.L
 		zap.String("version", info.Version),
 		zap.String("instance", info.InstanceID),
 	), nil
-}
-
-// NewFxLogger routes Fx's own event log to zap: the noisy events (provided,
-// invoked, hooks run) at debug, failures at error.
-func NewFxLogger(log *zap.Logger) fxevent.Logger {
-	l := &fxevent.ZapLogger{Logger: log.Named("fx")}
-	l.UseLogLevel(zapcore.DebugLevel)
-	l.UseErrorLevel(zapcore.ErrorLevel)
-	return l
 }

@@ -25,7 +25,7 @@ var Module = fx.Module("martyfx.core",
 		func(r *prometheus.Registry) prometheus.Gatherer { return r },
 		newStopping,
 	),
-	fx.Invoke(reportUnusedSections, syncLogger),
+	fx.Invoke(reportUnread, syncLogger),
 )
 
 // ProvideConfig returns a constructor of T that loads the section from the
@@ -38,14 +38,18 @@ func ProvideConfig[T Validator](section string, defaults func() T) func(*Source)
 	}
 }
 
-// reportUnusedSections warns at start about config file sections no module
-// read: a typo, or a module missing from the app.
-func reportUnusedSections(lc fx.Lifecycle, src *Source, log *zap.Logger) {
-	lc.Append(fx.StartHook(func() {
+// reportUnread warns at start about config file sections and MARTY_*
+// variables no module read: a typo, or a module missing from the app. By
+// then every module's config is loaded (fx.New ran the constructors). In
+// production a variable that looks like a secret's fails the start
+// (checkEnv).
+func reportUnread(lc fx.Lifecycle, src *Source, info ServiceInfo, log *zap.Logger) {
+	lc.Append(fx.StartHook(func() error {
 		if unused := src.UnusedSections(); len(unused) > 0 {
 			log.Warn("config file has sections no module read",
 				zap.String("file", src.File()), zap.String("sections", strings.Join(unused, ", ")))
 		}
+		return checkEnv(src, info, log)
 	}))
 }
 

@@ -3,6 +3,7 @@ package fxcore
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 )
@@ -32,13 +34,21 @@ type Validator interface {
 // Source is where configuration comes from: defaults in code, then an
 // optional YAML file (one section per module), then environment variables
 // MARTY_<SECTION>_<FIELD>. One Source is shared by every module of an app.
+//
+// The Source remembers what was read: the sections Load loaded (and the
+// variables their configs read) and the variables looked up with Env, so
+// that at start fxcore.Module can warn about file sections and MARTY_*
+// variables no module read.
 type Source struct {
 	path    string
 	file    *koanf.Koanf
-	environ map[string]string
+	environ []string          // os.Environ form
+	env     map[string]string // the same, by name
 
-	mu   sync.Mutex
-	used map[string]bool
+	mu    sync.Mutex
+	used  map[string]bool      // sections loaded
+	read  map[string]bool      // variables looked up with Env
+	known map[string]envMapper // by section: the variables its config reads
 }
 
 // NewSource reads MARTY_CONFIG_FILE (when set) and the process environment.
@@ -50,11 +60,15 @@ func NewSource() (*Source, error) {
 // NewSourceFrom builds a Source from a file path ("" for none) and an
 // environment in os.Environ form. Tests use it to avoid touching the process.
 func NewSourceFrom(path string, environ []string) (*Source, error) {
-	s := &Source{path: path, environ: map[string]string{}, used: map[string]bool{}}
+	s := &Source{
+		path: path, env: map[string]string{},
+		used: map[string]bool{}, read: map[string]bool{}, known: map[string]envMapper{},
+	}
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
 		if ok {
-			s.environ[k] = v
+			s.env[k] = v
+			s.environ = append(s.environ, kv)
 		}
 	}
 	if path != "" {
@@ -67,9 +81,13 @@ func NewSourceFrom(path string, environ []string) (*Source, error) {
 	return s, nil
 }
 
-// Env returns an environment variable as the Source sees it.
+// Env returns an environment variable as the Source sees it. A MARTY_*
+// variable looked up here counts as read: start does not warn about it.
 func (s *Source) Env(name string) (string, bool) {
-	v, ok := s.environ[name]
+	s.mu.Lock()
+	s.read[name] = true
+	s.mu.Unlock()
+	v, ok := s.env[name]
 	return v, ok
 }
 
@@ -121,8 +139,10 @@ func Load[T Validator](src *Source, section string, cfg T) (T, error) {
 		return zero, fmt.Errorf("fxcore: config for section %q must be a struct, got %s", section, rv.Type())
 	}
 	fields := leaves(rv.Type(), "")
+	mapper := newEnvMapper(section, fields)
 	src.mu.Lock()
 	src.used[section] = true
+	src.known[section] = mapper
 	src.mu.Unlock()
 
 	merged := map[string]any{}    // flat key -> raw value
@@ -133,11 +153,13 @@ func Load[T Validator](src *Source, section string, cfg T) (T, error) {
 			return zero, err
 		}
 	}
-	src.fromEnv(section, fields, merged, origin)
+	if err := src.fromEnv(mapper, merged, origin); err != nil {
+		return zero, err
+	}
 
 	if len(merged) > 0 {
 		if err := decode(rv.Addr().Interface(), merged); err != nil {
-			return zero, explain(rv, merged, origin, fields)
+			return zero, explain(rv, merged, origin, fields, err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -202,34 +224,26 @@ func (s *Source) fromFile(section string, fields []field, merged map[string]any,
 	return nil
 }
 
-func (s *Source) fromEnv(section string, fields []field, merged map[string]any, origin map[string]string) {
-	for _, f := range fields {
-		name := EnvName(section, f.key)
-		if !f.isMap {
-			if v, ok := s.environ[name]; ok {
-				merged[f.key] = v
-				origin[f.key] = name
+// fromEnv overlays the variables the section's config reads, through
+// koanf's env provider; mapper turns each MARTY_ name into the config key.
+func (s *Source) fromEnv(mapper envMapper, merged map[string]any, origin map[string]string) error {
+	k := koanf.New(".")
+	provider := env.Provider(".", env.Opt{
+		Prefix:      mapper.prefix,
+		EnvironFunc: func() []string { return s.environ },
+		TransformFunc: func(name, value string) (string, any) {
+			key := mapper.key(name)
+			if key != "" {
+				origin[key] = name
 			}
-			continue
-		}
-		// map[string]Struct: MARTY_<SECTION>_<MAP>_<NAME>_<LEAF>.
-		prefix := name + "_"
-		for envName, v := range s.environ {
-			rest, ok := strings.CutPrefix(envName, prefix)
-			if !ok {
-				continue
-			}
-			for _, leaf := range f.elem {
-				suffix := "_" + strings.ToUpper(strings.ReplaceAll(leaf.key, ".", "_"))
-				entry, ok := strings.CutSuffix(rest, suffix)
-				if ok && entry != "" {
-					k := f.key + "." + strings.ToLower(entry) + "." + leaf.key
-					merged[k] = v
-					origin[k] = envName
-				}
-			}
-		}
+			return key, value
+		},
+	})
+	if err := k.Load(provider, nil); err != nil {
+		return fmt.Errorf("fxcore: read the environment: %w", err)
 	}
+	maps.Copy(merged, k.All())
+	return nil
 }
 
 func qualified(section, key string) string {
@@ -386,7 +400,7 @@ func decode(out any, flat map[string]any) error {
 }
 
 // explain finds which key failed to decode, decoding them one at a time.
-func explain(rv reflect.Value, merged map[string]any, origin map[string]string, fields []field) error {
+func explain(rv reflect.Value, merged map[string]any, origin map[string]string, fields []field, cause error) error {
 	keys := make([]string, 0, len(merged))
 	for k := range merged {
 		keys = append(keys, k)
@@ -396,10 +410,10 @@ func explain(rv reflect.Value, merged map[string]any, origin map[string]string, 
 		probe := reflect.New(rv.Type())
 		probe.Elem().Set(rv)
 		if err := decode(probe.Interface(), map[string]any{k: merged[k]}); err != nil {
-			return invalidError(origin[k], merged[k], wantFor(fields, k))
+			return located(origin[k], &FieldError{Key: k, Value: merged[k], Want: wantFor(fields, k), Err: err})
 		}
 	}
-	return fmt.Errorf("fxcore: invalid configuration (%s)", strings.Join(keys, ", "))
+	return fmt.Errorf("fxcore: invalid configuration (%s): %w", strings.Join(keys, ", "), cause)
 }
 
 func quote(v any) string {
@@ -451,17 +465,23 @@ func wantFor(fields []field, key string) string {
 	}
 }
 
-// FieldError is a Validate failure for one field; the loader rewrites it to
-// name the environment variable (or file key) the value came from.
+// FieldError is a bad value for one field: a Validate failure, or a value
+// that does not decode. Load's error names the environment variable (or
+// file key) the value came from and wraps the FieldError, so
+// errors.As(err, &fe) finds it.
 type FieldError struct {
 	Key   string // koanf key inside the section, e.g. "format" or "tls.cert_file"
 	Value any
 	Want  string // what is allowed
+	Err   error  // the cause (a decoding error, say); may be nil
 }
 
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("invalid %s=%s: want %s", e.Key, quote(e.Value), e.Want)
 }
+
+// Unwrap returns the cause.
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // Invalid returns a FieldError for Validate methods.
 func Invalid(key string, value any, want string) error {
@@ -492,14 +512,23 @@ func (s *Source) explainInvalid(section string, err error, origin map[string]str
 	if !ok {
 		where = EnvName(section, fe.Key) + " (default)"
 	}
-	return invalidError(where, fe.Value, fe.Want)
+	return located(where, fe)
 }
 
-// invalidError formats a bad value with where it came from: an environment
-// variable name, or "key\x00file" for a value from the config file.
-func invalidError(where string, value any, want string) error {
+// locatedError is a FieldError told with where its value came from.
+type locatedError struct {
+	msg string
+	fe  *FieldError
+}
+
+func (e *locatedError) Error() string { return e.msg }
+func (e *locatedError) Unwrap() error { return e.fe }
+
+// located names where a bad value came from: an environment variable name,
+// or "key\x00file" for a value from the config file.
+func located(where string, fe *FieldError) error {
 	if key, file, ok := strings.Cut(where, "\x00"); ok {
-		return fmt.Errorf("fxcore: invalid %s=%s in %s: want %s", key, quote(value), file, want)
+		return &locatedError{fmt.Sprintf("fxcore: invalid %s=%s in %s: want %s", key, quote(fe.Value), file, fe.Want), fe}
 	}
-	return fmt.Errorf("fxcore: invalid %s=%s: want %s", where, quote(value), want)
+	return &locatedError{fmt.Sprintf("fxcore: invalid %s=%s: want %s", where, quote(fe.Value), fe.Want), fe}
 }

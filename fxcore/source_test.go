@@ -1,6 +1,7 @@
 package fxcore
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,4 +197,106 @@ func TestEnvName(t *testing.T) {
 	require.Equal(t, "MARTY_HTTP_ADMIN_ADDR", EnvName("http", "admin_addr"))
 	require.Equal(t, "MARTY_GRPC_TLS_CERT_FILE", EnvName("grpc", "tls.cert_file"))
 	require.Equal(t, "MARTY_ENV", EnvName("", "env"))
+}
+
+func TestLoadErrorsWrapTheFieldError(t *testing.T) {
+	t.Parallel()
+	_, err := load(t, "", "MARTY_TEST_WORKERS=many")
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe, "a value that does not decode")
+	require.Equal(t, "workers", fe.Key)
+	require.Equal(t, "many", fe.Value)
+	require.Equal(t, "an integer", fe.Want)
+	require.Error(t, fe.Err, "the decoding error is kept as the cause")
+
+	_, err = load(t, "", "MARTY_TEST_MODE=turbo")
+	require.ErrorAs(t, err, &fe, "a Validate failure")
+	require.Equal(t, "mode", fe.Key)
+	require.NoError(t, fe.Unwrap())
+
+	cause := errors.New("disk full")
+	wrapped := &FieldError{Key: "k", Value: 1, Want: "2", Err: cause}
+	require.ErrorIs(t, wrapped, cause)
+}
+
+type mapEntry struct {
+	File    string `koanf:"file"`
+	TLSFile string `koanf:"tls_file"`
+}
+
+type mapConfig struct {
+	Entries map[string]mapEntry `koanf:"entries"`
+}
+
+func (mapConfig) Validate() error { return nil }
+
+func TestEnvMapEntriesTakeTheLongestFieldName(t *testing.T) {
+	t.Parallel()
+	src := mustSource(t, "MARTY_M_ENTRIES_A_B_TLS_FILE=x", "MARTY_M_ENTRIES_C_FILE=y", "MARTY_M_ENTRIES__FILE=no entry name")
+	cfg, err := Load(src, "m", mapConfig{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]mapEntry{"a_b": {TLSFile: "x"}, "c": {File: "y"}}, cfg.Entries)
+}
+
+func TestUnknownVariablesAndTheirNearestKnownNames(t *testing.T) {
+	t.Parallel()
+	src := mustSource(t,
+		"MARTY_TEST_ADR=:1",                  // typo of MARTY_TEST_ADDR, but MARTY_TEST_* are test settings
+		"MARTY_TSET_ADDR=:1",                 // typo of the section
+		"MARTY_TEST2_WORKERS=1",              // a section nobody loads
+		"MARTY_QUEUE_WORKERS=1",              // far from anything
+		"MARTY_M_ENTRIES_ORDERS_FIEL=/x",     // a map entry's misspelt field
+		"MARTY_M_ENTRIES_ORDERS_TLS_FILE=/y", // known
+		"MARTY_STOP_TIMOUT=1s",               // top level
+		"MARTY_CONFIG_FILE=",                 // not config
+		"MARTY_ARTIFACTS_DIR=/tmp",           // not config
+		"MARTY_OWN_SETTING=1",                // looked up with Env below
+		"MARTY_HTTP_ADMIN_TOKN=s3cret",       // resembles a secret's name (via suggestion below)
+		"MARTY_PAYMENTS_API_KEY=k",           // names a secret
+		"OTEL_SERVICE_NAMEE=x",               // not ours
+	)
+	_, err := Load(src, "m", mapConfig{})
+	require.NoError(t, err)
+	_, err = Load(src, "", DefaultConfig())
+	require.NoError(t, err)
+	_, err = Load(src, "test", defaultTestConfig())
+	require.NoError(t, err)
+	_, err = Load(src, "http", adminToken{})
+	require.NoError(t, err)
+	src.Env("MARTY_OWN_SETTING")
+
+	require.Equal(t, []unknownVar{
+		{name: "MARTY_HTTP_ADMIN_TOKN", suggest: "MARTY_HTTP_ADMIN_TOKEN", secret: true},
+		{name: "MARTY_M_ENTRIES_ORDERS_FIEL", suggest: "MARTY_M_ENTRIES_ORDERS_FILE"},
+		{name: "MARTY_PAYMENTS_API_KEY", secret: true},
+		{name: "MARTY_QUEUE_WORKERS"},
+		{name: "MARTY_STOP_TIMOUT", suggest: "MARTY_STOP_TIMEOUT"},
+		{name: "MARTY_TEST2_WORKERS", suggest: "MARTY_TEST_WORKERS"},
+		{name: "MARTY_TSET_ADDR", suggest: "MARTY_TEST_ADDR"},
+	}, src.unknownEnv())
+}
+
+type adminToken struct {
+	AdminToken string `koanf:"admin_token"`
+}
+
+func (adminToken) Validate() error { return nil }
+
+func TestSecretNames(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"MARTY_X_TOKEN", "MARTY_DB_DSN", "MARTY_X_PASSWORD", "MARTY_X_SECRET_FILE", "MARTY_X_APIKEY", "MARTY_X_KEY_FILE", "MARTY_X_CREDENTIALS"} {
+		require.True(t, secretName(name), name)
+	}
+	for _, name := range []string{"MARTY_HTTP_ADDR", "MARTY_MONKEYS", "MARTY_KEYSPACE", "MARTY_TOKN"} {
+		require.False(t, secretName(name), name)
+	}
+}
+
+func TestLevenshtein(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, 0, levenshtein("", ""))
+	require.Equal(t, 3, levenshtein("", "abc"))
+	require.Equal(t, 1, levenshtein("MARTY_HTTP_ADMIN_TOKN", "MARTY_HTTP_ADMIN_TOKEN"))
+	require.Equal(t, 2, levenshtein("MARTY_TSET_ADDR", "MARTY_TEST_ADDR"))
+	require.Equal(t, 3, levenshtein("kitten", "sitting"))
 }

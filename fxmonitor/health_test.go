@@ -458,7 +458,7 @@ func TestBadChecksAndConfigFailStart(t *testing.T) {
 	require.ErrorContains(t, err, `fxmonitor: two health checks are named "db"`)
 
 	_, err = newApp(t, quiet, fxmonitor.AsCheck(func() string { return "db" }))
-	require.ErrorContains(t, err, "fxmonitor.AsCheck: constructor func() string: got string, want fxmonitor.Check")
+	require.Regexp(t, `fxmonitor\.AsCheck: fxmonitor_test\.\S+: constructor func\(\) string: got string, want fxmonitor\.Check`, err.Error())
 
 	_, err = newApp(t, quiet, fxmonitor.AsCheck(fxmonitor.Check{Name: "nokind", Func: fn}))
 	require.ErrorContains(t, err, `check "nokind" needs a Name, Kinds and a Func`)

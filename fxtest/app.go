@@ -2,6 +2,7 @@ package fxtest
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -71,16 +72,19 @@ type graph struct {
 // directly (not inside fx.Options).
 func New(t testing.TB, opts ...fx.Option) *App {
 	t.Helper()
-	s, rest, err := splitOptions(opts)
-	if err != nil {
-		t.Fatalf("%v", err)
-		return nil
-	}
+	s, rest := splitOptions(opts)
 	env := append(append([]string{}, defaultEnv...), s.env...)
 	src, err := fxcore.NewSourceFrom("", env)
 	if err != nil {
 		t.Fatalf("fxtest: config source: %v", err)
 		return nil
+	}
+	// The defaults are for DefaultModules: an app built WithModules may not
+	// read them all, and must not be warned about them. Looking them up
+	// marks them read; the test's own Env values are still checked.
+	for _, kv := range defaultEnv {
+		name, _, _ := strings.Cut(kv, "=")
+		src.Env(name)
 	}
 	core, err := fxcore.Load(src, "", fxcore.DefaultConfig())
 	if err != nil {
@@ -102,14 +106,20 @@ func New(t testing.TB, opts ...fx.Option) *App {
 	if s.modulesSet {
 		modules = s.modules
 	}
-	inner := make([]fx.Option, 0, len(modules)+len(rest)+1)
+	log := zap.New(obsCore, zap.AddCaller())
+	// New reports failures itself, once, root cause first; the Fx logger
+	// needs nothing from the graph, so it works whatever the graph's fault.
+	fxLogger := fx.WithLogger(func() fxevent.Logger { return fxcore.NewFxDebugLogger(log) })
+	inner := make([]fx.Option, 0, len(modules)+len(rest)+2)
 	inner = append(inner, modules...)
+	// After the modules, whose fx.WithLogger (martyfx.Modules has one) it
+	// replaces in this module; before the test's options, which may set their own.
+	inner = append(inner, fxLogger)
 	inner = append(inner, rest...)
 	inner = append(inner, fx.Invoke(func(g graph) { a.g = g }))
 
-	log := zap.New(obsCore, zap.AddCaller())
 	a.fx = fx.New(
-		fx.WithLogger(func() fxevent.Logger { return fxcore.NewFxLogger(log) }),
+		fxLogger,
 		fx.StartTimeout(core.StartTimeout),
 		fx.StopTimeout(core.StopTimeout),
 		fx.Replace(src),
@@ -121,7 +131,7 @@ func New(t testing.TB, opts ...fx.Option) *App {
 		fx.Module("fxtest.app", inner...),
 	)
 	if err := a.fx.Err(); err != nil {
-		t.Fatalf("fxtest: build the app: %v", err)
+		t.Fatalf("fxtest: build the app: %s", fxcore.DescribeError(err))
 		return a
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), core.StartTimeout)
@@ -130,14 +140,14 @@ func New(t testing.TB, opts ...fx.Option) *App {
 		sctx, scancel := context.WithTimeout(context.Background(), core.StopTimeout)
 		defer scancel()
 		_ = a.fx.Stop(sctx)
-		t.Fatalf("fxtest: start the app: %v", err)
+		t.Fatalf("fxtest: start the app: %s", fxcore.DescribeError(err))
 		return a
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), core.StopTimeout)
 		defer cancel()
 		if err := a.stop(ctx); err != nil {
-			t.Errorf("fxtest: stop the app: %v", err)
+			t.Errorf("fxtest: stop the app: %s", fxcore.DescribeError(err))
 		}
 	})
 	t.Cleanup(a.closeClients)

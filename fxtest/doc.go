@@ -25,6 +25,18 @@
 // Overrides: Replace and Decorate (interface types included, with As),
 // and Config to change one field of a module's config.
 //
+// The harness options (Env, WithModules, Postgres, Async, WaitTimeout) are
+// fx.Options of a type of their own, which New recognises and reads; given
+// anywhere else (inside fx.Options or fx.Module, or to fx.New) they fail the
+// app with a message saying so. A build or start failure fails the test
+// with its root cause first, on one line, then Fx's whole error once
+// (fxcore.DescribeError).
+//
+// # Without Fx
+//
+// MemoryStore (NewMemoryStore) and the contract suites (StoreContract) need
+// no app: they test a store, or code that takes one, directly.
+//
 // Fakes and services: MemoryStore is an in-memory fxrepo.Store with the
 // repository's semantics (StoreContract proves it), NATS starts an embedded
 // JetStream server, VerifyNoLeaks is the TestMain of a package that uses

@@ -2,10 +2,12 @@ package fxtest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
@@ -130,4 +132,34 @@ func TestOrders(t *testing.T) {
 
 	app.RequireSpan("orders.Orders/Create", attribute.String("rpc.response.status_code", "OK")) // the spans
 	app.RequireSpan("process orders.created", attribute.String("messaging.consumer.group.name", "shipper"))
+}
+
+// ---- Examples ----
+
+// New in a test: the app starts with test defaults, the test drives it and
+// asserts on what it did, and the app stops when the test ends.
+func ExampleNew() {
+	testOrders := func(t *testing.T) {
+		app := fxtest.New(t, OrdersModule,
+			fxtest.Env("MARTY_GRPC_MAX_RECV_MSG_SIZE=65536"), // harness options and Fx options mix
+			fxtest.WaitTimeout(2*time.Second),
+		)
+		var got Order
+		require.Equal(t, http.StatusNotFound, app.HTTP().Get("/orders/1", &got))
+	}
+	_ = testOrders
+}
+
+// MemoryStore is an in-memory fxrepo.Store with the repository's semantics,
+// for unit tests of code that takes a store.
+func ExampleNewMemoryStore() {
+	ctx := context.Background()
+	store := fxtest.NewMemoryStore[Order, int64]()
+	ord := &Order{Item: "book"}
+	_ = store.Create(ctx, ord)
+	got, _ := store.Get(ctx, ord.ID)
+	_, err := store.Get(ctx, 42)
+	fmt.Println(got.ID, got.Item, errors.Is(err, fxrepo.ErrNotFound))
+	// Output:
+	// 1 book true
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,9 +45,49 @@ func TestBuildFailure(t *testing.T) {
 }
 
 func TestNestedHarnessOption(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	require.False(t, f.run(func() { fxtest.New(f, fx.Options(fxtest.Env("MARTY_SERVICE_NAME=x"))) }))
-	require.Contains(t, f.fatal(), "fxtest: the harness options (Env, WithModules, Postgres, Async, WaitTimeout) must be passed to New directly")
+	require.Equal(t, "fxtest: build the app: fxtest: fxtest.Env is an option of fxtest.New: pass it to fxtest.New directly, not inside fx.Options or fx.Module", f.fatal())
+	f.cleanup()
+
+	app := fx.New(fx.NopLogger, fxtest.WaitTimeout(time.Second))
+	require.EqualError(t, app.Err(), "fxtest: fxtest.WaitTimeout is an option of fxtest.New: pass it to fxtest.New directly, not inside fx.Options or fx.Module",
+		"given to fx.New, a harness option fails instead of doing nothing")
+	require.Equal(t, "fxtest.Async", fxtest.Async().String())
+}
+
+func hello(http.ResponseWriter, *http.Request) {}
+
+func newNumber() int { return 1 }
+
+func TestBuildFailureNamesTheRootCauseFirstOnce(t *testing.T) {
+	t.Parallel()
+	f := newFake(t)
+	require.False(t, f.run(func() { fxtest.New(f, fxhttp.AsRoute("GET /hello", hello)) }))
+	require.Equal(t, `fxtest: build the app: fxhttp.AsRoute("GET /hello"): fxtest_test.hello: got func(http.ResponseWriter, *http.Request), `+
+		"want an http.Handler, or a constructor that returns one (and optionally an error)", f.fatal())
+	f.cleanup()
+	require.NotContains(t, f.logged(), "AsRoute", "the app's logs do not repeat it")
+
+	f = newFake(t)
+	require.False(t, f.run(func() { fxtest.New(f, fxhttp.AsRoute("GET /hello", newNumber)) }))
+	lines := strings.Split(f.fatal(), "\n")
+	require.Len(t, lines, 2)
+	require.Equal(t, `fxtest: build the app: fxhttp.AsRoute("GET /hello"): fxtest_test.newNumber: constructor func() int: got int, want an http.Handler`, lines[0])
+	require.LessOrEqual(t, len(lines[0]), 200)
+	require.True(t, strings.HasPrefix(lines[1], "  the whole error: could not build arguments"), lines[1])
+	require.Equal(t, 1, strings.Count(f.fatal(), "could not build value group fxhttp.Route"), "the chain once")
+	f.cleanup()
+	require.NotContains(t, f.logged(), "could not build value group", "the app's logs do not repeat it")
+}
+
+func TestMisspeltEnvWarnsButTheDefaultsDoNot(t *testing.T) {
+	t.Parallel()
+	_, app := newFakeApp(t, fxtest.WithModules(fxcore.Module), fxtest.Env("MARTY_STOP_TIMOUT=1s"))
+	warned := app.Logs().FilterMessage("no module reads this environment variable; is it misspelt?").All()
+	require.Len(t, warned, 1, "MARTY_HTTP_ADDR and the other defaults are for modules this app left out")
+	require.Equal(t, map[string]any{"variable": "MARTY_STOP_TIMOUT", "did_you_mean": "MARTY_STOP_TIMEOUT"}, warned[0].ContextMap())
 }
 
 func TestStartFailure(t *testing.T) {

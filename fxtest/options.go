@@ -2,9 +2,6 @@ package fxtest
 
 import (
 	"fmt"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,54 +45,48 @@ type settings struct {
 	wait       time.Duration
 }
 
-// The harness options travel as fx.Options (so New keeps the signature of
-// fx.New) and are recognised by name: each is an empty fx.Module named
-// "fxtest.option#N", N indexing this registry. Passed to fx.New directly
-// they do nothing.
-var (
-	harnessSeq  atomic.Int64
-	harnessOpts sync.Map // string -> func(*settings)
-)
-
-const harnessPrefix = `fx.Module("fxtest.option#`
-
-func harnessOption(apply func(*settings)) fx.Option {
-	name := fmt.Sprintf("fxtest.option#%d", harnessSeq.Add(1))
-	harnessOpts.Store(name, apply)
-	return fx.Module(name)
+// harnessOption is a harness option: an fx.Option (so New keeps the
+// signature of fx.New) that New recognises by its type and reads. The
+// fx.Option it embeds is an fx.Error, so a harness option that reaches Fx
+// (nested in fx.Options or fx.Module, or given to fx.New) fails the app
+// with a message saying where it belongs.
+type harnessOption struct {
+	fx.Option
+	name  string
+	apply func(*settings)
 }
 
-// splitOptions separates the harness options from the Fx options. A harness
-// option nested in fx.Options or fx.Module would do nothing: it is an error.
-func splitOptions(opts []fx.Option) (settings, []fx.Option, error) {
+func (o harnessOption) String() string { return o.name }
+
+func newHarnessOption(name string, apply func(*settings)) fx.Option {
+	return harnessOption{
+		Option: fx.Error(fmt.Errorf("fxtest: %s is an option of fxtest.New: pass it to fxtest.New directly, not inside fx.Options or fx.Module", name)),
+		name:   name,
+		apply:  apply,
+	}
+}
+
+// splitOptions separates the harness options from the Fx options.
+func splitOptions(opts []fx.Option) (settings, []fx.Option) {
 	s := settings{wait: 5 * time.Second}
 	var rest []fx.Option
 	for _, o := range opts {
-		if o == nil {
-			continue
+		switch o := o.(type) {
+		case nil:
+		case harnessOption:
+			o.apply(&s)
+		default:
+			rest = append(rest, o)
 		}
-		str := o.String()
-		if strings.HasPrefix(str, harnessPrefix) {
-			name := strings.TrimPrefix(str, `fx.Module("`)
-			name, _, _ = strings.Cut(name, `"`)
-			if apply, ok := harnessOpts.Load(name); ok {
-				apply.(func(*settings))(&s)
-				continue
-			}
-		}
-		if strings.Contains(str, `"fxtest.option#`) {
-			return s, nil, fmt.Errorf("fxtest: the harness options (Env, WithModules, Postgres, Async, WaitTimeout) must be passed to New directly, not inside fx.Options or fx.Module: %.200s", str)
-		}
-		rest = append(rest, o)
 	}
-	return s, rest, nil
+	return s, rest
 }
 
 // WithModules builds the app from these modules instead of DefaultModules
 // (include fxcore.Module). Accessors of modules that are not there fail the
 // test with a message saying which module to add.
 func WithModules(modules ...fx.Option) fx.Option {
-	return harnessOption(func(s *settings) {
+	return newHarnessOption("fxtest.WithModules", func(s *settings) {
 		s.modules = append(s.modules, modules...)
 		s.modulesSet = true
 	})
@@ -105,19 +96,21 @@ func WithModules(modules ...fx.Option) fx.Option {
 // app's config Source, over the test defaults. The process environment is
 // never read.
 func Env(kv ...string) fx.Option {
-	return harnessOption(func(s *settings) { s.env = append(s.env, kv...) })
+	return newHarnessOption("fxtest.Env", func(s *settings) { s.env = append(s.env, kv...) })
 }
 
 // WaitTimeout sets how long the Require* assertions and WaitHandled wait for
 // what they look for (default 5s) before failing the test.
 func WaitTimeout(d time.Duration) fx.Option {
-	return harnessOption(func(s *settings) { s.wait = d })
+	return newHarnessOption("fxtest.WaitTimeout", func(s *settings) { s.wait = d })
 }
 
 // Async runs the memory bus in its queued mode (MARTY_EVENTS_SYNC=false):
 // Publish returns once handlers' queues accepted the events; call
 // App.WaitHandled before asserting on what the handlers did.
-func Async() fx.Option { return Env("MARTY_EVENTS_SYNC=false") }
+func Async() fx.Option {
+	return newHarnessOption("fxtest.Async", func(s *settings) { s.env = append(s.env, "MARTY_EVENTS_SYNC=false") })
+}
 
 // Postgres points the app at a fresh PostgreSQL database created from
 // MARTY_TEST_POSTGRES_DSN and dropped when the test ends; it skips the test
@@ -125,7 +118,9 @@ func Async() fx.Option { return Env("MARTY_EVENTS_SYNC=false") }
 func Postgres(t testing.TB) fx.Option {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
-	return Env("MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN="+dsn)
+	return newHarnessOption("fxtest.Postgres", func(s *settings) {
+		s.env = append(s.env, "MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN="+dsn)
+	})
 }
 
 // Replace replaces values in the graph by values of the same type, like

@@ -42,7 +42,7 @@ func hasAttrs(have, want []attribute.KeyValue) bool {
 	for _, w := range want {
 		ok := false
 		for _, h := range have {
-			if h.Key == w.Key && h.Value.Type() == w.Value.Type() && h.Value.Emit() == w.Value.Emit() {
+			if h.Key == w.Key && h.Value.Type() == w.Value.Type() && h.Value.String() == w.Value.String() {
 				ok = true
 				break
 			}
@@ -60,7 +60,7 @@ func formatAttrs(attrs []attribute.KeyValue) string {
 	}
 	parts := make([]string, len(attrs))
 	for i, kv := range attrs {
-		parts[i] = fmt.Sprintf("%s=%s", kv.Key, kv.Value.Emit())
+		parts[i] = fmt.Sprintf("%s=%s", kv.Key, kv.Value.String())
 	}
 	sort.Strings(parts)
 	return " {" + strings.Join(parts, ", ") + "}"

@@ -29,4 +29,18 @@
 // Tests and the fxtest harness record spans in memory by adding a span
 // processor to the provider with [AsSpanProcessor], for example
 // fxtracing.AsSpanProcessor(tracetest.NewSpanRecorder()).
+//
+// # Without Fx
+//
+// [NewTracerProvider] builds the provider Module builds, with its exporters
+// running (the caller shuts it down), and [NewPropagator] the propagator;
+// both read the OTEL_* variables of a *fxcore.Source, or of the process
+// environment when it is nil:
+//
+//	tp, err := fxtracing.NewTracerProvider(ctx, fxtracing.DefaultConfig(), fxtracing.TracerProviderOptions{
+//		Info:   fxcore.ServiceInfo{Name: "orders", Environment: "production"},
+//		Logger: log,
+//	})
+//	defer tp.Shutdown(ctx)
+//	prop, err := fxtracing.NewPropagator(nil)
 package fxtracing

@@ -13,6 +13,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/martyfx/martyfx/fxcore"
 )
@@ -282,15 +285,41 @@ func TestNewTracerProviderWithoutFx(t *testing.T) {
 	src, err := fxcore.NewSourceFrom("", []string{"OTEL_TRACES_SAMPLER=always_on"})
 	require.NoError(t, err)
 	rec := tracetest.NewSpanRecorder()
-	tp, err := NewTracerProvider(context.Background(), Config{}, src, fxcore.ServiceInfo{Name: "plain", Environment: "development"}, rec)
+	core, logs := observer.New(zapcore.InfoLevel)
+	tp, err := NewTracerProvider(context.Background(), Config{}, TracerProviderOptions{
+		Source:     src,
+		Info:       fxcore.ServiceInfo{Name: "plain", Environment: "development"},
+		Processors: []sdktrace.SpanProcessor{rec},
+		Logger:     zap.New(core),
+	})
 	require.NoError(t, err)
 	_, span := tp.Tracer("t").Start(context.Background(), "plain-span")
 	span.End()
 	require.NoError(t, tp.Shutdown(context.Background()))
 	require.Len(t, rec.Ended(), 1)
+	started := logs.FilterMessage("tracing started").All()
+	require.Len(t, started, 1, "the same start line as the module's")
+	require.Equal(t, "none", started[0].ContextMap()["exporter"], "development: none by default")
 
-	_, err = NewTracerProvider(context.Background(), Config{}, nil, fxcore.ServiceInfo{})
-	require.EqualError(t, err, "fxtracing: nil config Source")
-	_, err = NewPropagator(nil)
-	require.EqualError(t, err, "fxtracing: nil config Source")
+	_, err = NewTracerProvider(context.Background(), Config{QueueSize: 10, BatchSize: 20}, TracerProviderOptions{Source: src})
+	require.EqualError(t, err, "fxtracing: invalid batch_size=20: want at most queue_size", "the config is validated")
+	var fe *fxcore.FieldError
+	require.ErrorAs(t, err, &fe)
+}
+
+// The zero options read the process environment and build the development
+// defaults: no exporter unless OTEL_TRACES_EXPORTER names one.
+func TestNewTracerProviderZeroOptions(t *testing.T) {
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	t.Setenv("OTEL_PROPAGATORS", "b3")
+	tp, err := NewTracerProvider(context.Background(), Config{}, TracerProviderOptions{})
+	require.NoError(t, err)
+	_, span := tp.Tracer("t").Start(context.Background(), "dropped")
+	require.False(t, span.SpanContext().IsSampled(), "OTEL_TRACES_SAMPLER from the process environment")
+	span.End()
+	require.NoError(t, tp.Shutdown(context.Background()))
+
+	prop, err := NewPropagator(nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b3"}, prop.Fields(), "OTEL_PROPAGATORS from the process environment")
 }

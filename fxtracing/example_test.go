@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/fx"
 
@@ -38,4 +39,27 @@ func ExampleRun() {
 	// err: <nil>
 	// stock.check true
 	// orders.reserve false
+}
+
+// A provider without Fx, for a program that builds its own dependencies.
+func ExampleNewTracerProvider() {
+	src, _ := fxcore.NewSourceFrom("", []string{"OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_on"})
+	rec := tracetest.NewSpanRecorder()
+	tp, err := fxtracing.NewTracerProvider(context.Background(), fxtracing.DefaultConfig(), fxtracing.TracerProviderOptions{
+		Source:     src,
+		Info:       fxcore.ServiceInfo{Name: "orders", Version: "1.0.0", Environment: "production"},
+		Processors: []sdktrace.SpanProcessor{rec},
+	})
+	if err != nil {
+		panic(err)
+	}
+	_, span := tp.Tracer("orders").Start(context.Background(), "orders.reserve")
+	span.End()
+	_ = tp.Shutdown(context.Background())
+
+	s := rec.Ended()[0]
+	name, _ := s.Resource().Set().Value("service.name")
+	fmt.Println(s.Name(), name.AsString())
+	// Output:
+	// orders.reserve orders
 }

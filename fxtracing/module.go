@@ -48,36 +48,25 @@ type providerParams struct {
 	Config     Config
 	Source     *fxcore.Source
 	Info       fxcore.ServiceInfo
-	Log        *zap.Logger
+	Logger     *zap.Logger
 	Processors []sdktrace.SpanProcessor `group:"martyfx.tracing.span_processors"`
 }
 
+// newModuleProvider builds what NewTracerProvider builds, but starts the
+// exporters (and their batch goroutines) in OnStart, so that a graph that
+// fails to build leaks nothing.
 func newModuleProvider(p providerParams) (*sdktrace.TracerProvider, error) {
-	t, err := newTracing(context.Background(), p.Config, p.Source, p.Info, p.Processors)
+	t, err := newTracing(context.Background(), p.Config, TracerProviderOptions{
+		Source: p.Source, Info: p.Info, Processors: p.Processors, Logger: p.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log.Named("tracing")
 	p.Lifecycle.Append(fx.Hook{
-		OnStart: func(ctx context.Context) error {
-			if err := t.start(ctx); err != nil {
-				_ = t.shutdown(ctx) // the exporters started before the failure
-				return err
-			}
-			exporters, protocol, endpoint := t.describe()
-			fields := []zap.Field{zap.String("exporter", exporters)}
-			if protocol != "" {
-				fields = append(fields, zap.String("protocol", protocol), zap.String("endpoint", endpoint))
-			}
-			fields = append(fields,
-				zap.String("sampler", t.s.samplerDesc),
-				zap.Strings("propagators", t.s.propagators))
-			log.Info("tracing started", fields...)
-			return nil
-		},
+		OnStart: t.start,
 		OnStop: func(ctx context.Context) error {
 			if err := t.shutdown(ctx); err != nil {
-				log.Warn("tracing: pending spans were not all flushed at shutdown", zap.Error(err))
+				t.log.Warn("tracing: pending spans were not all flushed at shutdown", zap.Error(err))
 			}
 			return nil
 		},

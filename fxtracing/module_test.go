@@ -140,7 +140,7 @@ func TestResourceServiceNameFromAttributes(t *testing.T) {
 	src, err := fxcore.NewSourceFrom("", []string{"OTEL_RESOURCE_ATTRIBUTES=service.name=billing"})
 	require.NoError(t, err)
 	info := fxcore.ServiceInfo{Name: "fxtracing.test", Version: "v1", Environment: "test", InstanceID: "i-1"}
-	res, err := NewResource(context.Background(), src, info)
+	res, err := newResource(context.Background(), src, info)
 	require.NoError(t, err)
 	name, _ := res.Set().Value(semconv.ServiceNameKey)
 	require.Equal(t, "billing", name.AsString(), "no name configured: OTEL_RESOURCE_ATTRIBUTES names the service")
@@ -148,7 +148,7 @@ func TestResourceServiceNameFromAttributes(t *testing.T) {
 	src, err = fxcore.NewSourceFrom("", []string{"OTEL_RESOURCE_ATTRIBUTES=service.name=billing", "OTEL_SERVICE_NAME=orders"})
 	require.NoError(t, err)
 	info.Name = "orders"
-	res, err = NewResource(context.Background(), src, info)
+	res, err = newResource(context.Background(), src, info)
 	require.NoError(t, err)
 	name, _ = res.Set().Value(semconv.ServiceNameKey)
 	require.Equal(t, "orders", name.AsString(), "OTEL_SERVICE_NAME wins over OTEL_RESOURCE_ATTRIBUTES")

@@ -2,8 +2,8 @@ package fxtracing
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/contrib/propagators/autoprop"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx/fxcore"
 )
@@ -21,6 +22,7 @@ import (
 type tracing struct {
 	tp        *sdktrace.TracerProvider
 	s         settings
+	log       *zap.Logger
 	exporters []*exporterHandle
 }
 
@@ -31,15 +33,51 @@ type exporterHandle struct {
 	exp *abortableExporter
 }
 
-func newTracing(ctx context.Context, cfg Config, src *fxcore.Source, info fxcore.ServiceInfo, processors []sdktrace.SpanProcessor) (*tracing, error) {
-	if src == nil {
-		return nil, errors.New("fxtracing: nil config Source")
+// TracerProviderOptions are what NewTracerProvider takes besides Config.
+type TracerProviderOptions struct {
+	// Source holds the OTEL_* variables (and MARTY_SERVICE_NAME); nil: the
+	// process environment.
+	Source *fxcore.Source
+	// Info identifies the service in the resource. Zero value: not
+	// production (the development defaults: no exporter unless
+	// OTEL_TRACES_EXPORTER names one), name from OTEL_SERVICE_NAME or the
+	// binary, as fxcore.NewServiceInfo resolves them.
+	Info fxcore.ServiceInfo
+	// Processors are added to the provider before the exporters, e.g. a
+	// tracetest.SpanRecorder; they are shut down with it.
+	Processors []sdktrace.SpanProcessor
+	// Logger gets the "tracing started" line; nil: zap.NewNop().
+	Logger *zap.Logger
+}
+
+// withDefaults fills the zero fields.
+func (o TracerProviderOptions) withDefaults() TracerProviderOptions {
+	if o.Source == nil {
+		o.Source = processSource()
 	}
-	s, err := resolve(cfg, src, info)
+	if o.Info == (fxcore.ServiceInfo{}) {
+		o.Info = fxcore.NewServiceInfo(o.Source, fxcore.DefaultConfig(), fxcore.ServiceConfig{})
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+// processSource is the process environment, without a config file.
+func processSource() *fxcore.Source {
+	src, _ := fxcore.NewSourceFrom("", os.Environ()) // without a file it cannot fail
+	return src
+}
+
+// newTracing builds the provider, without its exporters: nothing runs yet.
+func newTracing(ctx context.Context, cfg Config, o TracerProviderOptions) (*tracing, error) {
+	o = o.withDefaults()
+	s, err := resolve(cfg, o.Source, o.Info)
 	if err != nil {
 		return nil, err
 	}
-	res, err := NewResource(ctx, src, info)
+	res, err := newResource(ctx, o.Source, o.Info)
 	if err != nil {
 		return nil, err
 	}
@@ -47,16 +85,34 @@ func newTracing(ctx context.Context, cfg Config, src *fxcore.Source, info fxcore
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(s.sampler),
 	}
-	for _, p := range processors {
+	for _, p := range o.Processors {
 		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	fastPaths.Store(tp, s.fast)
-	return &tracing{tp: tp, s: s}, nil
+	return &tracing{tp: tp, s: s, log: o.Logger.Named("tracing")}, nil
 }
 
-// start builds each exporter behind its own batch span processor.
+// start builds each exporter behind its own batch span processor and logs
+// the setup; on failure it shuts down what it started.
 func (t *tracing) start(ctx context.Context) error {
+	if err := t.startExporters(ctx); err != nil {
+		_ = t.shutdown(ctx)
+		return err
+	}
+	exporters, protocol, endpoint := t.describe()
+	fields := []zap.Field{zap.String("exporter", exporters)}
+	if protocol != "" {
+		fields = append(fields, zap.String("protocol", protocol), zap.String("endpoint", endpoint))
+	}
+	fields = append(fields,
+		zap.String("sampler", t.s.samplerDesc),
+		zap.Strings("propagators", t.s.propagators))
+	t.log.Info("tracing started", fields...)
+	return nil
+}
+
+func (t *tracing) startExporters(ctx context.Context) error {
 	for _, name := range t.s.exporters {
 		exp, err := newExporter(ctx, name, t.s)
 		if err != nil {
@@ -171,28 +227,31 @@ func (t *tracing) describe() (exporters, protocol, endpoint string) {
 }
 
 // NewTracerProvider builds a running SDK tracer provider from cfg and the
-// OTEL_* variables of src, for use without Fx: the caller must call its
-// Shutdown. Extra span processors (a tracetest.SpanRecorder, say) are
-// registered before the exporters. Nothing connects to a collector here.
-func NewTracerProvider(ctx context.Context, cfg Config, src *fxcore.Source, info fxcore.ServiceInfo, processors ...sdktrace.SpanProcessor) (*sdktrace.TracerProvider, error) {
-	t, err := newTracing(ctx, cfg, src, info, processors)
+// OTEL_* variables, for use without Fx: the same provider Module builds,
+// with its exporters started. The caller must call its Shutdown. Nothing
+// connects to a collector here. cfg is validated first.
+func NewTracerProvider(ctx context.Context, cfg Config, opts TracerProviderOptions) (*sdktrace.TracerProvider, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("fxtracing: %w", err)
+	}
+	t, err := newTracing(ctx, cfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	if err := t.start(ctx); err != nil {
-		_ = t.shutdown(ctx)
 		return nil, err
 	}
 	return t.tp, nil
 }
 
-// NewPropagator returns the propagator OTEL_PROPAGATORS names (default
-// "tracecontext,baggage"), built by autoprop, so b3, b3multi, jaeger, xray,
-// ottrace, none and names registered with autoprop.RegisterTextMapPropagator
-// all work. An unknown name is an error.
+// NewPropagator returns the propagator OTEL_PROPAGATORS of src names
+// (default "tracecontext,baggage"; a nil src is the process environment),
+// built by autoprop, so b3, b3multi, jaeger, xray, ottrace, none and names
+// registered with autoprop.RegisterTextMapPropagator all work. An unknown
+// name is an error.
 func NewPropagator(src *fxcore.Source) (propagation.TextMapPropagator, error) {
 	if src == nil {
-		return nil, errors.New("fxtracing: nil config Source")
+		src = processSource()
 	}
 	names := resolvePropagatorNames(src)
 	p, err := autoprop.TextMapPropagator(names...)

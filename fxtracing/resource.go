@@ -14,7 +14,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 )
 
-// NewResource describes the service for its telemetry: what the host, OS,
+// newResource describes the service for its telemetry: what the host, OS,
 // process and container detectors find, then OTEL_RESOURCE_ATTRIBUTES, then
 // the identity from info (service.name, service.version,
 // service.instance.id, deployment.environment.name), later ones winning.
@@ -27,7 +27,7 @@ import (
 // (no container, say) is not an error; the returned error is then nil.
 // Process command-line arguments are left out on purpose: they may hold
 // secrets.
-func NewResource(ctx context.Context, src *fxcore.Source, info fxcore.ServiceInfo) (*resource.Resource, error) {
+func newResource(ctx context.Context, src *fxcore.Source, info fxcore.ServiceInfo) (*resource.Resource, error) {
 	fromEnv, err := parseResourceAttributes(env(src, envResourceAttributes))
 	if err != nil {
 		return nil, err
