@@ -20,7 +20,8 @@ import (
 //     intended start;
 //   - open-10k: the same at 10k operations/s, a rate where the pacer sleeps
 //     between operations: its p99 is the driver's noise floor at the rates
-//     services are usually tested at.
+//     services are usually tested at (b.N/10k seconds: use -benchtime
+//     50000x).
 //
 // The driver allocates nothing per operation ("allocs/op" reports the
 // process's heap allocations per operation during the run).
@@ -41,6 +42,9 @@ func BenchmarkLoadDriver(b *testing.B) {
 			}
 			b.ReportMetric(res.Throughput, "ops/s")
 			b.ReportMetric(float64(res.P99)/1e3, "p99-µs")
+			if res.Late != nil {
+				b.ReportMetric(float64(res.LateP99)/1e3, "late-p99-µs")
+			}
 			b.ReportMetric(res.AllocsPerOp, "allocs/op")
 			if b.N >= 100_000 {
 				b.Logf("\n%s", res)

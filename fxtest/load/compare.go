@@ -122,6 +122,12 @@ func Compare(ctx context.Context, targets []Target, opts ...Option) (*Comparison
 // add merges a round's result into r (fill must be called after).
 func (r *Result) add(o *Result) {
 	r.Histogram.Merge(o.Histogram)
+	if o.Late != nil {
+		if r.Late == nil {
+			r.Late = newHistogram()
+		}
+		r.Late.Merge(o.Late)
+	}
 	r.Count += o.Count
 	r.Failed += o.Failed
 	r.Aborted += o.Aborted

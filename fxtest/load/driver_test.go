@@ -139,6 +139,8 @@ func TestOpenLoopReportsTheQueueingAClosedLoopHides(t *testing.T) {
 		require.Equal(t, int64(2400), closed.Count, "%s", closed)
 		require.InEpsilon(t, float64(time.Millisecond), float64(closed.P99), 0.002, "%s", closed)
 		require.InEpsilon(t, float64(201*time.Millisecond), float64(closed.Max), 0.002, "%s", closed)
+		require.Nil(t, closed.Late, "a closed loop has no intended start")
+		require.NotContains(t, closed.String(), "late p99")
 	})
 	synctest.Test(t, func(t *testing.T) {
 		open, err := load.Run(t.Context(), load.Func("open", stallingServer()), load.Rate(100), load.For(3*time.Second))
@@ -150,6 +152,8 @@ func TestOpenLoopReportsTheQueueingAClosedLoopHides(t *testing.T) {
 		require.InEpsilon(t, float64(201*time.Millisecond), float64(open.Max), 0.002, "%s", open)
 		require.GreaterOrEqual(t, open.Workers, 20, "the stalled requests were in flight at once")
 		require.InDelta(t, 100, open.Throughput, 1, "%s", open)
+		require.Zero(t, open.LateP99, "every request started on time: the queue is in the server")
+		require.Contains(t, open.String(), "late p99")
 	})
 	// With one operation in flight at most, the requests queue in the
 	// driver instead of the server; measured from their intended start,
@@ -162,6 +166,8 @@ func TestOpenLoopReportsTheQueueingAClosedLoopHides(t *testing.T) {
 		require.Equal(t, 1, open.Workers)
 		require.InEpsilon(t, float64(111*time.Millisecond), float64(open.P90), 0.002, "%s", open)
 		require.InEpsilon(t, float64(192*time.Millisecond), float64(open.P99), 0.002, "%s", open)
+		// Request k = 1..19 starts at 200+k ms instead of 10k: 191, 182 ...
+		require.InEpsilon(t, float64(182*time.Millisecond), float64(open.LateP99), 0.002, "the queue is in the driver: %s", open)
 	})
 }
 

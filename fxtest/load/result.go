@@ -57,6 +57,13 @@ type Result struct {
 	// Histogram holds the latencies in nanoseconds (three significant
 	// digits).
 	Histogram *hdrhistogram.Histogram
+	// Late (open loop only; nil otherwise) holds how late each operation
+	// started after its intended start, in nanoseconds: the pacer's timer
+	// resolution and scheduling, and waiting for a free worker (Workers).
+	// It is part of each latency; LateP99 is its p99. A LateP99 close to
+	// P99 says the driver or the machine, not the target, set the p99.
+	Late    *hdrhistogram.Histogram
+	LateP99 time.Duration
 
 	cpu            time.Duration
 	mallocs, bytes uint64
@@ -80,6 +87,10 @@ func (r *Result) fill() {
 	r.P999 = time.Duration(h.ValueAtQuantile(99.9))
 	r.Max = time.Duration(h.Max())
 	r.Mean = time.Duration(h.Mean())
+	r.LateP99 = 0
+	if r.Late != nil {
+		r.LateP99 = time.Duration(r.Late.ValueAtQuantile(99))
+	}
 	r.Throughput, r.CPUPerOp, r.AllocsPerOp, r.BytesPerOp = 0, 0, 0, 0
 	if r.Elapsed > 0 {
 		r.Throughput = float64(r.Count) / r.Elapsed.Seconds()
@@ -119,8 +130,12 @@ func table(rs []*Result, ratios []Ratio) string {
 			fmt.Fprintf(&b, "load: %s\n", r.Mode)
 		}
 	}
+	open := slices.ContainsFunc(rs, func(r *Result) bool { return r.Late != nil })
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "target\tops\tops/s\tp50\tp90\tp99\tp99.9\tmax\terrors\tcpu/op\tallocs/op\tB/op\t"
+	if open {
+		head += "late p99\t"
+	}
 	if ratios != nil {
 		head += "x first\tcpu x first\tp99 x first\t"
 	}
@@ -130,6 +145,9 @@ func table(rs []*Result, ratios []Ratio) string {
 			r.Name, r.Count, fmtNum(r.Throughput),
 			fmtDur(r.P50), fmtDur(r.P90), fmtDur(r.P99), fmtDur(r.P999), fmtDur(r.Max),
 			fmtErrors(r), fmtDur(r.CPUPerOp), fmtNum(r.AllocsPerOp), fmtBytes(r.BytesPerOp))
+		if open {
+			fmt.Fprintf(tw, "%s\t", fmtDur(r.LateP99))
+		}
 		if ratios != nil && i < len(ratios) {
 			q := ratios[i]
 			fmt.Fprintf(tw, "%.2f\t%.2f\t%.2f\t", q.Throughput, q.CPU, q.P99)

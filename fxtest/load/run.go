@@ -73,6 +73,7 @@ func warmUp(ctx context.Context, target Target, cfg config) error {
 type shard struct {
 	mu       sync.Mutex
 	hist     *hdrhistogram.Histogram
+	late     *hdrhistogram.Histogram // open loop: start - intended start
 	count    int64
 	errs     map[string]int64
 	samples  map[string]string
@@ -99,6 +100,9 @@ func runPhase(ctx context.Context, target Target, cfg config) *Result {
 	p := &phase{ctx: ctx, target: target, cfg: cfg, shards: make([]*shard, n)}
 	for i := range p.shards {
 		p.shards[i] = &shard{hist: newHistogram(), errs: map[string]int64{}, samples: map[string]string{}}
+		if cfg.rate > 0 {
+			p.shards[i].late = newHistogram()
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { p.stopped.Store(true) })
 	defer stop()
@@ -212,6 +216,10 @@ func (p *phase) open() {
 // do runs one operation meant to start at t0 and records it.
 func (p *phase) do(s *shard, t0 time.Time) {
 	ctx := p.ctx
+	var late int64
+	if s.late != nil {
+		late = min(max(int64(time.Since(t0)), 0), maxTrackable)
+	}
 	var err error
 	if p.cfg.timeout > 0 {
 		var cancel context.CancelFunc
@@ -238,6 +246,9 @@ func (p *phase) do(s *shard, t0 time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_ = s.hist.RecordValue(lat) // within range: cannot fail
+	if s.late != nil {
+		_ = s.late.RecordValue(late)
+	}
 	s.count++
 	if err != nil {
 		s.errs[class]++
@@ -279,6 +290,12 @@ func (p *phase) result(end time.Time, cpu time.Duration, mallocs, bytes uint64) 
 	var last time.Duration
 	for _, s := range p.shards {
 		r.Histogram.Merge(s.hist)
+		if s.late != nil {
+			if r.Late == nil {
+				r.Late = newHistogram()
+			}
+			r.Late.Merge(s.late)
+		}
 		r.Count += s.count
 		for k, v := range s.errs {
 			r.Errors[k] += v
