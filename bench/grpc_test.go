@@ -4,13 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
-	"slices"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -27,6 +22,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxgrpc"
+	"github.com/martyfx/martyfx/fxtest/load"
 )
 
 // grpcBenchService answers UnaryCall with a 32-byte payload: the same handler
@@ -161,126 +157,60 @@ func grpcMartyfxServer(b *testing.B, tp *sdktrace.TracerProvider, okLevel string
 // BenchmarkGRPCUnary: unary calls over loopback TCP from 16 concurrent
 // callers sharing one plain client connection, for the bare server, the
 // naive composition and martyfx's default chain, each at 100% and 1% trace
-// sampling. The machine is shared, so the variants are interleaved: b.N
-// calls per variant are made in 10 rounds, each round running every variant
-// in turn, and the totals are compared. Reported per variant: calls/s, p50
-// and p99 latency, process CPU per call, and calls/s relative to bare.
+// sampling. The machine is shared, so the variants are interleaved by
+// load.Compare: b.N calls per variant in 40 rounds, each round running every
+// variant in a new random order, a burst of load from elsewhere landing on
+// one round rather than on one variant. Reported per variant: calls/s, p50
+// and p99 latency (HDR histogram), process CPU per call, and the median over
+// rounds of its calls/s divided by bare's in the same round.
 func BenchmarkGRPCUnary(b *testing.B) {
-	type variant struct {
-		name string
-		addr string
-		lat  []time.Duration
-		wall time.Duration
-		cpu  time.Duration
-	}
-	vs := []*variant{{name: "bare", addr: grpcBareServer(b)}}
+	type variant struct{ name, addr string }
+	vs := []variant{{name: "bare", addr: grpcBareServer(b)}}
 	for _, ratio := range []float64{1, 0.01} {
 		tp := grpcBenchTracer(ratio)
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 		tag := fmt.Sprintf("%g%%", ratio*100)
 		vs = append(vs,
-			&variant{name: "otelgrpc-" + tag, addr: grpcOtelServer(b, tp)},
-			&variant{name: "naive-" + tag, addr: grpcNaiveServer(b, tp)},
-			&variant{name: "martyfx-" + tag, addr: grpcMartyfxServer(b, tp, "info")},
-			&variant{name: "mfx-nolog-" + tag, addr: grpcMartyfxServer(b, tp, "off")})
+			variant{name: "otelgrpc-" + tag, addr: grpcOtelServer(b, tp)},
+			variant{name: "naive-" + tag, addr: grpcNaiveServer(b, tp)},
+			variant{name: "martyfx-" + tag, addr: grpcMartyfxServer(b, tp, "info")},
+			variant{name: "mfx-nolog-" + tag, addr: grpcMartyfxServer(b, tp, "off")})
 	}
-	clients := make([]testgrpc.BenchmarkServiceClient, len(vs))
+	targets := make([]load.Target, len(vs))
+	req := &testgrpc.SimpleRequest{ResponseSize: 32}
 	for i, v := range vs {
 		conn, err := grpc.NewClient(v.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { _ = conn.Close() })
-		clients[i] = testgrpc.NewBenchmarkServiceClient(conn)
-		grpcCalls(b, clients[i], 500) // warm up the connection and the pools
+		client := testgrpc.NewBenchmarkServiceClient(conn)
+		targets[i] = load.Func(v.name, func(ctx context.Context) error {
+			_, err := client.UnaryCall(ctx, req)
+			return err
+		})
 	}
-	// Short rounds with the variants in a new random order each time: a
-	// burst of load from elsewhere lands on one round, not on one variant.
-	// Each variant's ratio to bare is the median over rounds of its rate
-	// divided by bare's rate in the same round.
 	const rounds = 40
-	rng := rand.New(rand.NewPCG(1, 2))
-	ratios := make([][]float64, len(vs))
 	b.ResetTimer()
-	for r := range rounds {
-		n := b.N / rounds
-		if r < b.N%rounds {
-			n++
-		}
-		rate := make([]float64, len(vs))
-		for _, i := range rng.Perm(len(vs)) {
-			v := vs[i]
-			cpu0, t0 := grpcCPUTime(), time.Now()
-			v.lat = append(v.lat, grpcCalls(b, clients[i], n)...)
-			wall := time.Since(t0)
-			v.wall += wall
-			v.cpu += grpcCPUTime() - cpu0
-			rate[i] = float64(n) / wall.Seconds()
-		}
-		for i := range vs {
-			ratios[i] = append(ratios[i], rate[i]/rate[0])
-		}
-	}
+	c, err := load.Compare(context.Background(), targets,
+		load.Workers(grpcCallers), load.Count(max(1, b.N/rounds)), load.Rounds(rounds), load.Seed(1),
+		load.WarmupOps(500)) // warm up the connections and the pools
 	b.StopTimer()
-
-	for i, v := range vs {
-		if len(v.lat) == 0 {
-			return
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, r := range c.Results {
+		if r.Failed > 0 {
+			b.Errorf("%s: %d calls failed\n%s", r.Name, r.Failed, c)
 		}
-		slices.Sort(v.lat)
-		slices.Sort(ratios[i])
-		ratio := ratios[i][len(ratios[i])/2]
-		rate := float64(len(v.lat)) / v.wall.Seconds()
-		p50, p99 := v.lat[len(v.lat)/2], v.lat[len(v.lat)*99/100]
-		cpu := float64(v.cpu) / float64(len(v.lat)) / 1e3
-		b.ReportMetric(rate, v.name+"-calls/s")
-		b.ReportMetric(ratio, v.name+"-x-bare")
-		b.ReportMetric(float64(p50)/1e3, v.name+"-p50-µs")
-		b.ReportMetric(float64(p99)/1e3, v.name+"-p99-µs")
-		if b.N < 1000 {
-			continue
-		}
-		b.Logf("%-15s %8.0f calls/s  median %.2fx bare  p50 %7.1fµs  p99 %8.1fµs  cpu %6.1fµs/call",
-			v.name, rate, ratio, float64(p50)/1e3, float64(p99)/1e3, cpu)
+		b.ReportMetric(r.Throughput, r.Name+"-calls/s")
+		b.ReportMetric(c.Ratios[i].Throughput, r.Name+"-x-bare")
+		b.ReportMetric(float64(r.P50)/1e3, r.Name+"-p50-µs")
+		b.ReportMetric(float64(r.P99)/1e3, r.Name+"-p99-µs")
+	}
+	if b.N >= 1000 {
+		b.Logf("\n%s", c)
 	}
 }
 
 const grpcCallers = 16
-
-// grpcCalls makes n calls from 16 concurrent callers and returns their latencies.
-func grpcCalls(b *testing.B, client testgrpc.BenchmarkServiceClient, n int) []time.Duration {
-	req := &testgrpc.SimpleRequest{ResponseSize: 32}
-	ctx := context.Background()
-	lat := make([][]time.Duration, grpcCallers)
-	var wg sync.WaitGroup
-	for w := range grpcCallers {
-		k := n / grpcCallers
-		if w < n%grpcCallers {
-			k++
-		}
-		lat[w] = make([]time.Duration, 0, k)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range k {
-				t := time.Now()
-				if _, err := client.UnaryCall(ctx, req); err != nil {
-					b.Error(err)
-					return
-				}
-				lat[w] = append(lat[w], time.Since(t))
-			}
-		}()
-	}
-	wg.Wait()
-	return slices.Concat(lat...)
-}
-
-// grpcCPUTime is the user+system CPU time of the process so far.
-func grpcCPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}

@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxtest/load"
 )
 
 // The same handler behind every stack: a small JSON answer using a path value.
@@ -228,32 +227,27 @@ func BenchmarkHTTPLoopback(b *testing.B) {
 }
 
 // BenchmarkHTTPLoopbackInterleaved runs the five stacks side by side over
-// httpLoopback, in rounds: each round sends the same batch of requests to every
-// stack in turn (rotating which goes first), and the figures are the
-// medians over rounds of each stack's req/s and of its ratio to bare in the
-// same round. On a shared machine this cancels most of the load drift that
-// sequential sub-benchmarks suffer. It also reports the process CPU time
-// (client + server, all goroutines, GC included) per request: when the
-// machine is busy with other work, wall-clock req/s mostly measures the
-// scheduler, while bare-CPU / stack-CPU ("cpu-x-bare") is the throughput
-// ratio the stacks reach when CPU-bound. One iteration is one round: use
-// -benchtime 30x.
+// loopback with load.Compare, in rounds: each round sends a batch of 1000
+// requests from 4 workers to every stack, in a new random order, and the
+// figures are the medians over rounds of each stack's req/s and of its
+// ratio to bare in the same round. On a shared machine this cancels most of
+// the load drift that sequential sub-benchmarks suffer. It also reports the
+// process CPU time (client + server, all goroutines, GC included) per
+// request: when the machine is busy with other work, wall-clock req/s
+// mostly measures the scheduler, while bare-CPU / stack-CPU ("cpu-x-bare")
+// is the throughput ratio the stacks reach when CPU-bound. One iteration is
+// one round: use -benchtime 30x.
 func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
-	type variant struct {
-		name   string
-		url    string
-		client *http.Client
-		rps    []float64
-		ratio  []float64
-		cpu    []float64 // process CPU µs per request (client + server)
-		cratio []float64
-	}
-	var vs []*variant
+	var targets []load.Target
 	add := func(name string, addr string, stop func()) {
 		b.Cleanup(stop)
 		tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 		b.Cleanup(tr.CloseIdleConnections)
-		vs = append(vs, &variant{name: name, url: "http://" + addr + "/v1/orders/42", client: &http.Client{Transport: tr}})
+		client := &http.Client{Transport: tr}
+		url := "http://" + addr + "/v1/orders/42"
+		targets = append(targets, load.HTTPRequest(name, client, func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		}))
 	}
 	addr, stop := httpPlainServer(httpBareStack())()
 	add("bare", addr, stop)
@@ -271,67 +265,31 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 		}
 		add("fxhttp-"+sfx, s.Addr(), func() { _ = s.Stop(context.Background()) })
 	}
-	const batch, conc = 1000, 4
-	fire := func(v *variant) (rps, cpuPerReq float64) {
-		var next atomic.Int64
-		cpu0 := processCPU()
-		start := time.Now()
-		var wg sync.WaitGroup
-		for range conc {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for next.Add(1) <= batch {
-					resp, err := v.client.Get(v.url)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		return batch / elapsed.Seconds(), float64(processCPU()-cpu0) / float64(time.Microsecond) / batch
-	}
-	for _, v := range vs { // warm up connections and pools
-		fire(v)
-	}
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		got := make([]float64, len(vs))
-		cpu := make([]float64, len(vs))
-		for k := range vs {
-			j := (i + k) % len(vs)
-			got[j], cpu[j] = fire(vs[j])
-		}
-		for j, v := range vs {
-			v.rps = append(v.rps, got[j])
-			v.ratio = append(v.ratio, got[j]/got[0])
-			v.cpu = append(v.cpu, cpu[j])
-			v.cratio = append(v.cratio, cpu[0]/cpu[j])
-		}
-	}
+	c, err := load.Compare(context.Background(), targets,
+		load.Workers(4), load.Count(1000), load.Rounds(b.N), load.Seed(1),
+		load.WarmupOps(1000)) // warm up connections and pools
 	b.StopTimer()
-	for _, v := range vs {
-		b.ReportMetric(httpMedian(v.rps), v.name+"-req/s")
-		b.ReportMetric(httpMedian(v.cpu), v.name+"-cpu-µs/req")
-		if v.name != "bare" {
-			b.ReportMetric(httpMedian(v.ratio), v.name+"-x-bare")
-			b.ReportMetric(httpMedian(v.cratio), v.name+"-cpu-x-bare")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, r := range c.Results {
+		if r.Failed > 0 {
+			b.Errorf("%s: %d requests failed\n%s", r.Name, r.Failed, c)
+		}
+		var rps, cpu []float64
+		for _, rd := range c.Rounds[i] {
+			rps = append(rps, rd.Throughput)
+			cpu = append(cpu, float64(rd.CPUPerOp)/float64(time.Microsecond))
+		}
+		b.ReportMetric(httpMedian(rps), r.Name+"-req/s")
+		b.ReportMetric(httpMedian(cpu), r.Name+"-cpu-µs/req")
+		if i > 0 {
+			b.ReportMetric(c.Ratios[i].Throughput, r.Name+"-x-bare")
+			b.ReportMetric(c.Ratios[i].CPU, r.Name+"-cpu-x-bare")
 		}
 	}
-}
-
-// processCPU is the CPU time (user + system) the process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.Logf("\n%s", c)
 }
 
 func httpMedian(xs []float64) float64 {

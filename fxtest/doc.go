@@ -50,7 +50,12 @@
 //     SQLite and the memory bus is a unit test: it needs nothing installed.
 //   - Integration tests call Integration(t, NeedPostgres, NeedNATS ...) first:
 //     it skips them under `go test -short` and when a service they need is
-//     not configured or not reachable, with a message saying what to set.
-//   - Performance lives in bench/ as Go benchmarks (`go test -bench . ./bench`),
-//     never as timed assertions in tests.
+//     not configured (MARTY_TEST_POSTGRES_DSN, MARTY_TEST_NATS_URL,
+//     MARTY_TEST_REDIS_URL, MARTY_TEST_RABBITMQ_URL) or not reachable, with
+//     a message saying what to set.
+//   - Performance tests (TestPerf...) call Performance(t) first: they run
+//     only with MARTY_TEST_PERF=1, drive load with the subpackage
+//     fxtest/load and assert on what it measured; CI runs them apart, with
+//     the speed assertions reporting instead of failing. Micro-benchmarks
+//     against bare libraries and peers live in bench/.
 package fxtest

@@ -247,25 +247,3 @@ func TestPostgresSkipsWithoutDSN(t *testing.T) {
 	require.Len(t, f.skips, 1)
 	require.Contains(t, f.skips[0], "MARTY_TEST_POSTGRES_DSN is not set")
 }
-
-func TestIntegration(t *testing.T) {
-	t.Setenv(fxtest.EnvNATSURL, "nats://127.0.0.1:1")
-	f := newFake(t)
-	require.False(t, f.run(func() { fxtest.Integration(f, fxtest.NeedNATS) }))
-	if testing.Short() {
-		require.Contains(t, f.skips[0], "-short")
-		return
-	}
-	require.Contains(t, f.skips[0], "nats at 127.0.0.1:1 is not reachable")
-	require.Contains(t, f.skips[0], "set MARTY_TEST_NATS_URL")
-
-	f = newFake(t)
-	require.False(t, f.run(func() { fxtest.Integration(f, "kafka") }))
-	require.Contains(t, f.fatal(), `unknown service "kafka"`)
-
-	// A reachable service is not skipped.
-	url := fxtest.NATS(t)
-	t.Setenv(fxtest.EnvNATSURL, url)
-	f = newFake(t)
-	require.True(t, f.run(func() { fxtest.Integration(f, fxtest.NeedNATS) }), "skipped: %v", f.skips)
-}

@@ -93,6 +93,15 @@ func runReadme(t *testing.T, r readmeRun) {
 			requireGeneratedTestsPassed(t, out, r)
 			ran["go test"]++
 
+		case args[0] == "MARTY_TEST_PERF=1":
+			require.Equal(t, []string{"MARTY_TEST_PERF=1", "go", "test", "-run", "Perf", "-v", "./..."}, args)
+			// Report-only: a speed never fails this test (a busy machine).
+			out := goInEnv(t, r.dir, []string{"MARTY_TEST_PERF=1", "MARTY_TEST_PERF_REPORT_ONLY=1"}, "test", "-count=1", "-run", "Perf", "-v", "./...")
+			require.Contains(t, out, "--- PASS: TestPerfGreet")
+			require.Contains(t, out, "load: open loop at 100/s (at most 1000 in flight), for 3s, warm-up 1s")
+			require.NotContains(t, out, "--- PASS: TestProbes", "-run Perf runs the performance tests only")
+			ran["go test perf"]++
+
 		case args[0] == "curl":
 			require.NotNil(t, svc, "%s: the README calls the service before `go run .`", c.Line)
 			status, body := runCurl(t, args[1:])
@@ -161,7 +170,7 @@ func runReadme(t *testing.T, r readmeRun) {
 	if r.db {
 		calls = 2 // create, then read back
 	}
-	want := map[string]int{"export": 1, "go run": 1, "go test": 1, "go mod vendor": 1, "docker build": 1, "rm vendor": 1, "kubectl": 1, "kubectl secret": 1}
+	want := map[string]int{"export": 1, "go run": 1, "go test": 1, "go test perf": 1, "go mod vendor": 1, "docker build": 1, "rm vendor": 1, "kubectl": 1, "kubectl secret": 1}
 	if httpKind {
 		want["curl"] = calls
 	}
@@ -253,6 +262,7 @@ func requireGeneratedTestsPassed(t *testing.T, out string, r readmeRun) {
 	if r.events {
 		require.Contains(t, out, "--- PASS: TestGreetPublishesGreeted")
 	}
+	require.Contains(t, out, "--- SKIP: TestPerfGreet", "a performance test runs only with MARTY_TEST_PERF=1")
 }
 
 // goUser runs the go command in dir as a user's shell would (no -mod in

@@ -168,11 +168,17 @@ func requireSameDir(t *testing.T, a, b string) {
 // with it when the command fails.
 func goIn(t *testing.T, dir string, args ...string) string {
 	t.Helper()
+	return goInEnv(t, dir, nil, args...)
+}
+
+// goInEnv is goIn with env added to the generated project's environment.
+func goInEnv(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
-	cmd.Env = generatedEnv()
+	cmd.Env = append(generatedEnv(), env...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "go %s in %s:\n%s", strings.Join(args, " "), dir, out)
 	return string(out)

@@ -217,7 +217,7 @@ func TestRenderEveryCombination(t *testing.T) {
 				for _, always := range []string{"main.go", "README.md", "Dockerfile", ".ci/run", ".gitignore",
 					"deploy/k8s/deployment.yaml", "deploy/k8s/service.yaml",
 					"internal/orderhistory/module.go", "internal/orderhistory/service.go",
-					"internal/orderhistory/service_test.go", "internal/orderhistory/main_test.go"} {
+					"internal/orderhistory/service_test.go", "internal/orderhistory/main_test.go", "internal/orderhistory/perf_test.go"} {
 					require.True(t, has(always), always)
 				}
 				require.Contains(t, string(files["internal/orderhistory/module.go"]), "package orderhistory")
