@@ -89,6 +89,9 @@ func run(opts ...fx.Option) int {
 
 	startCtx, cancel := context.WithTimeout(context.Background(), core.StartTimeout)
 	defer cancel()
+	// The pod is ready once every start hook ran, not only the servers'
+	// (a consumer's or a user's hook after them): readiness waits for this.
+	started := stopping.ExpectStart()
 	if err := app.Start(startCtx); err != nil {
 		fmt.Fprintln(os.Stderr, "martyfx: start:", fxcore.DescribeError(err))
 		stopCtx, cancel := context.WithTimeout(context.Background(), core.StopTimeout)
@@ -101,6 +104,7 @@ func run(opts ...fx.Option) int {
 	// a SIGTERM sent as soon as it appears stops the app gracefully instead
 	// of killing the process.
 	done := app.Wait()
+	started()
 	log.Info("martyfx: started; stop with SIGINT or SIGTERM")
 	sig := <-done
 	log.Info("martyfx: stopping", zap.String("signal", sig.Signal.String()), zap.Int("exit_code", sig.ExitCode))

@@ -3,10 +3,13 @@ package martyfx
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +62,23 @@ func runScenario(name string) {
 			// would): the servers have stopped by then.
 			lc.Append(fx.StopHook(func() {
 				log.Info("scenario stop hook", zap.Bool("servers_stopped", refused(h.Addr()) && refused(g.Addr()) && refused(h.AdminAddr())))
+			}))
+		}))
+	case "slow-start":
+		// A start hook after the servers' that waits for SIGUSR1: the
+		// servers listen, but the pod must not be ready yet.
+		Run(fx.Invoke(func(lc fx.Lifecycle, h *fxhttp.Server, log *zap.Logger) {
+			lc.Append(fx.StartHook(func(ctx context.Context) error {
+				usr1 := make(chan os.Signal, 1)
+				signal.Notify(usr1, syscall.SIGUSR1)
+				defer signal.Stop(usr1)
+				log.Info("scenario waiting", zap.String("admin", h.AdminAddr()))
+				select {
+				case <-usr1:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}))
 		}))
 	case "bad-config":
@@ -163,6 +183,37 @@ func TestRunStopsTheServersBeforeTheOtherModules(t *testing.T) {
 	require.Equal(t, 1, strings.Count(res.output, `"msg":"stop sequence finished"`), res.output)
 	require.Equal(t, 1, strings.Count(res.output, "waiting the drain delay"), res.output)
 	require.Contains(t, res.output, `"drain_delay":0.1,"stages":["http api","grpc","http admin"]`, "one drain delay, the largest")
+}
+
+// Run's pod is ready only once every start hook ran, a user's after the
+// servers' included.
+func TestRunIsReadyOnlyAfterEveryStartHook(t *testing.T) {
+	cmd, out := startScenario(t, "slow-start", "MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0",
+		"MARTY_GRPC_ADDR=127.0.0.1:0", "MARTY_DB_DSN=:memory:")
+	waitForLog(t, out, "scenario waiting")
+	m := regexp.MustCompile(`"admin":"([^"]+)"`).FindStringSubmatch(out.String())
+	require.NotNil(t, m, out.String())
+	code, body := readyz(t, m[1])
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "starting")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGUSR1))
+	waitForLog(t, out, "martyfx: started")
+	require.Eventually(t, func() bool { code, _ := readyz(t, m[1]); return code == http.StatusOK }, 20*time.Second, 10*time.Millisecond,
+		"ready once every start hook ran")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	res := wait(t, cmd, out)
+	require.Equal(t, 0, res.code, res.output)
+}
+
+func readyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
 }
 
 func TestRunExitsOneWhenStartFails(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 // Module provides the service identity, the config Source, the logger, the
 // Prometheus registry (as prometheus.Registerer and prometheus.Gatherer) and
-// the app's stop sequence (*Stopping).
+// the app's stop sequence and start gate (*Stopping).
 var Module = fx.Module("martyfx.core",
 	fx.Provide(
 		NewSource,

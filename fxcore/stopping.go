@@ -81,6 +81,8 @@ type Stopping struct {
 
 	// wait waits d or until ctx ends; replaced by tests.
 	wait func(ctx context.Context, d time.Duration) error
+
+	start startGate // ExpectStart, Started
 }
 
 // StoppingOption configures NewStopping.

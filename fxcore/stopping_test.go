@@ -205,3 +205,26 @@ func TestStopSequenceWithPlainFxWhateverTheHookOrder(t *testing.T) {
 	require.NoError(t, app.Stop(context.Background()))
 	require.Equal(t, []string{"readiness off", "stop front", "stop back", "stop admin"}, r.all())
 }
+
+func TestStartGateWaitsForEveryDeclaredServer(t *testing.T) {
+	t.Parallel()
+	s := NewStopping()
+	isClosed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	require.True(t, isClosed(s.Started()), "nothing declared: started")
+	api, grpc := s.ExpectStart(), s.ExpectStart()
+	started := s.Started()
+	require.False(t, isClosed(started))
+	api()
+	api() // once only: the second call does not count for grpc
+	require.False(t, isClosed(started), "grpc still to listen")
+	grpc()
+	require.True(t, isClosed(started))
+	require.True(t, isClosed(s.Started()))
+}

@@ -25,6 +25,8 @@ type gateway struct {
 	regs  []GatewayRegister
 	mux   *runtime.ServeMux
 	ready atomic.Bool
+	// started tells the app's start gate (readiness) the REST routes work.
+	started func()
 }
 
 type gatewayParams struct {
@@ -35,7 +37,11 @@ type gatewayParams struct {
 }
 
 func newGateway(p gatewayParams) *gateway {
-	return &gateway{s: p.Server, regs: p.Regs, mux: runtime.NewServeMux(gatewayMuxOptions(p.Server)...)}
+	g := &gateway{s: p.Server, regs: p.Regs, mux: runtime.NewServeMux(gatewayMuxOptions(p.Server)...)}
+	if len(g.regs) > 0 {
+		g.started = p.Server.stopping.ExpectStart()
+	}
+	return g
 }
 
 // start dials the local server and registers the REST handlers.
@@ -69,6 +75,7 @@ func (g *gateway) start(ctx context.Context) error {
 		}
 	}
 	g.ready.Store(true)
+	g.started()
 	return nil
 }
 

@@ -89,6 +89,7 @@ type Server struct {
 	stopped   bool
 	serveDone chan struct{}
 	stage     *fxcore.Stage // once listening
+	listening func()        // tells the app's start gate (readiness) this server listens
 	afterStop []func()
 }
 
@@ -152,6 +153,10 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 		s.metrics.InitializeMetrics(s.srv)
 	}
 	s.stopping.OnBegin(s.health.shutdown)
+	if len(opts.Services) > 0 {
+		// Readiness waits until this server listens (fxcore.Stopping.Started).
+		s.listening = s.stopping.ExpectStart()
+	}
 	return s, nil
 }
 
@@ -267,6 +272,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Unlock()
 	go s.serve(lis)
 	s.health.started()
+	if s.listening != nil {
+		s.listening()
+	}
 	s.log.Info("grpc server listening", zap.String("addr", lis.Addr().String()),
 		zap.Int("services", len(s.services)), zap.Bool("tls", s.tlsOn()), zap.Bool("reflection", s.reflection))
 	return nil

@@ -62,8 +62,10 @@ type Server struct {
 	cfg      Config
 	log      *zap.Logger
 	stopping *fxcore.Stopping
-	fatal    func(error)
-	tls      *tls.Config // nil: plain HTTP
+	// listening tells the app's start gate (readiness) the public server listens.
+	listening func()
+	fatal     func(error)
+	tls       *tls.Config // nil: plain HTTP
 
 	api, admin *endpoint // nil when disabled (admin also when shared)
 	dropped    int       // admin routes not served: the admin server is disabled
@@ -143,6 +145,8 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 			return nil, err
 		}
 		s.api = s.newEndpoint("api", cfg.Addr, closeWhenStopping(base.forServer("api", next, patterns), stopping))
+		// Readiness waits until the public server listens (Stopping.Started).
+		s.listening = stopping.ExpectStart()
 	}
 	if cfg.AdminAddr != "" && !shared {
 		mux, patterns, err := newMux(admin)
@@ -284,6 +288,9 @@ func (s *Server) Start(ctx context.Context) error {
 			zap.Strings("routes", s.withheld))
 	}
 	s.started = true
+	if s.listening != nil {
+		s.listening()
+	}
 	return nil
 }
 

@@ -136,6 +136,11 @@ func New(t testing.TB, opts ...fx.Option) *App {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), core.StartTimeout)
 	defer cancel()
+	// As with martyfx.Run, readiness waits for every start hook.
+	started := func() {}
+	if a.g.Stopping != nil {
+		started = a.g.Stopping.ExpectStart()
+	}
 	if err := a.fx.Start(ctx); err != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), core.StopTimeout)
 		defer scancel()
@@ -143,6 +148,7 @@ func New(t testing.TB, opts ...fx.Option) *App {
 		t.Fatalf("fxtest: start the app: %s", fxcore.DescribeError(err))
 		return a
 	}
+	started()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), core.StopTimeout)
 		defer cancel()

@@ -40,6 +40,9 @@ type Options struct {
 	Logger *zap.Logger
 	// Stopping turns readiness false when shutdown begins (BeginShutdown
 	// runs on its OnBegin); nil: call BeginShutdown yourself.
+	// It also keeps readiness false (verdict "starting") until every server
+	// declared with its ExpectStart listens (Stopping.Started), so no probe
+	// reports the pod ready before the last listener is open.
 	Stopping *fxcore.Stopping
 }
 
@@ -52,8 +55,9 @@ type Options struct {
 // the first success.
 //
 // A kind is healthy when all its critical checks pass. Readiness is also
-// false until startup has passed once (startup is latched) and from the
-// moment shutdown begins (BeginShutdown, or Options.Stopping).
+// false until startup has passed once (startup is latched) and the app has
+// started (every server declared to Options.Stopping listens), and from the moment shutdown begins
+// (BeginShutdown, or Options.Stopping).
 type Health struct {
 	log     *zap.Logger
 	timeout time.Duration
@@ -70,6 +74,7 @@ type Health struct {
 
 	startupDone atomic.Bool
 	stopping    atomic.Bool
+	stopper     *fxcore.Stopping // Options.Stopping: its Started gates readiness
 
 	mu         sync.Mutex
 	agg        [len(kinds)]bool
@@ -136,7 +141,7 @@ func New(checks []Check, opts Options) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Health{log: opts.Logger, timeout: opts.Timeout, ttl: opts.TTL, watch: opts.WatchInterval}
+	h := &Health{log: opts.Logger, timeout: opts.Timeout, ttl: opts.TTL, watch: opts.WatchInterval, stopper: opts.Stopping}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	if err := h.newMetrics(opts.Registerer); err != nil {
 		return nil, err
@@ -253,7 +258,31 @@ func (h *Health) Start(context.Context) error {
 		}
 	}
 	h.spawn(h.watchLoop)
+	if h.stopper != nil {
+		started := h.stopper.Started() // after the app's construction: its servers are declared
+		h.spawn(func() {
+			select {
+			case <-started:
+				h.recompute() // readiness may turn on: tell the listeners
+			case <-h.ctx.Done():
+			}
+		})
+	}
 	return nil
+}
+
+// appStarted reports whether every server declared to the app's Stopping
+// listens, or there is no Stopping.
+func (h *Health) appStarted() bool {
+	if h.stopper == nil {
+		return true
+	}
+	select {
+	case <-h.stopper.Started():
+		return true
+	default:
+		return false
+	}
 }
 
 func (h *Health) watchLoop() {

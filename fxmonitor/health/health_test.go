@@ -175,3 +175,33 @@ func TestStatusText(t *testing.T) {
 	require.Equal(t, "liveness|readiness", (health.Liveness | health.Readiness).String())
 	require.Equal(t, "Kind(0)", health.Kind(0).String())
 }
+
+func TestReadinessWaitsForTheAppToHaveStarted(t *testing.T) {
+	t.Parallel()
+	stopping := fxcore.NewStopping()
+	listening := stopping.ExpectStart() // a server built, not yet listening
+	h, err := health.New([]health.Check{{Name: "db", Kinds: health.Readiness, Critical: true, Func: ok}},
+		health.Options{Stopping: stopping})
+	require.NoError(t, err)
+	heard := make(chan bool, 4)
+	h.OnChange(func(kind health.Kind, healthy bool) {
+		if kind == health.Readiness {
+			heard <- healthy
+		}
+	})
+	require.NoError(t, h.Start(context.Background()))
+	t.Cleanup(func() { require.NoError(t, h.Stop(context.Background())) })
+
+	require.False(t, h.Healthy(health.Readiness), "every check passes, but a start hook is still to run")
+	require.Equal(t, health.VerdictStarting, h.Probe(context.Background(), health.Readiness))
+	require.True(t, h.Healthy(health.Liveness), "liveness does not wait")
+
+	listening()
+	select {
+	case healthy := <-heard:
+		require.True(t, healthy, "the listeners (gRPC health) hear readiness turn on by itself")
+	case <-time.After(10 * time.Second):
+		t.Fatal("no readiness change after the app started")
+	}
+	require.Equal(t, health.VerdictOK, h.Probe(context.Background(), health.Readiness))
+}

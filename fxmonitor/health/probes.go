@@ -70,7 +70,7 @@ func (h *Health) verdict(kind Kind) Verdict {
 		if h.stopping.Load() {
 			return VerdictShuttingDown
 		}
-		if !h.startupDone.Load() {
+		if !h.startupDone.Load() || !h.appStarted() {
 			return VerdictStarting
 		}
 	case Startup:

@@ -238,7 +238,7 @@ func (h *Health) aggregate(kind Kind) bool {
 			return true
 		}
 	case Readiness:
-		if h.stopping.Load() || !h.startupDone.Load() {
+		if h.stopping.Load() || !h.startupDone.Load() || !h.appStarted() {
 			return false
 		}
 	}
