@@ -51,6 +51,7 @@ var heavy = []struct{ name, path string }{
 type service struct {
 	name   string
 	dir    string   // services/<dir>, built as its own module; "" for example/orders
+	tags   string   // build tags of example/orders (its Dockerfiles build with nonatsdev)
 	env    []string // on top of the common environment
 	orders bool
 }
@@ -102,14 +103,16 @@ func main() {
 		{name: "one route, `martyfx.Run`", dir: "route"},
 		{name: "lean HTTP (fxcore, fxtracing, fxhttp, fxmonitor)", dir: "leanhttp"},
 		{name: "lean gRPC, no DB (+ fxgrpc)", dir: "leangrpc"},
-		{name: "`example/orders`", orders: true},
+		{name: "`example/orders` (go run: with the embedded dev NATS)", orders: true},
+		{name: "`example/orders`, `-tags nonatsdev` (its Dockerfile)", orders: true, tags: "nonatsdev"},
 	}
 	if *natsURL != "" {
-		services = append(services, service{name: "`example/orders`, NATS", orders: true, env: []string{"MARTY_NATS_URL=" + *natsURL}})
+		services = append(services, service{name: "`example/orders`, `-tags nonatsdev`, NATS", orders: true, tags: "nonatsdev",
+			env: []string{"MARTY_NATS_URL=" + *natsURL}})
 	}
 	services = append(services, service{name: "plain net/http", dir: "nethttp"})
 
-	var ordersBin, ordersStripped string
+	ordersBin, ordersStripped := map[string]string{}, map[string]string{}
 	var results []result
 	for _, s := range services {
 		if *only != "" && !slices.ContainsFunc(strings.Split(*only, ","), func(n string) bool {
@@ -119,11 +122,11 @@ func main() {
 		}
 		fmt.Fprintln(os.Stderr, "footprint:", s.name)
 		r := result{name: s.name, indirect: -1, sumLines: -1}
-		bin, stripped := ordersBin, ordersStripped
+		bin, stripped := ordersBin[s.tags], ordersStripped[s.tags]
 		if s.orders && bin == "" {
-			bin, stripped = filepath.Join(tmp, "orders"), filepath.Join(tmp, "orders-stripped")
-			err = buildIn(root, bin, stripped, "./example/orders")
-			ordersBin, ordersStripped = bin, stripped
+			bin, stripped = filepath.Join(tmp, "orders"+s.tags), filepath.Join(tmp, "orders"+s.tags+"-stripped")
+			err = buildIn(root, bin, stripped, "./example/orders", "-tags="+s.tags)
+			ordersBin[s.tags], ordersStripped[s.tags] = bin, stripped
 		} else if !s.orders {
 			mod := filepath.Join(tmp, "mod-"+s.dir)
 			bin, stripped = filepath.Join(tmp, s.dir), filepath.Join(tmp, s.dir+"-stripped")
@@ -189,11 +192,11 @@ func makeModule(mod, src, root string) (indirect, sumLines int, err error) {
 	return indirect, bytes.Count(sum, []byte("\n")), nil
 }
 
-func buildIn(dir, bin, stripped, pkg string) error {
-	if err := goCmd(dir, "build", "-o", bin, pkg); err != nil {
+func buildIn(dir, bin, stripped, pkg string, flags ...string) error {
+	if err := goCmd(dir, append(append([]string{"build"}, flags...), "-o", bin, pkg)...); err != nil {
 		return err
 	}
-	return goCmd(dir, "build", "-ldflags=-s -w", "-o", stripped, pkg)
+	return goCmd(dir, append(append([]string{"build"}, flags...), "-ldflags=-s -w", "-o", stripped, pkg)...)
 }
 
 func goCmd(dir string, args ...string) error {
