@@ -36,7 +36,11 @@ func (c Config) Validate() error {
 
 // ServiceConfig is the service section: MARTY_SERVICE_NAME, MARTY_SERVICE_VERSION.
 type ServiceConfig struct {
-	Name    string `koanf:"name"`
+	// Name is the service's name in logs, spans and metrics; without it,
+	// OTEL_SERVICE_NAME, then the binary's name.
+	Name string `koanf:"name"`
+	// Version is the service's version; without it, the module version the
+	// binary was built from.
 	Version string `koanf:"version"`
 }
 

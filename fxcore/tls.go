@@ -23,9 +23,10 @@ import (
 type TLS struct {
 	// Enabled turns TLS on for a client that needs no file (system roots).
 	Enabled bool `koanf:"enabled"`
-	// CertFile and KeyFile are this side's certificate and key (PEM).
+	// CertFile is this side's certificate (PEM), with KeyFile.
 	CertFile string `koanf:"cert_file"`
-	KeyFile  string `koanf:"key_file"`
+	// KeyFile is this side's private key (PEM), with CertFile.
+	KeyFile string `koanf:"key_file"`
 	// CAFile is a PEM bundle: on a server, the CAs client certificates must
 	// chain to (mutual TLS); on a client, the roots that verify the server.
 	CAFile string `koanf:"ca_file"`
