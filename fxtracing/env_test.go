@@ -2,14 +2,10 @@ package fxtracing
 
 import (
 	"context"
-	"errors"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -215,70 +211,14 @@ func TestRunUnsampledAllocatesNothing(t *testing.T) {
 	require.Zero(t, allocs, "Run under an unsampled parent allocates nothing")
 }
 
-// keepingExporter keeps what it exports past Shutdown (the tracetest
-// in-memory exporter forgets at Shutdown).
-type keepingExporter struct {
-	mu    sync.Mutex
-	names []string
-}
-
-func (e *keepingExporter) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, s := range spans {
-		e.names = append(e.names, s.Name())
-	}
-	return nil
-}
-
-func (e *keepingExporter) Shutdown(context.Context) error { return nil }
-
-func (e *keepingExporter) exported() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]string(nil), e.names...)
-}
-
-// testExporter is what the name "fxtracing-test" builds; autoexport's
-// registry is global and takes a name once per process.
-var (
-	testExporter         atomic.Pointer[keepingExporter]
-	registerTestExporter = sync.OnceFunc(func() {
-		autoexport.RegisterSpanExporter("fxtracing-test", func(context.Context) (sdktrace.SpanExporter, error) {
-			return testExporter.Load(), nil
-		})
-		autoexport.RegisterSpanExporter("fxtracing-broken", func(context.Context) (sdktrace.SpanExporter, error) {
-			return nil, errors.New("no license for this exporter")
-		})
-	})
-)
-
-// TestAutoexportRegisteredExporter: a name registered with autoexport is
-// handed to autoexport, which reads the process environment (so no
-// t.Parallel here).
-func TestAutoexportRegisteredExporter(t *testing.T) {
-	registerTestExporter()
-	exp := &keepingExporter{}
-	testExporter.Store(exp)
-	env := []string{"OTEL_TRACES_EXPORTER=fxtracing-test"}
-
-	_, err := newApp(t, env)
-	require.ErrorContains(t, err, `invalid OTEL_TRACES_EXPORTER="fxtracing-test"`,
-		"autoexport reads the process environment: it must agree")
-
-	t.Setenv("OTEL_TRACES_EXPORTER", "fxtracing-test")
-	a := startApp(t, env)
-	require.Equal(t, "fxtracing-test", a.startLog(t)["exporter"])
-	require.NoError(t, Run(context.Background(), "via-autoexport", func(context.Context) error { return nil }))
-	a.stop(t)
-	require.Equal(t, []string{"via-autoexport"}, exp.exported())
-
-	// An exporter that cannot be built fails the start, naming it.
-	t.Setenv("OTEL_TRACES_EXPORTER", "fxtracing-broken")
-	b, err := newApp(t, []string{"OTEL_TRACES_EXPORTER=fxtracing-broken"})
-	require.NoError(t, err)
-	err = b.app.Start(context.Background())
-	require.ErrorContains(t, err, "fxtracing: create fxtracing-broken exporter: no license for this exporter")
+// An exporter name fxtracing does not build is a config error that says
+// how to plug another exporter in: fxtracing does not hand names to
+// contrib's autoexport, whose registry links every metric and log exporter.
+func TestUnknownExporterSaysHowToAddOne(t *testing.T) {
+	t.Parallel()
+	_, err := newApp(t, []string{"OTEL_TRACES_EXPORTER=otlp,zipkin"})
+	require.ErrorContains(t, err, `invalid OTEL_TRACES_EXPORTER="otlp,zipkin"`)
+	require.ErrorContains(t, err, "fxtracing.AsSpanProcessor")
 }
 
 func TestNewTracerProviderWithoutFx(t *testing.T) {

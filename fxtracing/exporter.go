@@ -3,9 +3,7 @@ package fxtracing
 import (
 	"context"
 	"fmt"
-	"slices"
 
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -25,12 +23,7 @@ func newExporter(ctx context.Context, name string, s settings) (sdktrace.SpanExp
 	case "console":
 		return stdouttrace.New()
 	}
-	if slices.Contains(builtinExporters, name) {
-		return nil, fmt.Errorf("fxtracing: exporter %q has no constructor", name)
-	}
-	// A name registered with autoexport.RegisterSpanExporter; resolve made
-	// sure the process environment names it alone.
-	return autoexport.NewSpanExporter(ctx)
+	return nil, fmt.Errorf("fxtracing: exporter %q has no constructor", name)
 }
 
 func grpcOptions(o otlpSettings) []otlptracegrpc.Option {

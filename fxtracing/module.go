@@ -2,6 +2,7 @@ package fxtracing
 
 import (
 	"context"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -65,6 +66,11 @@ func newModuleProvider(p providerParams) (*sdktrace.TracerProvider, error) {
 	p.Lifecycle.Append(fx.Hook{
 		OnStart: t.start,
 		OnStop: func(ctx context.Context) error {
+			// The flush gives up a little before the stop deadline, so
+			// that an unreachable collector never turns a clean stop into
+			// a failed one (Fx fails a stop whose deadline passed).
+			ctx, cancel := flushContext(ctx)
+			defer cancel()
 			if err := t.shutdown(ctx); err != nil {
 				t.log.Warn("tracing: pending spans were not all flushed at shutdown", zap.Error(err))
 			}
@@ -72,4 +78,15 @@ func newModuleProvider(p providerParams) (*sdktrace.TracerProvider, error) {
 		},
 	})
 	return t.tp, nil
+}
+
+// flushContext is ctx with its deadline moved earlier by a fifth of the
+// time left, at most a second.
+func flushContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	margin := min(time.Until(deadline)/5, time.Second)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
 }

@@ -3,7 +3,6 @@ package fxtracing
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,8 +126,11 @@ func resolve(cfg Config, src *fxcore.Source, info fxcore.ServiceInfo) (settings,
 	return s, nil
 }
 
-// builtinExporters are the OTEL_TRACES_EXPORTER values fxtracing builds
-// itself, the same ones go.opentelemetry.io/contrib/exporters/autoexport knows.
+// builtinExporters are the OTEL_TRACES_EXPORTER values fxtracing builds,
+// those of the OpenTelemetry specification for traces. Another exporter
+// comes as a span processor (AsSpanProcessor): going through
+// contrib's autoexport instead would link its metric and log exporters
+// into every service.
 var builtinExporters = []string{"otlp", "console", "none"}
 
 func resolveExporters(src *fxcore.Source, info fxcore.ServiceInfo) ([]string, error) {
@@ -145,20 +147,13 @@ func resolveExporters(src *fxcore.Source, info fxcore.ServiceInfo) ([]string, er
 		if name == "" || name == "none" || slices.Contains(names, name) {
 			continue
 		}
-		if !slices.Contains(builtinExporters, name) && !delegated(raw) {
+		if !slices.Contains(builtinExporters, name) {
 			return nil, invalidEnv(envExporter, raw,
-				"a comma-separated list of otlp, console, none (or one name registered with autoexport.RegisterSpanExporter)")
+				"a comma-separated list of otlp, console, none (another exporter: give its span processor to fxtracing.AsSpanProcessor)")
 		}
 		names = append(names, name)
 	}
 	return names, nil
-}
-
-// delegated reports whether a non-built-in exporter name can be handed to
-// autoexport, which reads OTEL_TRACES_EXPORTER from the process environment
-// only: it must agree with the Source and name a single exporter.
-func delegated(raw string) bool {
-	return !strings.Contains(raw, ",") && strings.TrimSpace(os.Getenv(envExporter)) == raw
 }
 
 func resolveOTLP(src *fxcore.Source) (otlpSettings, error) {
