@@ -36,8 +36,9 @@
 //     ascending: every call meets them, traced, counted and recovered;
 //  7. authentication: the AuthFunc, when one is in the graph (not for
 //     health and reflection);
-//  8. validation: Validate()/ValidateAll() or protovalidate rules, failing
-//     with INVALID_ARGUMENT;
+//  8. validation: Validate()/ValidateAll(), or else the MessageValidator in
+//     the graph (fxgrpc/bufvalidate: buf.validate rules), failing with
+//     INVALID_ARGUMENT;
 //  9. interceptors with Order >= 0, ascending, around the handler: only
 //     authenticated, valid calls reach them;
 //  10. the handler.

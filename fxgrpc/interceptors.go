@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
-	"buf.build/go/protovalidate"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -24,7 +22,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/martyfx/martyfx/fxcore"
@@ -45,9 +42,9 @@ import (
 //  5. recovery: a panic becomes codes.Internal, its stack is logged;
 //  6. user interceptors with Order < 0, ascending;
 //  7. auth: the AuthFunc, when one is in the graph (not for health and reflection);
-//  8. validation: Validate() / ValidateAll() errors, or else protovalidate
-//     (buf.validate) rule violations, become InvalidArgument with a
-//     google.rpc.BadRequest detail;
+//  8. validation: Validate() / ValidateAll() errors, or else the
+//     MessageValidator's (fxgrpc/bufvalidate: buf.validate rules), become
+//     InvalidArgument with a google.rpc.BadRequest detail;
 //  9. user interceptors with Order >= 0, ascending, then the handler.
 //
 // Tracing, metrics and logging sit outside the error mapping and recovery
@@ -491,22 +488,20 @@ func (s *ctxStream) Context() context.Context { return s.ctx }
 type validatorAll interface{ ValidateAll() error }
 type validator interface{ Validate() error }
 
-// validation runs the message's own validation (protoc-gen-validate style,
-// or any hand-written Validate method), or else its protovalidate rules, and
-// turns a failure into InvalidArgument with a google.rpc.BadRequest listing
-// the violations. protovalidate compiles a message type's rules once; a
-// message without rules costs a cache lookup.
-type validation struct {
-	pv    protovalidate.Validator
-	rules sync.Map // protoreflect.FullName -> bool: the type has buf.validate rules
+// MessageValidator checks a request message that has no Validate method of
+// its own, against rules it knows (fxgrpc/bufvalidate checks buf.validate
+// rules with protovalidate). It returns nil, or the status error to send:
+// InvalidArgument for the caller's mistakes.
+type MessageValidator interface {
+	ValidateMessage(msg proto.Message) error
 }
 
-func newValidation() (*validation, error) {
-	pv, err := protovalidate.New()
-	if err != nil {
-		return nil, fmt.Errorf("fxgrpc: protovalidate: %w", err)
-	}
-	return &validation{pv: pv}, nil
+// validation runs the message's own validation (protoc-gen-validate style,
+// or any hand-written Validate method), or else the MessageValidator's, and
+// turns a failure into InvalidArgument with a google.rpc.BadRequest listing
+// the violations.
+type validation struct {
+	mv MessageValidator // nil: messages without a Validate method pass
 }
 
 func (v *validation) validate(msg any) error {
@@ -517,19 +512,10 @@ func (v *validation) validate(msg any) error {
 	case validator:
 		err = m.Validate()
 	case proto.Message:
-		if v.pv == nil || !v.hasRules(m.ProtoReflect().Descriptor()) {
+		if v.mv == nil {
 			return nil
 		}
-		err = v.pv.Validate(m)
-		var ve *protovalidate.ValidationError
-		if errors.As(err, &ve) {
-			return violations(ve)
-		}
-		if err != nil {
-			// A rule that does not compile is the server's bug, not the caller's.
-			return status.Errorf(codes.Internal, "validation rules: %v", err)
-		}
-		return nil
+		return v.mv.ValidateMessage(m)
 	default:
 		return nil
 	}
@@ -540,59 +526,6 @@ func (v *validation) validate(msg any) error {
 		return st.Err()
 	}
 	return InvalidArgument(err)
-}
-
-// hasRules reports whether messages of this type carry buf.validate rules,
-// on themselves or on any message they contain: walking a rule-less message
-// through protovalidate costs more than this cached answer.
-func (v *validation) hasRules(md protoreflect.MessageDescriptor) bool {
-	if r, ok := v.rules.Load(md.FullName()); ok {
-		return r.(bool)
-	}
-	r := rulesIn(md, map[protoreflect.FullName]bool{})
-	v.rules.Store(md.FullName(), r)
-	return r
-}
-
-func rulesIn(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
-	if seen[md.FullName()] {
-		return false
-	}
-	seen[md.FullName()] = true
-	if proto.HasExtension(md.Options(), validate.E_Message) {
-		return true
-	}
-	for i := 0; i < md.Oneofs().Len(); i++ {
-		if proto.HasExtension(md.Oneofs().Get(i).Options(), validate.E_Oneof) {
-			return true
-		}
-	}
-	for i := 0; i < md.Fields().Len(); i++ {
-		f := md.Fields().Get(i)
-		if proto.HasExtension(f.Options(), validate.E_Field) {
-			return true
-		}
-		if f.Message() != nil && rulesIn(f.Message(), seen) {
-			return true
-		}
-	}
-	return false
-}
-
-// violations is InvalidArgument for protovalidate's violations.
-func violations(ve *protovalidate.ValidationError) error {
-	br := &errdetails.BadRequest{}
-	for _, v := range ve.Violations {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
-			Field:       protovalidate.FieldPathString(v.Proto.GetField()),
-			Description: v.Proto.GetMessage(),
-		})
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+ve.Error())
-	if withDetails, err := st.WithDetails(br); err == nil {
-		st = withDetails
-	}
-	return st.Err()
 }
 
 // InvalidArgument returns an InvalidArgument status for a validation error,

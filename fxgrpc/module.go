@@ -48,6 +48,7 @@ type serverParams struct {
 	TracerProvider trace.TracerProvider          `optional:"true"`
 	Propagator     propagation.TextMapPropagator `optional:"true"`
 	Auth           AuthFunc                      `optional:"true"`
+	Validator      MessageValidator              `optional:"true"`
 	Readiness      Readiness                     `optional:"true"`
 
 	Services           []Service           `group:"martyfx.grpc.services"`
@@ -67,6 +68,7 @@ func newServer(p serverParams) (*Server, error) {
 		Fatal:              fxcore.FatalFunc(p.Shutdowner, p.Logger, "grpc server"),
 		Classifiers:        p.Classifiers,
 		Auth:               p.Auth,
+		Validator:          p.Validator,
 		Readiness:          p.Readiness,
 		Services:           p.Services,
 		UnaryInterceptors:  p.UnaryInterceptors,

@@ -52,6 +52,10 @@ type ServerOptions struct {
 	Classifiers []fxcore.Classifier
 	// Auth authenticates every call but health and reflection; nil: none.
 	Auth AuthFunc
+	// Validator checks request messages that have no Validate method of
+	// their own (fxgrpc/bufvalidate: buf.validate rules); nil: only the
+	// messages' own Validate / ValidateAll methods run.
+	Validator MessageValidator
 	// Readiness drives the health service; nil: SERVING from Start to the
 	// stop (Module uses fxmonitor's readiness when fxmonitor.Module is in
 	// the app).
@@ -164,10 +168,7 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 // limits, keepalive and TLS.
 func (s *Server) serverOptions(opts ServerOptions) ([]grpc.ServerOption, error) {
 	cfg := s.cfg
-	v, err := newValidation()
-	if err != nil {
-		return nil, err
-	}
+	v := &validation{mv: opts.Validator}
 	unary, stream := buildChain(newServerTracing(s.tp, s.prop), s.metrics, newCallLogger(s.log, cfg),
 		newErrorMapper(s.log, opts.Classifiers), opts.Auth, v, opts.UnaryInterceptors, opts.StreamInterceptors)
 	out := []grpc.ServerOption{

@@ -24,6 +24,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxgrpc"
+	"github.com/martyfx/martyfx/fxgrpc/bufvalidate"
 	"github.com/martyfx/martyfx/fxgrpc/internal/testpb"
 )
 
@@ -139,10 +140,17 @@ func TestValidationErrorsAreInvalidArgumentWithDetails(t *testing.T) {
 	require.Contains(t, err.Error(), "message: must not be empty")
 }
 
-func TestProtovalidateRulesAreEnforced(t *testing.T) {
-	a := start(t, nil)
+// Without bufvalidate.Module, buf.validate rules are not checked (the
+// module links protovalidate's CEL interpreter, which not every service
+// wants); with it they are, before the handler runs.
+func TestProtovalidateRulesAreEnforcedWithBufvalidate(t *testing.T) {
+	plain := start(t, nil)
+	_, err := testpb.NewEchoClient(dial(t, plain.srv.Addr())).Check(ctxT(t), &testpb.CheckRequest{Email: "not-an-email", Count: 11})
+	require.NoError(t, err, "no MessageValidator: only Validate methods run")
+
+	a := start(t, nil, bufvalidate.Module)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
-	_, err := c.Check(ctxT(t), &testpb.CheckRequest{Email: "not-an-email", Count: 11})
+	_, err = c.Check(ctxT(t), &testpb.CheckRequest{Email: "not-an-email", Count: 11})
 	st := status.Convert(err)
 	require.Equal(t, codes.InvalidArgument, st.Code(), "%v", err)
 	require.Len(t, st.Details(), 1)

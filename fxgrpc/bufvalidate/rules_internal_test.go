@@ -1,4 +1,4 @@
-package fxgrpc
+package bufvalidate
 
 import (
 	"testing"
@@ -10,12 +10,13 @@ import (
 )
 
 func TestHasRulesFindsBufValidateRulesOnly(t *testing.T) {
-	v, err := newValidation()
+	t.Parallel()
+	v, err := New()
 	require.NoError(t, err)
 	require.True(t, v.hasRules((&testpb.CheckRequest{}).ProtoReflect().Descriptor()))
 	require.False(t, v.hasRules((&testpb.EchoResponse{}).ProtoReflect().Descriptor()))
 	// Nested messages without rules: skipped, so protovalidate never walks them.
 	require.False(t, v.hasRules((&testgrpc.SimpleRequest{}).ProtoReflect().Descriptor()))
-	require.NoError(t, v.validate(&testgrpc.SimpleRequest{ResponseSize: -1}))
-	require.Error(t, v.validate(&testpb.CheckRequest{Email: "x", Count: 1}))
+	require.NoError(t, v.ValidateMessage(&testgrpc.SimpleRequest{ResponseSize: -1}))
+	require.Error(t, v.ValidateMessage(&testpb.CheckRequest{Email: "x", Count: 1}))
 }
