@@ -21,6 +21,9 @@ import (
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
 	"github.com/martyfx/martyfx/internal/metrictest"
+
+	// SQLite, for the tests on the embedded database.
+	_ "github.com/martyfx/martyfx/fxrepo/sqlite"
 )
 
 func TestMain(m *testing.M) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 
-	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
@@ -23,6 +22,14 @@ var classifierOption = fxcore.AsClassifier(fxcore.Classifier(Classify))
 // MessageUnavailable is what clients read when the database cannot be
 // reached, is shutting down or refuses connections.
 const MessageUnavailable = "the database is unavailable; retry later"
+
+// sqliteError is the SQLite driver's error (modernc's, through
+// glebarez/go-sqlite: *sqlite.Error), matched by its method so that fxrepo
+// does not link the driver (fxrepo/sqlite does).
+type sqliteError interface {
+	error
+	Code() int
+}
 
 // SQLite result codes (https://sqlite.org/rescode.html).
 const (
@@ -86,7 +93,7 @@ func Classify(err error) (fxcore.ErrorClass, string, bool) {
 	if errors.As(err, &pg) {
 		return classifyPg(pg)
 	}
-	var sq *gosqlite.Error
+	var sq sqliteError
 	if errors.As(err, &sq) {
 		return classifySQLite(sq)
 	}
@@ -148,7 +155,7 @@ func column(name string) string {
 	return " (column " + name + ")"
 }
 
-func classifySQLite(sq *gosqlite.Error) (fxcore.ErrorClass, string, bool) {
+func classifySQLite(sq sqliteError) (fxcore.ErrorClass, string, bool) {
 	switch code := sq.Code(); {
 	case code == sqliteConstraintUnique || code == sqliteConstraintPrimaryKey:
 		return fxcore.ClassAlreadyExists, "a row with the same key already exists", true

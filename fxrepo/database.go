@@ -82,8 +82,12 @@ func NewDatabase(cfg Config, opts DatabaseOptions) (*Database, error) {
 	if err != nil {
 		return nil, err
 	}
+	dialector, err := t.dialector()
+	if err != nil {
+		return nil, err
+	}
 	log := opts.Logger.Named("db")
-	gdb, err := gorm.Open(t.dialector(), &gorm.Config{
+	gdb, err := gorm.Open(dialector, &gorm.Config{
 		Logger:                 newZapLogger(opts.Logger, cfg.SlowQueryThreshold, cfg.QueryValues),
 		SkipDefaultTransaction: true,
 		PrepareStmt:            cfg.PrepareStmt,

@@ -5,6 +5,10 @@
 // logs with trace ids, readiness check), a generic Repository and a
 // UnitOfWork that carries its transaction in the context.
 //
+// PostgreSQL is built in; SQLite links like a database/sql driver, with
+// import _ "github.com/martyfx/martyfx/fxrepo/sqlite" in the service's main
+// package, so a PostgreSQL-only binary does not carry its engine.
+//
 // Database errors are classified (Classify, registered with the servers by
 // the Module): a handler returns them as they are and the client gets
 // NOT_FOUND / 404, INVALID_ARGUMENT / 400 for a value the database refuses,

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	gosqlite "github.com/glebarez/go-sqlite"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
@@ -131,7 +130,7 @@ func IsUniqueViolation(err error) bool {
 	if errors.As(err, &pg) {
 		return pg.Code == "23505"
 	}
-	var sq *gosqlite.Error
+	var sq sqliteError
 	if errors.As(err, &sq) {
 		return sq.Code() == sqliteConstraintUnique || sq.Code() == sqliteConstraintPrimaryKey
 	}

@@ -16,6 +16,9 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/internal/pgtest"
+
+	// SQLite, for the tests on the embedded database.
+	_ "github.com/martyfx/martyfx/fxrepo/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -15,43 +15,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/callbacks"
 )
-
-// sqliteDialector is glebarez/sqlite without its connect-at-construction
-// version query: the bundled SQLite (modernc) is always >= 3.35, so the
-// RETURNING clauses are registered as the driver would, and the first
-// connection is made by the ping at start.
-type sqliteDialector struct{ sqlite.Dialector }
-
-func (d sqliteDialector) Initialize(db *gorm.DB) error {
-	if d.Conn != nil {
-		db.ConnPool = d.Conn
-	} else {
-		conn, err := sql.Open(sqlite.DriverName, d.DSN)
-		if err != nil {
-			return err
-		}
-		db.ConnPool = conn
-	}
-	callbacks.RegisterDefaultCallbacks(db, &callbacks.Config{
-		CreateClauses:        []string{"INSERT", "VALUES", "ON CONFLICT", "RETURNING"},
-		UpdateClauses:        []string{"UPDATE", "SET", "FROM", "WHERE", "RETURNING"},
-		DeleteClauses:        []string{"DELETE", "FROM", "WHERE", "RETURNING"},
-		LastInsertIDReversed: true,
-	})
-	for k, v := range d.ClauseBuilders() {
-		db.ClauseBuilders[k] = v
-	}
-	return nil
-}
 
 // target is the resolved connection target of a Config.
 type target struct {
@@ -319,12 +289,17 @@ func scrubText(s string, secrets []string) string {
 	return s
 }
 
-// dialector returns the GORM dialector of the target.
-func (t target) dialector() gorm.Dialector {
+// dialector returns the GORM dialector of the target: PostgreSQL's, built
+// in, or the registered Dialect of its driver.
+func (t target) dialector() (gorm.Dialector, error) {
 	if t.driver == DriverPostgres {
-		return postgres.New(postgres.Config{DSN: t.dsn, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionShouldPing(shouldPing)}})
+		return postgres.New(postgres.Config{DSN: t.dsn, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionShouldPing(shouldPing)}}), nil
 	}
-	return sqliteDialector{sqlite.Dialector{DSN: t.dsn}}
+	d, err := dialectFor(t.driver)
+	if err != nil {
+		return nil, err
+	}
+	return d.Dialector(t.dsn), nil
 }
 
 // configurePool applies the pool settings (in-memory SQLite: one connection

@@ -25,6 +25,9 @@ import (
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxtracing"
+
+	// SQLite, the harness's default database (in memory).
+	_ "github.com/martyfx/martyfx/fxrepo/sqlite"
 )
 
 // App is a started martyfx app under test. Its accessors fail the test

@@ -46,6 +46,8 @@ var heavy = []struct{ name, path string }{
 	{"gorm-mysql", "gorm.io/driver/mysql"},
 	{"brotli", "github.com/andybalholm/brotli"},
 	{"nats-server", "github.com/nats-io/nats-server"},
+	{"cel-go", "github.com/google/cel-go"},
+	{"autoexport", "go.opentelemetry.io/contrib/exporters/autoexport"},
 }
 
 type service struct {

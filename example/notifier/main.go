@@ -16,6 +16,9 @@ import (
 	"github.com/martyfx/martyfx/example/internal/broker"
 	"github.com/martyfx/martyfx/example/internal/devnats"
 	"github.com/martyfx/martyfx/example/notifier/service"
+
+	// SQLite: the embedded default database (MARTY_DB_DRIVER=sqlite).
+	_ "github.com/martyfx/martyfx/fxrepo/sqlite"
 )
 
 func main() {

@@ -25,6 +25,9 @@ import (
 	"github.com/martyfx/martyfx/example/internal/devnats"
 	notifier "github.com/martyfx/martyfx/example/notifier/service"
 	"github.com/martyfx/martyfx/example/orders/service"
+
+	// SQLite: the embedded default database (MARTY_DB_DRIVER=sqlite).
+	_ "github.com/martyfx/martyfx/fxrepo/sqlite"
 )
 
 func main() {

@@ -33,6 +33,9 @@ import (
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/internal/metrictest"
 	"github.com/martyfx/martyfx/internal/pgtest"
+
+	// SQLite, for the tests on the embedded database.
+	_ "github.com/martyfx/martyfx/fxrepo/sqlite"
 )
 
 // EnvNATS points the tests at an external NATS server with JetStream (CI:
