@@ -70,7 +70,8 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	started bool
-	stop    context.CancelFunc
+	stop    func(abort bool) // ends the loops; abort: and the steps in flight
+	release context.CancelFunc
 	wg      sync.WaitGroup
 	wake    chan struct{}
 }
@@ -407,7 +408,11 @@ func (r *Runtime) store(ctx context.Context, db *gorm.DB, c *core, key string, r
 	if lastErr != "" {
 		histErr = lastErr
 	}
-	if err := r.history(db, c.name, key, run.name, run.eventID, run.eventType, sc.status, histErr, now, time.Since(start)); err != nil {
+	step := run.name
+	if sc.label != "" {
+		step = sc.label
+	}
+	if err := r.history(db, c.name, key, step, run.eventID, run.eventType, sc.status, histErr, now, time.Since(start)); err != nil {
 		return err
 	}
 	if !soonest.IsZero() && time.Until(soonest) < r.cfg.PollInterval {

@@ -256,6 +256,7 @@ type stepCore struct {
 	schedule map[string]time.Time
 	cancel   map[string]bool
 	failed   string
+	label    string // the step's name in the history when it differs from the run's
 }
 
 // Context is the step's context: it carries the transaction (use

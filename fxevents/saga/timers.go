@@ -32,16 +32,23 @@ func (r *Runtime) Start(context.Context) error {
 		return fmt.Errorf("saga: steps emit through the transactional outbox, the bus is a %T: set MARTY_EVENTS_BUS=outbox", r.bus)
 	}
 	r.started = true
-	ctx, cancel := context.WithCancel(context.Background())
-	r.stop = cancel
+	runCtx, runCancel := context.WithCancel(context.Background())
+	workCtx, workCancel := context.WithCancel(context.Background())
+	r.stop = func(abort bool) {
+		runCancel()
+		if abort {
+			workCancel()
+		}
+	}
+	r.release = workCancel
 	workers := r.cfg.Workers
 	if !r.pg {
 		workers = 1 // one writer at a time anyway
 	}
 	for range workers {
-		r.wg.Go(func() { r.timerLoop(ctx) })
+		r.wg.Go(func() { r.timerLoop(runCtx, workCtx) })
 	}
-	r.wg.Go(func() { r.gaugeLoop(ctx) })
+	r.wg.Go(func() { r.gaugeLoop(runCtx) })
 	return nil
 }
 
@@ -55,23 +62,24 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	if !started {
 		return nil
 	}
+	r.stop(false)
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		r.stop()
+		r.release()
 		return nil
 	case <-ctx.Done():
-		r.stop()
+		r.stop(true)
 		<-done
 		return fmt.Errorf("saga: stop: %w", ctx.Err())
 	}
 }
 
-func (r *Runtime) timerLoop(ctx context.Context) {
+func (r *Runtime) timerLoop(ctx, work context.Context) {
 	errWait := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		ran, next, err := r.fireOne(ctx)
+		ran, next, err := r.fireOne(work)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
@@ -212,6 +220,7 @@ func (r *Runtime) runTimer(ctx context.Context, c *core, t timerRow) error {
 			}
 			name := sc.comps[len(sc.comps)-1]
 			sc.comps = sc.comps[:len(sc.comps)-1]
+			sc.label = "compensate " + name
 			fn := c.comps[name]
 			if fn == nil {
 				return fmt.Errorf("saga %s: compensation %q is not registered in this build", c.name, name)
