@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/saga"
 	"github.com/martyfx/martyfx/fxhttp"
+	"github.com/martyfx/martyfx/fxmonitor/dashboard"
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/internal/metrictest"
 	"github.com/martyfx/martyfx/internal/pgtest"
@@ -136,7 +138,11 @@ func orderSaga(h *hooks) *saga.Definition[OrderState] {
 		if err := s.AddCompensation("release-payment"); err != nil {
 			return err
 		}
-		if err := s.Schedule("payment-deadline", h.deadline); err != nil {
+		deadline := time.Hour // only silent customers' deadline is short
+		if e.Customer == "silent" {
+			deadline = h.deadline
+		}
+		if err := s.Schedule("payment-deadline", deadline); err != nil {
 			return err
 		}
 		return s.Emit(command{Type: cmdReserve, OrderID: e.OrderID, Amount: e.Amount})
@@ -271,6 +277,7 @@ type app struct {
 	spans *tracetest.SpanRecorder
 	tp    *sdktrace.TracerProvider
 	admin *httptest.Server
+	panel dashboard.Panel
 }
 
 // appOptions are an app with the order saga, the payments fake and the
@@ -290,14 +297,19 @@ func appOptions(t *testing.T, a *app, env []string, def saga.Saga, opts ...fx.Op
 		fx.Invoke(func(b fxevents.Bus) { ref.Bus = b }),
 		fxevents.AsHandler(func(db *gorm.DB) fxevents.Handler { return fxevents.Idempotent(effectsHandler{db}) }),
 		fx.Populate(&a.db, &a.uow, &a.bus, &a.disp, &a.rt, &a.reg),
-		fx.Invoke(fx.Annotate(func(routes []fxhttp.Route) {
+		fx.Invoke(fx.Annotate(func(routes []fxhttp.Route, panels []dashboard.Panel) {
+			for _, p := range panels {
+				if p.Name == "sagas" {
+					a.panel = p
+				}
+			}
 			mux := http.NewServeMux()
 			for _, r := range routes {
 				mux.Handle(r.Pattern, r.Handler)
 			}
 			a.admin = httptest.NewServer(mux)
 			t.Cleanup(a.admin.Close)
-		}, fx.ParamTags(`group:"martyfx.http.admin_routes"`))),
+		}, fx.ParamTags(`group:"martyfx.http.admin_routes"`, `group:"martyfx.monitor.panels"`))),
 	}
 	if def != nil {
 		all = append(all, saga.AsSaga(def))
@@ -372,3 +384,19 @@ func steps(t *testing.T, a *app, key string) []string {
 }
 
 var _ = fmt.Sprint
+
+func jsonDecode(resp *http.Response, v any) error { return json.NewDecoder(resp.Body).Decode(v) }
+
+// panelRows returns the saga panel's table rows, as the dashboard gets them.
+func panelRows(t *testing.T, a *app) []map[string]any {
+	t.Helper()
+	p := a.panel
+	require.NotNil(t, p.Table)
+	v, err := p.Table.Rows(context.Background())
+	require.NoError(t, err)
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	var rows []map[string]any
+	require.NoError(t, json.Unmarshal(b, &rows))
+	return rows
+}

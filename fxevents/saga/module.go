@@ -54,8 +54,8 @@ var Module = fx.Module("martyfx.saga",
 type runtimeIn struct {
 	fx.In
 	Config         Config
-	Sagas          []registration        `group:"martyfx.saga.sagas"`
-	Upcasters      []fxevents.Upcaster   `group:"martyfx.saga.upcasters"`
+	Sagas          []registration      `group:"martyfx.saga.sagas"`
+	Upcasters      []fxevents.Upcaster `group:"martyfx.saga.upcasters"`
 	Logger         *zap.Logger
 	Registerer     prometheus.Registerer
 	Codec          fxevents.Codec

@@ -44,7 +44,7 @@ func newPanel(r *Runtime, cfg Config) dashboard.Panel {
 				{Title: "last step", Field: "last_step"}, {Title: "error", Field: "error", Format: dashboard.FormatError},
 				{Title: "updated", Field: "updated_at", Format: dashboard.FormatTime},
 			},
-			Rows: func(ctx context.Context) (any, error) { return r.panelRows(ctx, cfg.StuckAfter) },
+			Rows:   func(ctx context.Context) (any, error) { return r.panelRows(ctx, cfg.StuckAfter) },
 			Action: &dashboard.Action{Label: "retry", Path: "/sagas/{id}/retry"},
 		},
 	}

@@ -15,9 +15,9 @@ var ErrNotFound = errors.New("saga: not found")
 
 // Instance is a stored saga.
 type Instance struct {
-	Saga    string `json:"saga"`
-	Key     string `json:"key"`
-	Status  Status `json:"status"`
+	Saga   string `json:"saga"`
+	Key    string `json:"key"`
+	Status Status `json:"status"`
 	// Stuck says a timer or compensation ran out of attempts: the saga
 	// waits for Runtime.Retry.
 	Stuck bool `json:"stuck"`
