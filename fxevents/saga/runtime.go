@@ -202,6 +202,7 @@ type stepRun struct {
 	eventID   string
 	eventType string
 	timer     string // the timer that fired ("" for an event step)
+	links     []trace.Link
 	fn        func(sc *stepCore) error
 }
 
@@ -293,7 +294,7 @@ func (r *Runtime) runStep(ctx context.Context, c *core, key string, run stepRun)
 	if err != nil {
 		return false, fxevents.Permanent(err)
 	}
-	sctx, span := r.tr.Start(ctx, "saga "+c.name+" "+run.name, trace.WithAttributes(
+	sctx, span := r.tr.Start(ctx, "saga "+c.name+" "+run.name, trace.WithLinks(run.links...), trace.WithAttributes(
 		attribute.String("saga.name", c.name), attribute.String("saga.key", key), attribute.String("saga.step", run.name)))
 	sc := &stepCore{
 		ctx: sctx, rt: r, def: c, key: key, state: state, status: row.status, comps: slices.Clone(row.comps),

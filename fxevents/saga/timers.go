@@ -206,13 +206,10 @@ func (r *Runtime) runTimer(ctx context.Context, c *core, t timerRow) error {
 	if t.metadata != "" {
 		_ = json.Unmarshal([]byte(t.metadata), &meta)
 	}
-	var opts []trace.SpanStartOption
-	if sc := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.MapCarrier(meta))); sc.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-	}
-	ctx, span := r.tr.Start(ctx, "saga "+c.name+" timer "+t.name, opts...)
-	defer span.End()
 	run := stepRun{name: "timer " + t.name, timer: t.name}
+	if sc := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.MapCarrier(meta))); sc.IsValid() {
+		run.links = []trace.Link{{SpanContext: sc}}
+	}
 	if t.name == compensateTimer {
 		run.fn = func(sc *stepCore) error {
 			if len(sc.comps) == 0 {
