@@ -69,6 +69,11 @@ func newRuntime(in runtimeIn) (*Runtime, error) {
 		Registerer: in.Registerer,
 	}
 	for _, s := range in.Sagas {
+		// Checked before the database opens: a failed fx.New has no stop
+		// hook to close it.
+		if err := s.saga.definition().check(); err != nil {
+			return nil, err
+		}
 		opts.Sagas = append(opts.Sagas, s.saga)
 	}
 	if len(opts.Sagas) > 0 {

@@ -9,7 +9,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/fx"
 
+	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/saga"
+	"github.com/martyfx/martyfx/fxrepo"
 )
 
 func TestSagaStepSpansFollowTheEventAndTimersLinkToTheirStep(t *testing.T) {
@@ -40,9 +43,16 @@ func TestSagaStepSpansFollowTheEventAndTimersLinkToTheirStep(t *testing.T) {
 
 func TestSagaConfigAndDefinitionErrors(t *testing.T) {
 	t.Parallel()
+	// A lean app: nothing opens the database before the saga's runtime
+	// is built (a failed fx.New has no stop hook to close it).
 	build := func(env []string, def saga.Saga) error {
-		a := &app{}
-		return fx.New(appOptions(t, a, append([]string{"MARTY_DB_DSN=file:" + t.TempDir() + "/x.db"}, env...), def)...).Err()
+		src, err := fxcore.NewSourceFrom("", append([]string{"MARTY_SERVICE_NAME=orders", "MARTY_DB_DSN=file:" + t.TempDir() + "/x.db"}, env...))
+		require.NoError(t, err)
+		opts := []fx.Option{fx.NopLogger, fxcore.Module, fxevents.Module, fxrepo.Module, saga.Module, fx.Replace(src)}
+		if def != nil {
+			opts = append(opts, saga.AsSaga(def))
+		}
+		return fx.New(opts...).Err()
 	}
 	require.ErrorContains(t, build([]string{"MARTY_SAGA_WORKERS=0"}, nil), "MARTY_SAGA_WORKERS")
 	require.ErrorContains(t, build([]string{"MARTY_SAGA_BACKOFF_MAX=1ms"}, nil), "MARTY_SAGA_BACKOFF_MAX")

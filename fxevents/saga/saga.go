@@ -203,17 +203,18 @@ func on[E fxevents.Event, S any](d *Definition[S], starts bool, key func(E) stri
 
 // check returns the definition's errors.
 func (c *core) check() error {
+	errs := append([]error(nil), c.errs...)
 	if len(c.steps) == 0 {
-		c.errs = append(c.errs, fmt.Errorf("saga %s: no step on an event (add one with saga.Start)", c.name))
+		errs = append(errs, fmt.Errorf("saga %s: no step on an event (add one with saga.Start)", c.name))
 	}
 	starts := false
 	for _, s := range c.steps {
 		starts = starts || s.starts
 	}
 	if len(c.steps) > 0 && !starts {
-		c.errs = append(c.errs, fmt.Errorf("saga %s: no step starts it (use saga.Start for the first event)", c.name))
+		errs = append(errs, fmt.Errorf("saga %s: no step starts it (use saga.Start for the first event)", c.name))
 	}
-	return errors.Join(c.errs...)
+	return errors.Join(errs...)
 }
 
 // decodeState returns the stored state as a *S, upgraded to the current
