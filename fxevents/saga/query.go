@@ -80,7 +80,7 @@ func (r *Runtime) Get(ctx context.Context, name, key string) (Instance, error) {
 	if err != nil {
 		return Instance{}, fmt.Errorf("saga: get: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
 			return Instance{}, fmt.Errorf("saga: get: %w", err)
@@ -151,7 +151,7 @@ func (r *Runtime) List(ctx context.Context, f Filter) ([]Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("saga: list: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []Instance
 	for rows.Next() {
 		in, err := scanInstance(rows)
@@ -173,7 +173,7 @@ func (r *Runtime) History(ctx context.Context, name, key string) ([]StepRecord, 
 	if err != nil {
 		return nil, fmt.Errorf("saga: history: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []StepRecord
 	for rows.Next() {
 		var s StepRecord

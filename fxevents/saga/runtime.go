@@ -115,7 +115,7 @@ func NewRuntime(cfg Config, opts RuntimeOptions) (*Runtime, error) {
 		defs: map[string]*core{}, tokens: map[*byte]string{}, wake: make(chan struct{}, 1),
 	}
 	if opts.DB != nil {
-		r.pg = opts.DB.Dialector.Name() == "postgres"
+		r.pg = opts.DB.Name() == "postgres"
 	}
 	for _, s := range opts.Sagas {
 		if s == nil {
@@ -232,7 +232,7 @@ func (r *Runtime) lockSaga(db *gorm.DB, name, key string, skipLocked bool) (saga
 	if err != nil {
 		return sagaRow{}, fmt.Errorf("lock saga: %w", err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
 			return sagaRow{}, fmt.Errorf("lock saga: %w", err)

@@ -169,7 +169,7 @@ func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
 			if found {
 				err = rows.Scan(&t.id, &t.saga, &t.key, &t.name, &t.attempts, &t.metadata)
 			}
-			rows.Close()
+			_ = rows.Close()
 			if err != nil {
 				return fmt.Errorf("read timer: %w", err)
 			}
