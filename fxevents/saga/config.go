@@ -27,14 +27,19 @@ type Config struct {
 	// StuckAfter is how long an open saga may go without a step before the
 	// dashboard lists it as stuck.
 	StuckAfter time.Duration `koanf:"stuck_after"`
+	// Retention keeps ended sagas (completed, compensated, aborted) and
+	// their history this long after their last step; 0 keeps them forever.
+	Retention time.Duration `koanf:"retention"`
 }
 
 // DefaultConfig returns the defaults: poll every second, 2 workers, 5
-// attempts from 1s to 1m, stuck after an hour without a step.
+// attempts from 1s to 1m, stuck after an hour without a step, ended sagas
+// kept 7 days.
 func DefaultConfig() Config {
 	return Config{
 		PollInterval: time.Second, Workers: 2, MaxAttempts: 5,
 		BackoffInitial: time.Second, BackoffMax: time.Minute, StuckAfter: time.Hour,
+		Retention: 7 * 24 * time.Hour,
 	}
 }
 
@@ -56,6 +61,9 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			return fxcore.Invalid(d.key, d.v.String(), "a positive duration")
 		}
+	}
+	if c.Retention < 0 {
+		return fxcore.Invalid("retention", c.Retention.String(), "a duration >= 0 (0 keeps ended sagas forever)")
 	}
 	if c.BackoffMax < c.BackoffInitial {
 		return fxcore.Invalid("backoff_max", c.BackoffMax.String(), "at least backoff_initial ("+c.BackoffInitial.String()+")")

@@ -15,6 +15,8 @@ type metrics struct {
 	stepFailures *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	open         *prometheus.GaugeVec
+	stuckNow     prometheus.Gauge
+	purged       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,9 +38,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"saga", "step"}),
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "marty_saga_open",
 			Help: "Open sagas by status (running, compensating, stuck)."}, []string{"saga", "status"}),
+		stuckNow: prometheus.NewGauge(prometheus.GaugeOpts{Name: "marty_saga_stuck_sagas",
+			Help: "Sagas stuck now: a timer or compensation ran out of attempts and waits for a retry."}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "marty_saga_purged_total",
+			Help: "Ended sagas (and their history) deleted after MARTY_SAGA_RETENTION."}),
 	}
 	for _, c := range []prometheus.Collector{m.started, m.completed, m.failed, m.compensated, m.aborted, m.ignored,
-		m.stuck, m.stepFailures, m.duration, m.open} {
+		m.stuck, m.stepFailures, m.duration, m.open, m.stuckNow, m.purged} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

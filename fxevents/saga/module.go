@@ -4,6 +4,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -48,6 +49,7 @@ var Module = fx.Module("martyfx.saga",
 	fxhttp.AsAdminRoute("POST /sagas/{id}/retry", func(r *Runtime) http.Handler { return newActionRoute(r, "retry") }),
 	fxhttp.AsAdminRoute("POST /sagas/{id}/abort", func(r *Runtime) http.Handler { return newActionRoute(r, "abort") }),
 	fxmonitor.AsPanel(newPanel),
+	fxmonitor.AsAlertRule(newStuckAlertRule),
 	fxrepo.AsOptionalMigrations("marty_saga", Migrations()),
 )
 
@@ -97,4 +99,15 @@ func newRuntime(in runtimeIn) (*Runtime, error) {
 func startRuntime(lc fx.Lifecycle, r *Runtime, bus fxevents.Bus) {
 	r.UseBus(bus)
 	lc.Append(fx.Hook{OnStart: r.Start, OnStop: r.Stop})
+}
+
+// newStuckAlertRule is the default alert: a saga has been stuck for five
+// minutes (a timer or compensation ran out of attempts).
+func newStuckAlertRule() fxmonitor.AlertRule {
+	return fxmonitor.AlertRule{
+		Name: "MartySagaStuck", Metric: "marty_saga_stuck_sagas", Op: fxmonitor.OpGreater,
+		Threshold: 0, For: 5 * time.Minute, Severity: "warning",
+		Summary:     "{{ $value }} saga(s) stuck",
+		Description: "A saga's timer or compensation ran out of MARTY_SAGA_MAX_ATTEMPTS: see the Sagas panel or GET /sagas?stuck=1 on the admin server, fix the cause, then retry it (POST /sagas/{saga}:{key}/retry).",
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/saga"
+	"github.com/martyfx/martyfx/fxmonitor"
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
@@ -104,4 +105,30 @@ func TestSagaModuleWithoutSagasDoesNothing(t *testing.T) {
 	list, err := a.rt.List(context.Background(), saga.Filter{})
 	require.NoError(t, err)
 	require.Empty(t, list)
+}
+
+func TestSagaEndedSagasArePurgedAfterTheRetention(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, sqliteBackend(t), []string{"MARTY_SAGA_RETENTION=1ms"}, orderSaga(&hooks{}))
+	a.publish(t, OrderPlaced{OrderID: "ok-7", Customer: "ok"}, OrderPlaced{OrderID: "silent-7", Customer: "silent"})
+	require.Eventually(t, func() bool { return metric(t, a.reg, "marty_saga_purged_total", nil) == 1 }, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, saga.Status(""), a.status(t, "ok-7"), "the completed saga is gone")
+	require.Empty(t, steps(t, a, "ok-7"), "with its history")
+	require.Equal(t, saga.StatusRunning, a.status(t, "silent-7"), "an open saga is kept")
+}
+
+func TestSagaModuleRegistersTheStuckAlert(t *testing.T) {
+	t.Parallel()
+	var rules []fxmonitor.AlertRule
+	a := newApp(t, sqliteBackend(t), nil, nil, fx.Invoke(fx.Annotate(func(r []fxmonitor.AlertRule) { rules = r },
+		fx.ParamTags(`group:"martyfx.monitor.alert_rules"`))))
+	_ = a
+	var found bool
+	for _, r := range rules {
+		if r.Name == "MartySagaStuck" {
+			found = true
+			require.Equal(t, "marty_saga_stuck_sagas", r.Metric)
+		}
+	}
+	require.True(t, found, "rules: %v", rules)
 }

@@ -35,6 +35,8 @@ func TestSagaFailingCompensationIsRetriedThenStuckAndTheAdminRetryCompletesIt(t 
 		require.Equal(t, []string{"notify-customer", "release-payment"}, in.Compensations, "nothing popped by failed attempts")
 		require.Equal(t, 3.0, metric(t, a.reg, "marty_saga_step_failures_total", map[string]string{"saga": "order", "step": "compensate"}))
 		require.Equal(t, 1.0, metric(t, a.reg, "marty_saga_stuck_total", map[string]string{"saga": "order"}))
+		require.Eventually(t, func() bool { return metric(t, a.reg, "marty_saga_stuck_sagas", nil) == 1 }, 10*time.Second, 10*time.Millisecond,
+			"the gauge the MartySagaStuck alert watches")
 		stuck, err := a.rt.List(context.Background(), saga.Filter{Saga: "order", Stuck: true})
 		require.NoError(t, err)
 		require.Len(t, stuck, 1)
@@ -54,6 +56,7 @@ func TestSagaFailingCompensationIsRetriedThenStuckAndTheAdminRetryCompletesIt(t 
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		a.waitStatus(t, "decline-2", saga.StatusCompensated)
+		require.Eventually(t, func() bool { return metric(t, a.reg, "marty_saga_stuck_sagas", nil) == 0 }, 10*time.Second, 10*time.Millisecond)
 		require.Eventually(t, func() bool { return len(effects(t, a.db, "decline-2")) == 4 }, 10*time.Second, 5*time.Millisecond)
 		require.Equal(t, []string{cmdReserve, cmdCancel, cmdRelease, cmdNotify}, effects(t, a.db, "decline-2"), "each compensation once")
 		hist := steps(t, a, "decline-2")

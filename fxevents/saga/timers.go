@@ -320,12 +320,16 @@ func backoff(initial, maxDelay time.Duration, attempt int) time.Duration {
 	return time.Duration(float64(delay) * (0.8 + 0.4*rand.Float64()))
 }
 
-// gaugeLoop refreshes marty_saga_open every PollInterval.
+// gaugeLoop refreshes marty_saga_open every PollInterval (at least every
+// second) and purges ended sagas past the retention.
 func (r *Runtime) gaugeLoop(ctx context.Context) {
 	t := time.NewTicker(max(r.cfg.PollInterval, time.Second))
 	defer t.Stop()
 	for {
 		r.refreshGauges(ctx)
+		if r.cfg.Retention > 0 {
+			r.purge(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -347,6 +351,7 @@ func (r *Runtime) refreshGauges(ctx context.Context) {
 		return
 	}
 	r.m.open.Reset()
+	var stuck int64
 	for _, n := range r.names {
 		r.m.open.WithLabelValues(n, string(StatusRunning)).Set(0)
 		r.m.open.WithLabelValues(n, string(StatusCompensating)).Set(0)
@@ -359,8 +364,40 @@ func (r *Runtime) refreshGauges(ctx context.Context) {
 		st := c.Status
 		if c.Stuck == 1 {
 			st = "stuck"
+			stuck += c.N
 		}
 		r.m.open.WithLabelValues(c.SagaType, st).Add(float64(c.N))
+	}
+	r.m.stuckNow.Set(float64(stuck))
+}
+
+// purge deletes this app's sagas that ended more than MARTY_SAGA_RETENTION
+// ago, with their history, a batch at a time.
+func (r *Runtime) purge(ctx context.Context) {
+	before := time.Now().Add(-r.cfg.Retention).UnixMicro()
+	for _, name := range r.names {
+		err := r.uow.Do(ctx, func(ctx context.Context) error {
+			db := fxrepo.DB(ctx, r.db)
+			var keys []string
+			if err := db.Raw(`SELECT saga_key FROM marty_saga WHERE saga_type = ? AND status IN ('completed', 'compensated', 'aborted')
+				AND updated_at < ? LIMIT 1000`, name, before).Scan(&keys).Error; err != nil {
+				return err
+			}
+			if len(keys) == 0 {
+				return nil
+			}
+			if err := db.Exec(`DELETE FROM marty_saga_step WHERE saga_type = ? AND saga_key IN ?`, name, keys).Error; err != nil {
+				return err
+			}
+			res := db.Exec(`DELETE FROM marty_saga WHERE saga_type = ? AND saga_key IN ? AND status IN ('completed', 'compensated', 'aborted')`, name, keys)
+			if res.Error == nil {
+				r.m.purged.Add(float64(res.RowsAffected))
+			}
+			return res.Error
+		})
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("saga purge failed", zap.String("saga", name), zap.Error(err))
+		}
 	}
 }
 
