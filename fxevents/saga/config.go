@@ -27,19 +27,23 @@ type Config struct {
 	// StuckAfter is how long an open saga may go without a step before the
 	// dashboard lists it as stuck.
 	StuckAfter time.Duration `koanf:"stuck_after"`
+	// StepTimeout bounds a timer or compensation step (event steps are
+	// bounded by MARTY_EVENTS_HANDLER_TIMEOUT); a step past it is rolled
+	// back and counts as a failed attempt.
+	StepTimeout time.Duration `koanf:"step_timeout"`
 	// Retention keeps ended sagas (completed, compensated, aborted) and
 	// their history this long after their last step; 0 keeps them forever.
 	Retention time.Duration `koanf:"retention"`
 }
 
 // DefaultConfig returns the defaults: poll every second, 2 workers, 5
-// attempts from 1s to 1m, stuck after an hour without a step, ended sagas
+// attempts from 1s to 1m, 30s per timer step, stuck after an hour without a step, ended sagas
 // kept 7 days.
 func DefaultConfig() Config {
 	return Config{
 		PollInterval: time.Second, Workers: 2, MaxAttempts: 5,
 		BackoffInitial: time.Second, BackoffMax: time.Minute, StuckAfter: time.Hour,
-		Retention: 7 * 24 * time.Hour,
+		Retention: 7 * 24 * time.Hour, StepTimeout: 30 * time.Second,
 	}
 }
 
@@ -56,7 +60,7 @@ func (c Config) Validate() error {
 		v   time.Duration
 	}{
 		{"poll_interval", c.PollInterval}, {"backoff_initial", c.BackoffInitial},
-		{"backoff_max", c.BackoffMax}, {"stuck_after", c.StuckAfter},
+		{"backoff_max", c.BackoffMax}, {"stuck_after", c.StuckAfter}, {"step_timeout", c.StepTimeout},
 	} {
 		if d.v <= 0 {
 			return fxcore.Invalid(d.key, d.v.String(), "a positive duration")

@@ -252,3 +252,29 @@ func orderFor(i int) string {
 	}
 	return fmt.Sprint("ok-", i)
 }
+
+func TestSagaCompensationPastTheStepTimeoutIsAFailedAttempt(t *testing.T) {
+	t.Parallel()
+	d := saga.New[OrderState]("order")
+	saga.Start(d, orderID, func(s *saga.Step[OrderState], e OrderPlaced) error {
+		if err := s.AddCompensation("hang"); err != nil {
+			return err
+		}
+		s.Fail("at once")
+		return nil
+	})
+	d.Compensation("hang", func(s *saga.Step[OrderState]) error {
+		<-s.Context().Done() // a provider that never answers
+		return s.Context().Err()
+	})
+	a := newApp(t, sqliteBackend(t), []string{"MARTY_SAGA_STEP_TIMEOUT=50ms", "MARTY_SAGA_MAX_ATTEMPTS=2"}, d)
+	a.publish(t, OrderPlaced{OrderID: "h-1"})
+	require.Eventually(t, func() bool {
+		in, err := a.rt.Get(context.Background(), "order", "h-1")
+		return err == nil && in.Stuck
+	}, 10*time.Second, 10*time.Millisecond)
+	in, err := a.rt.Get(context.Background(), "order", "h-1")
+	require.NoError(t, err)
+	require.Contains(t, in.LastError, "deadline exceeded")
+	require.Equal(t, []string{"hang"}, in.Compensations)
+}

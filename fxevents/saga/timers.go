@@ -127,13 +127,18 @@ type timerRow struct {
 // lock, so it fires once across replicas; it is deleted in the transaction
 // of its step, so a crash before the commit fires it again.
 func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
+	stepCtx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
+	defer cancel()
 	var fired *timerRow
 	var stepErr error
-	err := r.uow.Do(ctx, func(ctx context.Context) error {
+	err := r.uow.Do(stepCtx, func(ctx context.Context) error {
 		fired, stepErr = nil, nil
 		db := fxrepo.DB(ctx, r.db)
 		now := time.Now().UnixMicro()
+		// This app's sagas only (a database may hold another service's),
+		// and only timers whose saga exists.
 		q := `SELECT t.id, t.saga_type, t.saga_key FROM marty_saga_timer t WHERE t.parked = 0 AND t.due_at <= ?
+			AND t.saga_type IN ? AND EXISTS (SELECT 1 FROM marty_saga s WHERE s.saga_type = t.saga_type AND s.saga_key = t.saga_key)
 			ORDER BY t.due_at LIMIT 16`
 		type cand struct {
 			ID       int64
@@ -141,7 +146,7 @@ func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
 			SagaKey  string
 		}
 		var cands []cand
-		if err := db.Raw(q, now).Scan(&cands).Error; err != nil {
+		if err := db.Raw(q, now, r.names).Scan(&cands).Error; err != nil {
 			return fmt.Errorf("find due timers: %w", err)
 		}
 		// Start at a random candidate so workers spread over them.
@@ -304,7 +309,7 @@ func boolInt(b bool) int {
 // unknown).
 func (r *Runtime) nextDue(ctx context.Context) time.Time {
 	var next *int64
-	if err := r.db.WithContext(ctx).Raw(`SELECT MIN(due_at) FROM marty_saga_timer WHERE parked = 0`).Scan(&next).Error; err != nil || next == nil {
+	if err := r.db.WithContext(ctx).Raw(`SELECT MIN(due_at) FROM marty_saga_timer WHERE parked = 0 AND saga_type IN ?`, r.names).Scan(&next).Error; err != nil || next == nil {
 		return time.Time{}
 	}
 	return time.UnixMicro(*next)
