@@ -137,10 +137,16 @@ func TestSagaSubprocess(t *testing.T) {
 	}
 	env := strings.Split(os.Getenv("FXSAGA_ENV"), "\n")
 	marker := os.Getenv("FXSAGA_MARKER")
-	h := &hooks{beforePlaced: func(ctx context.Context, order string) error {
+	block := func(order string) {
 		_ = os.WriteFile(marker, []byte(order), 0o600)
 		select {} // in the middle of the step, until killed
-	}}
+	}
+	h := &hooks{}
+	if os.Getenv("FXSAGA_BLOCK") == "compensation" {
+		h.beforeRelease = func(_ context.Context, order string) { block(order) }
+	} else {
+		h.beforePlaced = func(_ context.Context, order string) error { block(order); return nil }
+	}
 	a := &app{}
 	app := fx.New(appOptions(t, a, env, orderSaga(h))...)
 	require.NoError(t, app.Start(context.Background()))
@@ -277,4 +283,31 @@ func TestSagaCompensationPastTheStepTimeoutIsAFailedAttempt(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, in.LastError, "deadline exceeded")
 	require.Equal(t, []string{"hang"}, in.Compensations)
+}
+
+func TestSagaKilledMidCompensationCompensatesEachOnce(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, b backend) {
+		marker := t.TempDir() + "/in-step"
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSagaSubprocess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "FXSAGA_SUBPROCESS=1", "FXSAGA_BLOCK=compensation", "FXSAGA_MARKER="+marker,
+			"FXSAGA_ENV="+strings.Join(append(append([]string{}, b.env...), "MARTY_SAGA_POLL_INTERVAL=50ms"), "\n"))
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		pub := newApp(t, b, []string{"MARTY_EVENTS_RELAY=false"}, nil)
+		require.NoError(t, cmd.Start())
+		pub.publish(t, OrderPlaced{OrderID: "decline-9", Customer: "decline"})
+		require.Eventually(t, func() bool { _, err := os.Stat(marker); return err == nil }, 30*time.Second, 5*time.Millisecond,
+			"the subprocess entered the compensation: %s", out)
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		_ = cmd.Wait()
+		require.Equal(t, saga.StatusCompensating, pub.status(t, "decline-9"), "killed while compensating")
+		pub.stop(t)
+
+		a := newApp(t, b, nil, orderSaga(&hooks{}))
+		a.waitStatus(t, "decline-9", saga.StatusCompensated)
+		require.Equal(t, []string{"on test.order_placed", "on test.payment_declined",
+			"compensate release-payment", "compensate notify-customer"}, steps(t, a, "decline-9"))
+		require.Eventually(t, func() bool { return len(effects(t, a.db, "decline-9")) == 4 }, 10*time.Second, 5*time.Millisecond)
+		require.Equal(t, []string{cmdReserve, cmdCancel, cmdRelease, cmdNotify}, effects(t, a.db, "decline-9"))
+	})
 }
