@@ -41,7 +41,7 @@ type Shipping struct {
 // deadline, the shipment completes it.
 func Example() {
 	dir, _ := os.MkdirTemp("", "saga-example")
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	shipping := saga.New[Shipping]("shipping")
 	saga.Start(shipping, func(e ShipmentRequested) string { return e.OrderID },
