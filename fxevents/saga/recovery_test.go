@@ -224,11 +224,24 @@ func TestTwoReplicasRunAThousandSagas(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	byStatus := func() map[string]int64 {
+		var rows []struct {
+			Status string
+			N      int64
+		}
+		require.NoError(t, r1.db.Raw("SELECT status, COUNT(*) AS n FROM marty_saga GROUP BY status").Scan(&rows).Error)
+		m := map[string]int64{}
+		for _, r := range rows {
+			m[r.Status] = r.N
+		}
+		return m
+	}
+	// Generous: under -race on a loaded 2-core machine this takes minutes.
 	require.Eventually(t, func() bool {
-		return count(t, r1.db, "SELECT COUNT(*) FROM marty_saga WHERE status IN ('running', 'compensating')") == 0 &&
-			count(t, r1.db, "SELECT COUNT(*) FROM marty_saga") == n
-	}, 90*time.Second, 50*time.Millisecond, "every saga ended")
-	t.Logf("every saga ended after %s", time.Since(start))
+		m := byStatus()
+		return m["running"] == 0 && m["compensating"] == 0 && m["completed"]+m["compensated"] == n
+	}, 5*time.Minute, 100*time.Millisecond, "every saga ended")
+	t.Logf("every saga ended after %s: %v", time.Since(start), byStatus())
 	require.Equal(t, int64(n*8/10), count(t, r1.db, "SELECT COUNT(*) FROM marty_saga WHERE status = 'completed'"))
 	require.Equal(t, int64(n*2/10), count(t, r1.db, "SELECT COUNT(*) FROM marty_saga WHERE status = 'compensated'"))
 	require.Zero(t, count(t, r1.db, `SELECT COUNT(*) FROM (SELECT saga_key, step FROM marty_saga_step
