@@ -33,8 +33,12 @@ func TestSagaFailingCompensationIsRetriedThenStuckAndTheAdminRetryCompletesIt(t 
 		require.Equal(t, saga.StatusCompensating, in.Status)
 		require.Equal(t, "payment provider unavailable", in.LastError)
 		require.Equal(t, []string{"notify-customer", "release-payment"}, in.Compensations, "nothing popped by failed attempts")
-		require.Equal(t, 3.0, metric(t, a.reg, "marty_saga_step_failures_total", map[string]string{"saga": "order", "step": "compensate"}))
-		require.Equal(t, 1.0, metric(t, a.reg, "marty_saga_stuck_total", map[string]string{"saga": "order"}))
+		// Counted right after the commit that made the saga stuck.
+		require.Eventually(t, func() bool {
+			return metric(t, a.reg, "marty_saga_stuck_total", map[string]string{"saga": "order"}) == 1
+		}, 10*time.Second, 5*time.Millisecond)
+		require.Equal(t, 3.0, metric(t, a.reg, "marty_saga_step_failures_total", map[string]string{"saga": "order", "step": "compensate"}),
+			"exactly MARTY_SAGA_MAX_ATTEMPTS attempts: a failed attempt is recorded under the saga's lock")
 		require.Eventually(t, func() bool { return metric(t, a.reg, "marty_saga_stuck_sagas", nil) == 1 }, 10*time.Second, 10*time.Millisecond,
 			"the gauge the MartySagaStuck alert watches")
 		stuck, err := a.rt.List(context.Background(), saga.Filter{Saga: "order", Stuck: true})

@@ -260,18 +260,18 @@ func (r *Runtime) lockSaga(db *gorm.DB, name, key string, skipLocked bool) (saga
 func (r *Runtime) runStep(ctx context.Context, c *core, key string, run stepRun) (bool, error) {
 	db := fxrepo.DB(ctx, r.db)
 	now := time.Now()
-	row, err := r.lockSaga(db, c.name, key, false)
-	created := false
-	if errors.Is(err, errNoSaga) && run.starts {
+	if run.starts {
+		// Create it unless it exists: a concurrent creator's insert makes
+		// this one wait, then do nothing, and the lock below sees its row.
 		us := now.UnixMicro()
 		if err := db.Exec(`INSERT INTO marty_saga (saga_type, saga_key, status, state, state_version, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			c.name, key, string(StatusRunning), []byte("{}"), c.stateVersion, us, us).Error; err != nil {
 			return false, fmt.Errorf("saga %s: create: %w", c.name, err)
 		}
-		row, err = r.lockSaga(db, c.name, key, false)
-		created = err == nil && row.version == 0
 	}
+	row, err := r.lockSaga(db, c.name, key, false)
+	created := err == nil && row.version == 0 // no step applied yet: this one starts it
 	if errors.Is(err, errNoSaga) {
 		r.m.ignored.WithLabelValues(c.name).Inc()
 		r.log.Debug("event for no saga ignored", zap.String("saga", c.name), zap.String("key", key), zap.String("step", run.name))

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"gorm.io/gorm"
 
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxrepo"
@@ -131,8 +132,9 @@ func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
 	defer cancel()
 	var fired *timerRow
 	var stepErr error
+	var recorded, parked bool
 	err := r.uow.Do(stepCtx, func(ctx context.Context) error {
-		fired, stepErr = nil, nil
+		fired, stepErr, recorded, parked = nil, nil, false, false
 		db := fxrepo.DB(ctx, r.db)
 		now := time.Now().UnixMicro()
 		// This app's sagas only (a database may hold another service's),
@@ -159,7 +161,8 @@ func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
 			if c == nil {
 				continue // another service's saga in a shared database
 			}
-			if _, err := r.lockSaga(db, cd.SagaType, cd.SagaKey, true); errors.Is(err, errNoSaga) {
+			locked, err := r.lockSaga(db, cd.SagaType, cd.SagaKey, true)
+			if errors.Is(err, errNoSaga) {
 				continue // held by another worker (or gone)
 			} else if err != nil {
 				return err
@@ -182,8 +185,25 @@ func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
 				continue // fired or rescheduled by the step that held the lock
 			}
 			fired = &t
+			// A failed attempt is rolled back to here and recorded in the
+			// same transaction, still holding the saga's lock: no other
+			// worker runs it again before the backoff.
+			if err := db.SavePoint("marty_saga_step").Error; err != nil {
+				return err
+			}
 			stepErr = r.runTimer(ctx, c, t)
-			return stepErr
+			if stepErr == nil || ctx.Err() != nil {
+				return stepErr // on an expired context the transaction ends: recorded apart
+			}
+			if err := db.RollbackTo("marty_saga_step").Error; err != nil {
+				return stepErr
+			}
+			park, err := r.recordFailure(db, t, locked.status, stepErr)
+			if err != nil {
+				return stepErr
+			}
+			recorded, parked = true, park
+			return nil
 		}
 		return nil
 	})
@@ -192,6 +212,10 @@ func (r *Runtime) fireOne(ctx context.Context) (bool, time.Time, error) {
 			return false, time.Time{}, err
 		}
 		return false, r.nextDue(ctx), nil
+	}
+	if err == nil && recorded {
+		r.reportFailure(*fired, parked, stepErr)
+		return true, time.Time{}, nil
 	}
 	if err != nil {
 		if stepErr == nil { // the commit failed: the timer fires again
@@ -245,50 +269,65 @@ func (r *Runtime) runTimer(ctx context.Context, c *core, t timerRow) error {
 	return err
 }
 
-// timerFailed records a failed timer step in a transaction of its own: the
-// attempt count, the next attempt after the backoff and, once
-// MARTY_SAGA_MAX_ATTEMPTS are spent, the parked timer and the stuck saga.
+// timerFailed records a failed timer step in a transaction of its own,
+// for a step whose transaction ended with it (its context expired, or the
+// savepoint could not be rolled back to).
 func (r *Runtime) timerFailed(ctx context.Context, t timerRow, stepErr error) error {
-	c := r.defs[t.saga]
-	attempts := t.attempts + 1
-	park := attempts >= r.cfg.MaxAttempts
-	errText := stepErr.Error()
-	r.m.stepFailures.WithLabelValues(t.saga, stepName(t.name)).Inc()
+	var park bool
 	err := r.uow.Do(ctx, func(ctx context.Context) error {
 		db := fxrepo.DB(ctx, r.db)
 		row, err := r.lockSaga(db, t.saga, t.key, false)
 		if err != nil {
 			return err
 		}
-		due := time.Now().Add(backoff(r.cfg.BackoffInitial, r.cfg.BackoffMax, attempts)).UnixMicro()
-		res := db.Exec(`UPDATE marty_saga_timer SET attempts = ?, last_error = ?, due_at = ?, parked = ? WHERE id = ?`,
-			attempts, errText, due, boolInt(park), t.id)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return nil
-		}
-		if park {
-			if err := db.Exec(`UPDATE marty_saga SET stuck = 1, last_error = ?, updated_at = ? WHERE saga_type = ? AND saga_key = ?`,
-				errText, time.Now().UnixMicro(), t.saga, t.key).Error; err != nil {
-				return err
-			}
-		}
-		return r.history(db, t.saga, t.key, stepName(t.name), "", "", row.status, errText, time.Now().UnixMicro(), 0)
+		park, err = r.recordFailure(db, t, row.status, stepErr)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("saga %s: record failed timer: %w", c.name, err)
+		return fmt.Errorf("saga %s: record failed timer: %w", t.saga, err)
 	}
+	r.reportFailure(t, park, stepErr)
+	return nil
+}
+
+// recordFailure stores a failed attempt of a timer step with the saga
+// locked: the attempt count, the next attempt after the backoff and, once
+// MARTY_SAGA_MAX_ATTEMPTS are spent, the parked timer and the stuck saga.
+func (r *Runtime) recordFailure(db *gorm.DB, t timerRow, status Status, stepErr error) (park bool, err error) {
+	attempts := t.attempts + 1
+	park = attempts >= r.cfg.MaxAttempts
+	errText := stepErr.Error()
+	now := time.Now()
+	due := now.Add(backoff(r.cfg.BackoffInitial, r.cfg.BackoffMax, attempts)).UnixMicro()
+	res := db.Exec(`UPDATE marty_saga_timer SET attempts = ?, last_error = ?, due_at = ?, parked = ? WHERE id = ?`,
+		attempts, errText, due, boolInt(park), t.id)
+	if res.Error != nil {
+		return false, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return false, nil
+	}
+	if park {
+		if err := db.Exec(`UPDATE marty_saga SET stuck = 1, last_error = ?, updated_at = ? WHERE saga_type = ? AND saga_key = ?`,
+			errText, now.UnixMicro(), t.saga, t.key).Error; err != nil {
+			return false, err
+		}
+	}
+	return park, r.history(db, t.saga, t.key, stepName(t.name), "", "", status, errText, now.UnixMicro(), 0)
+}
+
+// reportFailure counts and logs a recorded failure.
+func (r *Runtime) reportFailure(t timerRow, park bool, stepErr error) {
+	attempts := t.attempts + 1
+	r.m.stepFailures.WithLabelValues(t.saga, stepName(t.name)).Inc()
 	if park {
 		r.m.stuck.WithLabelValues(t.saga).Inc()
 		r.log.Error("saga step ran out of attempts; the saga is stuck until retried", zap.String("saga", t.saga),
 			zap.String("key", t.key), zap.String("step", stepName(t.name)), zap.Int("attempts", attempts), zap.Error(stepErr))
-	} else {
-		r.log.Warn("saga step failed; retrying", zap.String("saga", t.saga), zap.String("key", t.key),
-			zap.String("step", stepName(t.name)), zap.Int("attempt", attempts), zap.Error(stepErr))
+		return
 	}
-	return nil
+	r.log.Warn("saga step failed; retrying", zap.String("saga", t.saga), zap.String("key", t.key),
+		zap.String("step", stepName(t.name)), zap.Int("attempt", attempts), zap.Error(stepErr))
 }
 
 func stepName(timer string) string {
