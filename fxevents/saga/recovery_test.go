@@ -207,6 +207,9 @@ func TestSagaDeadlineThatFallsWhileEveryReplicaIsDownFiresOnceAfterRestart(t *te
 }
 
 func TestTwoReplicasRunAThousandSagas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the 1,000-saga run takes 20 s (minutes under -race on a loaded machine)")
+	}
 	b := pgBackend(t)
 	env := []string{"MARTY_DB_MAX_OPEN_CONNS=8", "MARTY_EVENTS_RELAY_WORKERS=3", "MARTY_EVENTS_PARTITIONS=16", "MARTY_SAGA_WORKERS=2"}
 	r1 := newApp(t, b, env, orderSaga(&hooks{deadline: 2 * time.Second}))
