@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"sync"
 	"time"
 
@@ -94,6 +95,12 @@ func NewEnvelope(source string, ev Event, codec Codec) (Envelope, error) {
 	}
 	if ct != ContentTypeJSON {
 		env.Metadata = map[string]string{MetaContentType: ct}
+	}
+	if v := eventVersion(ev); v > 1 { // see version.go
+		if env.Metadata == nil {
+			env.Metadata = map[string]string{}
+		}
+		env.Metadata[MetaEventVersion] = strconv.Itoa(v)
 	}
 	return env, nil
 }
