@@ -70,10 +70,11 @@ func (g gatewayErrors) handle(ctx context.Context, mux *runtime.ServeMux, m runt
 			w.Header().Set("Retry-After", fxhttp.RetryAfterSeconds(d))
 		}
 	case codes.Unauthenticated, codes.PermissionDenied:
-		// An AuthFunc's challenge (RFC 6750), sent as header metadata.
+		// An AuthFunc's challenge (RFC 6750), sent as header metadata,
+		// replaces the status message grpc-gateway puts there.
 		if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
 			if v := md.HeaderMD.Get("www-authenticate"); len(v) > 0 {
-				w.Header().Set("WWW-Authenticate", v[0])
+				w = &challengeWriter{ResponseWriter: w, challenge: v[0]}
 			}
 		}
 	}
@@ -137,3 +138,16 @@ func retryDelay(st *status.Status) time.Duration {
 	}
 	return 0
 }
+
+// challengeWriter sets WWW-Authenticate as the status line is written.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (c *challengeWriter) WriteHeader(code int) {
+	c.Header().Set("WWW-Authenticate", c.challenge)
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
