@@ -35,7 +35,6 @@ import (
 type echoServer interface{ isEcho() }
 
 type svc struct {
-	auth *fxauth.Auth
 	conn func(mode fxauth.Outgoing) *grpc.ClientConn
 }
 
@@ -210,7 +209,13 @@ func (a *app) call(t *testing.T, token, method, arg string) (string, metadata.MD
 	return out.GetValue(), hdr, err
 }
 
-func (a *app) get(t *testing.T, token, path string) (*http.Response, string) {
+// resp is what a test reads of a response (its body is read and closed).
+type resp struct {
+	StatusCode int
+	Header     http.Header
+}
+
+func (a *app) get(t *testing.T, token, path string) (resp, string) {
 	req, err := http.NewRequest(http.MethodGet, a.httpURL+path, nil)
 	require.NoError(t, err)
 	if token != "" {
@@ -221,7 +226,7 @@ func (a *app) get(t *testing.T, token, path string) (*http.Response, string) {
 	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
-	return res, string(b)
+	return resp{StatusCode: res.StatusCode, Header: res.Header}, string(b)
 }
 
 // TestGRPC: unary and stream calls need a valid token; UNAUTHENTICATED

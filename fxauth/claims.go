@@ -7,7 +7,8 @@ import (
 )
 
 // Principal is the verified caller: the claims of its token. It never
-// holds the token itself.
+// holds the token itself. It is shared by the calls made with the same
+// token (Config.TokenCache): read it, do not change it.
 type Principal struct {
 	// Subject is the token's "sub".
 	Subject string

@@ -51,6 +51,10 @@ type Config struct {
 	JWKSMinRefresh time.Duration `koanf:"jwks_min_refresh"`
 	// HTTPTimeout bounds a discovery, JWKS or token request to the issuer.
 	HTTPTimeout time.Duration `koanf:"http_timeout"`
+	// TokenCache is how many verified tokens are remembered, so that a
+	// token used again is not verified again until it expires or the keys
+	// are fetched again; 0 verifies every time.
+	TokenCache int `koanf:"token_cache"`
 	// ScopeClaim is the claim holding the token's scopes: a space-separated
 	// string ("scope") or an array ("scp").
 	ScopeClaim string `koanf:"scope_claim"`
@@ -111,6 +115,7 @@ func DefaultConfig() Config {
 		JWKSRefresh:    15 * time.Minute,
 		JWKSMinRefresh: 10 * time.Second,
 		HTTPTimeout:    5 * time.Second,
+		TokenCache:     10_000,
 		ScopeClaim:     "scope",
 		RateKey:        RateKeySubject,
 		RateMaxKeys:    100_000,
@@ -161,6 +166,9 @@ func (c Config) Validate() error {
 	}
 	if c.JWKSMinRefresh > c.JWKSRefresh {
 		return fxcore.Invalid("jwks_min_refresh", c.JWKSMinRefresh.String(), "at most jwks_refresh ("+c.JWKSRefresh.String()+")")
+	}
+	if c.TokenCache < 0 {
+		return fxcore.Invalid("token_cache", c.TokenCache, "an integer >= 0 (0: no cache)")
 	}
 	if c.ScopeClaim == "" {
 		return fxcore.Invalid("scope_claim", "", `a claim name ("scope", "scp")`)

@@ -43,6 +43,17 @@ type verifier struct {
 	tokenMu sync.Mutex
 	tokenEP string // the discovered token endpoint
 	jwksURL string // under fetchMu
+
+	cacheMu sync.RWMutex
+	cache   map[string]cachedToken // raw token -> its verification
+}
+
+// cachedToken is a verified token: valid until until (exp + leeway) as
+// long as the keys it was verified with are still the current ones.
+type cachedToken struct {
+	p     *Principal
+	until time.Time
+	keys  *keyState
 }
 
 // keyState is one fetched JWKS.
@@ -53,11 +64,52 @@ type keyState struct {
 }
 
 func newVerifier(cfg Config, client *http.Client, log *zap.Logger, m *metrics) *verifier {
-	return &verifier{cfg: cfg, algs: cfg.algorithms(), client: client, log: log, metrics: m, now: time.Now, jwksURL: cfg.JWKSURL}
+	v := &verifier{cfg: cfg, algs: cfg.algorithms(), client: client, log: log, metrics: m, now: time.Now, jwksURL: cfg.JWKSURL}
+	if cfg.TokenCache > 0 {
+		v.cache = make(map[string]cachedToken)
+	}
+	return v
 }
 
-// verify checks a raw token and returns its principal.
+// verify checks a raw token, or finds it verified already: a token seen
+// before is not checked again until it expires or the keys are fetched
+// again (JWKSRefresh, a rotation, an unknown key id).
 func (v *verifier) verify(ctx context.Context, raw string) (*Principal, error) {
+	if v.cache == nil {
+		return v.verifyToken(ctx, raw)
+	}
+	v.cacheMu.RLock()
+	c, ok := v.cache[raw]
+	v.cacheMu.RUnlock()
+	if ok && v.now().Before(c.until) && c.keys == v.keys.Load() && v.now().Sub(c.keys.fetched) < v.cfg.JWKSRefresh {
+		return c.p, nil
+	}
+	p, err := v.verifyToken(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	v.cacheMu.Lock()
+	if len(v.cache) >= v.cfg.TokenCache {
+		now := v.now()
+		for k, e := range v.cache {
+			if !now.Before(e.until) {
+				delete(v.cache, k)
+			}
+		}
+		for k := range v.cache { // still full: drop some at random
+			if len(v.cache) < v.cfg.TokenCache*3/4 {
+				break
+			}
+			delete(v.cache, k)
+		}
+	}
+	v.cache[raw] = cachedToken{p: p, until: p.Expiry.Add(v.cfg.Leeway), keys: v.keys.Load()}
+	v.cacheMu.Unlock()
+	return p, nil
+}
+
+// verifyToken checks a raw token and returns its principal.
+func (v *verifier) verifyToken(ctx context.Context, raw string) (*Principal, error) {
 	tok, err := jwt.ParseSigned(raw, v.algs)
 	if err != nil {
 		// Malformed, "none", HMAC or any algorithm off the allow-list.
