@@ -48,7 +48,8 @@ type Auth struct {
 	log       *zap.Logger
 	verifier  *verifier // nil without an issuer
 	rules     *rules
-	limiter   *limiter // nil without a rate limit
+	limiter   rateLimiter // nil without a rate limit
+	redis     *redisLimiter
 	metrics   *metrics
 	skip      map[string]bool
 	realm     string
@@ -83,12 +84,26 @@ func NewAuth(cfg Config, opts Options) (*Auth, error) {
 	if a.realm == "" {
 		a.realm = "api"
 	}
-	if cfg.RateLimited() {
-		a.limiter = newLimiter(cfg)
+	size := func() float64 { return 0 }
+	switch {
+	case cfg.RateLimited() && cfg.RateRedisURL != "":
+		if a.redis, err = newRedisLimiter(cfg, log); err != nil {
+			return nil, err
+		}
+		a.limiter, size = a.redis, a.redis.size
+	case cfg.RateLimited():
+		l := localLimiter{newLimiter(cfg)}
+		a.limiter, size = l, l.size
 	}
-	a.metrics, err = newMetrics(opts.Registerer, a.limiter.size)
+	a.metrics, err = newMetrics(opts.Registerer, size)
 	if err != nil {
+		if a.redis != nil {
+			_ = a.redis.close()
+		}
 		return nil, err
+	}
+	if a.redis != nil {
+		a.redis.metrics = a.metrics
 	}
 	a.httpClient = opts.HTTPClient
 	if a.httpClient == nil {
@@ -98,6 +113,14 @@ func NewAuth(cfg Config, opts Options) (*Auth, error) {
 		a.verifier = newVerifier(cfg, a.httpClient, log, a.metrics)
 	}
 	return a, nil
+}
+
+// Close releases the rate limiter's Redis connections, if any.
+func (a *Auth) Close() error {
+	if a.redis != nil {
+		return a.redis.close()
+	}
+	return nil
 }
 
 // Config is the configuration in use.
@@ -175,7 +198,7 @@ func (a *Auth) decide(ctx context.Context, c call) (context.Context, *refusal, v
 		if a.cfg.RatePerRoute {
 			key += "|" + c.target
 		}
-		v = a.limiter.take(key, a.now())
+		v = a.limiter.take(ctx, key, a.now())
 		if !v.ok {
 			return ctx, a.refuse(c, &refusal{outcome: outcomeLimited, desc: "rate limit exceeded", limit: v}), v
 		}

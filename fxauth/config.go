@@ -83,6 +83,14 @@ type Config struct {
 	// RateMaxKeys bounds the callers tracked in memory; idle ones are
 	// dropped first.
 	RateMaxKeys int `koanf:"rate_max_keys"`
+	// RateRedisURL shares the limit across replicas through Redis
+	// (redis://[:password@]host:port/db; GCRA). Empty: each replica limits
+	// on its own. When Redis is down the replica limits on its own.
+	RateRedisURL string `koanf:"rate_redis_url"`
+	// RateRedisPrefix starts the Redis keys of the limiter.
+	RateRedisPrefix string `koanf:"rate_redis_prefix"`
+	// RateRedisTimeout bounds one Redis call of the limiter.
+	RateRedisTimeout time.Duration `koanf:"rate_redis_timeout"`
 	// TrustedProxies is how many proxies in front of the service append to
 	// X-Forwarded-For: the client IP is the entry that many places from the
 	// right. 0 uses the connection's address.
@@ -110,15 +118,17 @@ var DefaultAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "P
 // and at most every 10 seconds.
 func DefaultConfig() Config {
 	return Config{
-		Algorithms:     slices.Clone(DefaultAlgorithms),
-		Leeway:         30 * time.Second,
-		JWKSRefresh:    15 * time.Minute,
-		JWKSMinRefresh: 10 * time.Second,
-		HTTPTimeout:    5 * time.Second,
-		TokenCache:     10_000,
-		ScopeClaim:     "scope",
-		RateKey:        RateKeySubject,
-		RateMaxKeys:    100_000,
+		Algorithms:       slices.Clone(DefaultAlgorithms),
+		Leeway:           30 * time.Second,
+		JWKSRefresh:      15 * time.Minute,
+		JWKSMinRefresh:   10 * time.Second,
+		HTTPTimeout:      5 * time.Second,
+		TokenCache:       10_000,
+		ScopeClaim:       "scope",
+		RateKey:          RateKeySubject,
+		RateMaxKeys:      100_000,
+		RateRedisPrefix:  "marty:ratelimit:",
+		RateRedisTimeout: 100 * time.Millisecond,
 	}
 }
 
@@ -187,6 +197,14 @@ func (c Config) Validate() error {
 	}
 	if c.RateMaxKeys < 1 {
 		return fxcore.Invalid("rate_max_keys", c.RateMaxKeys, "a positive integer")
+	}
+	if c.RateRedisURL != "" {
+		if u, err := url.Parse(c.RateRedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			return fxcore.Invalid("rate_redis_url", redisHost(c.RateRedisURL), "a redis:// or rediss:// URL")
+		}
+	}
+	if c.RateRedisTimeout <= 0 {
+		return fxcore.Invalid("rate_redis_timeout", c.RateRedisTimeout.String(), "a positive duration")
 	}
 	if c.TrustedProxies < 0 || c.TrustedProxies > 16 {
 		return fxcore.Invalid("trusted_proxies", c.TrustedProxies, "0 to 16")

@@ -22,6 +22,10 @@ type metrics struct {
 	requests *prometheus.CounterVec // transport, outcome
 	jwks     *prometheus.CounterVec // result
 	keys     prometheus.GaugeFunc
+	// fallbacks counts limiter decisions made in process because Redis
+	// did not answer; redisDown is 1 while it does not.
+	fallbacks prometheus.Counter
+	redisDown prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, trackedKeys func() float64) (*metrics, error) {
@@ -38,11 +42,19 @@ func newMetrics(reg prometheus.Registerer, trackedKeys func() float64) (*metrics
 			Name: "marty_auth_ratelimit_callers",
 			Help: "Callers the in-process rate limiter tracks.",
 		}, trackedKeys),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "marty_auth_ratelimit_fallbacks_total",
+			Help: "Rate-limit decisions taken in process because the limiter's Redis did not answer.",
+		}),
+		redisDown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "marty_auth_ratelimit_redis_down",
+			Help: "1 while the rate limiter's Redis does not answer (each replica limits on its own).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.jwks, m.keys} {
+	for _, c := range []prometheus.Collector{m.requests, m.jwks, m.keys, m.fallbacks, m.redisDown} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

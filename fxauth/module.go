@@ -32,6 +32,7 @@ var Module = fx.Module("martyfx.auth",
 type authParams struct {
 	fx.In
 
+	LC         fx.Lifecycle
 	Config     Config
 	Logger     *zap.Logger
 	Info       fxcore.ServiceInfo       `optional:"true"`
@@ -42,6 +43,15 @@ type authParams struct {
 }
 
 func newAuth(p authParams) (*Auth, error) {
+	a, err := buildAuth(p)
+	if err != nil {
+		return nil, err
+	}
+	p.LC.Append(fx.StopHook(a.Close))
+	return a, nil
+}
+
+func buildAuth(p authParams) (*Auth, error) {
 	opts := Options{
 		Logger:     p.Logger,
 		Registerer: p.Registerer,
