@@ -209,15 +209,15 @@ func (a *Auth) decide(ctx context.Context, c call) (context.Context, *refusal, v
 		}
 	}
 	if p == nil && authOn {
-		a.metrics.requests.WithLabelValues(c.transport, outcomePublic).Inc()
+		a.metrics.count(c.transport, outcomePublic)
 	} else {
-		a.metrics.requests.WithLabelValues(c.transport, outcomeOK).Inc()
+		a.metrics.count(c.transport, outcomeOK)
 	}
 	return ctx, nil, v
 }
 
 func (a *Auth) refuse(c call, r *refusal) *refusal {
-	a.metrics.requests.WithLabelValues(c.transport, r.outcome).Inc()
+	a.metrics.count(c.transport, r.outcome)
 	if ce := a.log.Check(zap.DebugLevel, "fxauth: refused"); ce != nil {
 		ce.Write(zap.String("transport", c.transport), zap.String("target", c.target),
 			zap.String("outcome", r.outcome), zap.String("reason", r.desc))

@@ -33,14 +33,14 @@ func (a *Auth) GRPCAuthFunc() fxgrpc.AuthFunc {
 
 func (a *Auth) authGRPC(ctx context.Context, method string) (context.Context, error) {
 	access, ruled := a.rules.grpc(method)
-	md, _ := metadata.FromIncomingContext(ctx)
 	var header string
-	if v := md.Get("authorization"); len(v) > 0 {
+	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
 		header = v[0]
 	}
+	in := ctx
 	ctx, r, _ := a.decide(ctx, call{
 		transport: "grpc", target: method, access: access, ruled: ruled, header: header,
-		clientIP: func() string { return a.grpcClientIP(ctx, md) },
+		clientIP: func() string { return a.grpcClientIP(in) },
 	})
 	if r == nil {
 		return ctx, nil
@@ -73,12 +73,12 @@ func (a *Auth) grpcError(ctx context.Context, r *refusal) error {
 // proxies the X-Forwarded-For entry that many hops from the right. A call
 // from a loopback peer carrying X-Forwarded-For is the in-process REST
 // gateway's, which appended the HTTP client's address: one hop more.
-func (a *Auth) grpcClientIP(ctx context.Context, md metadata.MD) string {
+func (a *Auth) grpcClientIP(ctx context.Context) string {
 	var ip string
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		ip = hostOf(p.Addr.String())
 	}
-	xff := md.Get("x-forwarded-for")
+	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
 	hops := a.cfg.TrustedProxies
 	if parsed := net.ParseIP(ip); len(xff) > 0 && parsed != nil && parsed.IsLoopback() {
 		hops++

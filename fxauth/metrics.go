@@ -20,6 +20,9 @@ const (
 // metrics are fxauth's Prometheus series (marty_auth_*).
 type metrics struct {
 	requests *prometheus.CounterVec // transport, outcome
+	// counters are requests' series, made once: a call looks its own up
+	// without hashing labels.
+	counters map[[2]string]prometheus.Counter
 	jwks     *prometheus.CounterVec // result
 	keys     prometheus.GaugeFunc
 	// fallbacks counts limiter decisions made in process because Redis
@@ -51,6 +54,12 @@ func newMetrics(reg prometheus.Registerer, trackedKeys func() float64) (*metrics
 			Help: "1 while the rate limiter's Redis does not answer (each replica limits on its own).",
 		}),
 	}
+	m.counters = map[[2]string]prometheus.Counter{}
+	for _, t := range []string{"grpc", "http"} {
+		for _, o := range []string{outcomeOK, outcomePublic, outcomeUnauthenticated, outcomeDenied, outcomeLimited, outcomeUnavailable} {
+			m.counters[[2]string{t, o}] = m.requests.WithLabelValues(t, o)
+		}
+	}
 	if reg == nil {
 		return m, nil
 	}
@@ -64,4 +73,13 @@ func newMetrics(reg prometheus.Registerer, trackedKeys func() float64) (*metrics
 		}
 	}
 	return m, nil
+}
+
+// count adds one call of transport with outcome.
+func (m *metrics) count(transport, outcome string) {
+	if c, ok := m.counters[[2]string{transport, outcome}]; ok {
+		c.Inc()
+		return
+	}
+	m.requests.WithLabelValues(transport, outcome).Inc()
 }
