@@ -213,15 +213,15 @@ func TestConfigValidate(t *testing.T) {
 	ok.Issuer, ok.Audience = "https://id.example.com", []string{"api"}
 	require.NoError(t, ok.Validate())
 	bad := map[string]func(*fxauth.Config){
-		"algorithms":    func(c *fxauth.Config) { c.Algorithms = []string{"HS256"} },
-		"algorithms ":   func(c *fxauth.Config) { c.Algorithms = []string{"none"} },
-		"audience":      func(c *fxauth.Config) { c.Audience = nil },
-		"issuer":        func(c *fxauth.Config) { c.Issuer = "http://id.example.com" },
-		"leeway":        func(c *fxauth.Config) { c.Leeway = time.Hour },
-		"rules":         func(c *fxauth.Config) { c.Rules = []string{"/a.B/C=admin"} },
-		"rate_key":      func(c *fxauth.Config) { c.RateKey = "user" },
-		"rate_limit":    func(c *fxauth.Config) { c.RateLimit = -1 },
-		"client_secret": func(c *fxauth.Config) { c.ClientID = "x" },
+		"algorithms":      func(c *fxauth.Config) { c.Algorithms = []string{"HS256"} },
+		"algorithms:none": func(c *fxauth.Config) { c.Algorithms = []string{"none"} },
+		"audience":        func(c *fxauth.Config) { c.Audience = nil },
+		"issuer":          func(c *fxauth.Config) { c.Issuer = "http://id.example.com" },
+		"leeway":          func(c *fxauth.Config) { c.Leeway = time.Hour },
+		"rules":           func(c *fxauth.Config) { c.Rules = []string{"/a.B/C=admin"} },
+		"rate_key":        func(c *fxauth.Config) { c.RateKey = "user" },
+		"rate_limit":      func(c *fxauth.Config) { c.RateLimit = -1 },
+		"client_secret":   func(c *fxauth.Config) { c.ClientID = "x" },
 	}
 	for key, mutate := range bad {
 		c := ok
