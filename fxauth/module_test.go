@@ -72,7 +72,10 @@ func TestClientCredentialsRefused(t *testing.T) {
 	res, err := rt.RoundTrip(req)
 	require.NoError(t, err)
 	_ = res.Body.Close()
-	_, err = b.Transport(nil, fxauth.Own).RoundTrip(req)
+	res, err = b.Transport(nil, fxauth.Own).RoundTrip(req)
+	if res != nil {
+		_ = res.Body.Close()
+	}
 	require.ErrorContains(t, err, "MARTY_AUTH_CLIENT_ID")
 }
 
