@@ -155,7 +155,7 @@ func TestKeysFetchThrottled(t *testing.T) {
 	_, err := a.Verify(ctx, is.token(nil))
 	require.NoError(t, err)
 	for i := range 20 {
-		_, err := a.Verify(ctx, is.signWith(rsaKey(t, "unknown-"+string(rune('a'+i))), nil))
+		_, err := a.Verify(ctx, is.signWith(ecKey(t, "unknown-"+string(rune('a'+i))), nil))
 		require.ErrorContains(t, err, "unknown key id")
 	}
 	require.EqualValues(t, 1, is.jwksFetches.Load())
