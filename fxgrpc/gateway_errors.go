@@ -45,7 +45,9 @@ func gatewayMuxOptions(s *Server) []runtime.ServeMuxOption {
 //     error (ref <id>)" become "internal error (ref <request id>)", logged
 //     with the full error.
 //
-// Every 503 carries Retry-After (from the RetryInfo, else one second).
+// Every 503 carries Retry-After (from the RetryInfo, else one second), a
+// 429 with a RetryInfo too; a 401 or 403 carries the www-authenticate
+// header metadata the server sent as WWW-Authenticate.
 type gatewayErrors struct {
 	log *zap.Logger
 }
@@ -60,8 +62,21 @@ func (g gatewayErrors) handle(ctx context.Context, mux *runtime.ServeMux, m runt
 		return
 	}
 	st := g.fix(r.Context(), fxhttp.RequestID(r.Context()), err)
-	if st.Code() == codes.Unavailable {
+	switch st.Code() {
+	case codes.Unavailable:
 		w.Header().Set("Retry-After", fxhttp.RetryAfterSeconds(retryDelay(st)))
+	case codes.ResourceExhausted:
+		if d := retryDelay(st); d > 0 {
+			w.Header().Set("Retry-After", fxhttp.RetryAfterSeconds(d))
+		}
+	case codes.Unauthenticated, codes.PermissionDenied:
+		// An AuthFunc's challenge (RFC 6750), sent as header metadata,
+		// replaces the status message grpc-gateway puts there.
+		if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
+			if v := md.HeaderMD.Get("www-authenticate"); len(v) > 0 {
+				w = &challengeWriter{ResponseWriter: w, challenge: v[0]}
+			}
+		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, st.Err())
 }
@@ -123,3 +138,16 @@ func retryDelay(st *status.Status) time.Duration {
 	}
 	return 0
 }
+
+// challengeWriter sets WWW-Authenticate as the status line is written.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (c *challengeWriter) WriteHeader(code int) {
+	c.Header().Set("WWW-Authenticate", c.challenge)
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

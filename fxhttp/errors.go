@@ -174,6 +174,7 @@ type requestInfo struct {
 	pattern     string // the pattern the server's ServeMux matched
 	route       string // the route a handler set (SetRoute)
 	routeSet    bool
+	subject     string // the authenticated caller (SetSubject)
 }
 
 type infoKey struct{}
@@ -195,6 +196,15 @@ func infoFrom(ctx context.Context) *requestInfo {
 func SetRoute(ctx context.Context, route string) {
 	if info := infoFrom(ctx); info != nil {
 		info.route, info.routeSet = route, true
+	}
+}
+
+// SetSubject names the authenticated caller of the request ctx belongs
+// to, for its access log line ("subject"); authentication middleware
+// calls it. Outside a request served by fxhttp it does nothing.
+func SetSubject(ctx context.Context, subject string) {
+	if info := infoFrom(ctx); info != nil {
+		info.subject = subject
 	}
 }
 

@@ -296,6 +296,9 @@ func (s *stack) accessLog(st *reqState, r *http.Request, span trace.Span, ri *ro
 			fields = append(fields, zap.String("trace_id", sc.TraceID().String()), zap.String("span_id", sc.SpanID().String()))
 		}
 	}
+	if st.info.subject != "" {
+		fields = append(fields, zap.String("subject", st.info.subject))
+	}
 	if st.info.err != nil {
 		fields = append(fields, zap.Error(st.info.err))
 	}
