@@ -49,10 +49,12 @@ type Config struct {
 
 	// ConnectTimeout bounds the first connection at start.
 	ConnectTimeout time.Duration `koanf:"connect_timeout"`
-	// ReconnectWait is the pause between reconnection attempts (the
-	// client's recovery, which never gives up; up to 500ms of jitter is
-	// added).
+	// ReconnectWait is the first pause between reconnection attempts; it
+	// doubles (±20% jitter) up to ReconnectMax. Reconnection never gives
+	// up, except when the broker refuses the credentials (fatal).
 	ReconnectWait time.Duration `koanf:"reconnect_wait"`
+	// ReconnectMax caps the pause between reconnection attempts.
+	ReconnectMax time.Duration `koanf:"reconnect_max"`
 	// PublishTimeout is how long a publish waits for the broker's
 	// confirmations while connected before it fails.
 	PublishTimeout time.Duration `koanf:"publish_timeout"`
@@ -98,7 +100,8 @@ func DefaultConfig() Config {
 		Prefetch:          64,
 		RebalanceInterval: 10 * time.Second,
 		ConnectTimeout:    5 * time.Second,
-		ReconnectWait:     time.Second,
+		ReconnectWait:     100 * time.Millisecond,
+		ReconnectMax:      5 * time.Second,
 		PublishTimeout:    10 * time.Second,
 		PublishChannels:   4,
 		ReadinessGrace:    10 * time.Second,
@@ -131,12 +134,15 @@ func (c Config) Validate() error {
 		key string
 		v   time.Duration
 	}{
-		{"connect_timeout", c.ConnectTimeout}, {"reconnect_wait", c.ReconnectWait},
+		{"connect_timeout", c.ConnectTimeout}, {"reconnect_wait", c.ReconnectWait}, {"reconnect_max", c.ReconnectMax},
 		{"publish_timeout", c.PublishTimeout}, {"heartbeat", c.Heartbeat},
 	} {
 		if d.v <= 0 {
 			return fxcore.Invalid(d.key, d.v.String(), "a positive duration")
 		}
+	}
+	if c.ReconnectMax < c.ReconnectWait {
+		return fxcore.Invalid("reconnect_max", c.ReconnectMax.String(), "at least reconnect_wait ("+c.ReconnectWait.String()+")")
 	}
 	if c.RebalanceInterval < 0 {
 		return fxcore.Invalid("rebalance_interval", c.RebalanceInterval.String(), "a duration >= 0 (0: off)")

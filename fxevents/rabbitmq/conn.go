@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,14 +39,14 @@ type ConnOptions struct {
 	// waiting for a lost connection gives up. Nil: a private one, begun by
 	// Close.
 	Stopping *fxcore.Stopping
-	// Fatal is called when the connection closes for good by itself after
-	// Start (the broker refused the credentials on reconnection, say),
-	// since events can no longer flow; nil: the error is only logged.
+	// Fatal is called when reconnection cannot succeed (the broker refuses
+	// the credentials), since events can no longer flow; nil: the error is
+	// only logged and reconnection goes on.
 	Fatal func(error)
 }
 
 // Conn is an app's connection to RabbitMQ: it connects with the client's
-// automatic recovery (reconnecting forever), declares the exchanges, and is
+// reconnection (forever), declares the exchanges, and is
 // the fxevents.Transport (Publish, with publisher confirms).
 type Conn struct {
 	cfg   Config
@@ -145,58 +145,126 @@ func (c *Conn) connected() bool {
 
 // Start connects (failing with the broker's address when it cannot),
 // declares the exchanges and opens the publishing channels. From then on
-// the client recovers the connection and its channels by itself.
+// a lost connection is reconnected (forever, every ReconnectWait doubling
+// up to ReconnectMax) with fresh channels.
 func (c *Conn) Start(ctx context.Context) error {
-	tc, err := c.cfg.TLS.ClientConfig()
-	if err != nil {
-		return fmt.Errorf("rabbitmq: TLS (MARTY_RABBITMQ_TLS_*): %w", err)
-	}
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(c.name)
 	timeout := c.cfg.ConnectTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
+	conn, pubs, err := c.dial(timeout)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.conn, c.pubs, c.watchDone = conn, pubs, make(chan struct{})
+	c.markUpLocked()
+	c.mu.Unlock()
+	go c.supervise(conn)
+	c.log.Info("connected to RabbitMQ", zap.String("host", c.host), zap.String("exchange", c.cfg.Exchange),
+		zap.Int("partitions", c.cfg.Partitions))
+	return nil
+}
+
+// dial connects, declares the exchanges and opens the publishing channels.
+//
+// The client's own recovery (amqp091-go Config.Recovery) is not used: with
+// a dozen channels on a connection, its channel and connection recoveries
+// race (504 "channel/connection is not open") and the connection stays
+// down, and it reopens a consumer's channel in place, where an
+// acknowledgement of a delivery of the lost connection would settle a
+// different message. A new connection with new channels has neither
+// problem.
+func (c *Conn) dial(timeout time.Duration) (*amqp.Connection, chan *amqp.Channel, error) {
+	tc, err := c.cfg.TLS.ClientConfig()
+	if err != nil {
+		return nil, nil, fmt.Errorf("rabbitmq: TLS (MARTY_RABBITMQ_TLS_*): %w", err)
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(c.name)
 	conn, err := amqp.DialConfig(c.cfg.URL, amqp.Config{
 		Heartbeat:       c.cfg.Heartbeat,
 		TLSClientConfig: tc,
 		Properties:      props,
 		Dial:            amqp.DefaultDial(timeout),
-		Recovery: &amqp.Recovery{
-			ReconnectionConfig: &amqp.ReconnectionConfig{MaxRetryCount: math.MaxInt32, RetryInterval: c.cfg.ReconnectWait},
-			// The topology is durable and declared by Start and the
-			// consumers; the consumers subscribe again themselves, on
-			// fresh channels, so no delivery tag of the lost connection is
-			// ever acknowledged on the new one.
-			TopologyRecoveryMode: amqp.TopologyRecoveryDisabled,
-		},
 	})
 	if err != nil {
-		return fmt.Errorf("rabbitmq: connect to %s: %w", c.host, cleanErr(err))
+		return nil, nil, fmt.Errorf("rabbitmq: connect to %s: %w", c.host, cleanErr(err))
 	}
 	if err := c.declareExchanges(conn); err != nil {
 		_ = conn.Close()
-		return err
+		return nil, nil, err
 	}
 	pubs := make(chan *amqp.Channel, c.cfg.PublishChannels)
 	for range c.cfg.PublishChannels {
 		ch, err := c.publishChannel(conn)
 		if err != nil {
 			_ = conn.Close()
-			return err
+			return nil, nil, err
 		}
 		pubs <- ch
 	}
-	states := make(chan *amqp.StateChanged, 16)
-	conn.NotifyStateChange(states)
-	c.mu.Lock()
-	c.conn, c.pubs, c.watchDone = conn, pubs, make(chan struct{})
-	c.markUpLocked()
-	c.mu.Unlock()
-	go c.watch(states)
-	c.log.Info("connected to RabbitMQ", zap.String("host", c.host), zap.String("exchange", c.cfg.Exchange),
-		zap.Int("partitions", c.cfg.Partitions))
-	return nil
+	return conn, pubs, nil
+}
+
+// supervise waits for the connection to be lost and connects again, until
+// Close.
+func (c *Conn) supervise(conn *amqp.Connection) {
+	defer close(c.watchDone)
+	for {
+		lostErr, ok := <-conn.NotifyClose(make(chan *amqp.Error, 1))
+		if !ok || lostErr == nil || c.isStopping() {
+			c.mu.Lock()
+			c.markDownLocked(amqp.ErrClosed)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Lock()
+		c.markDownLocked(cleanErr(lostErr))
+		c.mu.Unlock()
+		c.log.Warn("disconnected from RabbitMQ; reconnecting", zap.String("host", c.host), zap.Error(cleanErr(lostErr)))
+		wait := c.cfg.ReconnectWait
+		for {
+			t := time.NewTimer(time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64())))
+			select {
+			case <-c.stopping:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			nconn, pubs, err := c.dial(c.cfg.ConnectTimeout)
+			if err == nil {
+				c.mu.Lock()
+				if c.closed.Load() {
+					c.mu.Unlock()
+					_ = nconn.Close()
+					return
+				}
+				c.conn, c.pubs = nconn, pubs
+				c.markUpLocked()
+				c.mu.Unlock()
+				conn = nconn
+				c.m.reconnects.Inc()
+				c.log.Info("reconnected to RabbitMQ", zap.String("host", c.host))
+				break
+			}
+			c.mu.Lock()
+			c.lastErr = err
+			c.mu.Unlock()
+			var ae *amqp.Error
+			if errors.As(err, &ae) && ae.Code == amqp.AccessRefused || errors.Is(err, amqp.ErrCredentials) {
+				err = fmt.Errorf("rabbitmq: the broker at %s refuses the credentials on reconnection: %w", c.host, err)
+				if c.fatal != nil {
+					c.fatal(err)
+					return
+				}
+				c.log.Error("RabbitMQ refuses the credentials; events cannot flow", zap.Error(err))
+			} else {
+				c.log.Debug("reconnect to RabbitMQ failed; retrying", zap.Duration("wait", wait), zap.Error(err))
+			}
+			wait = min(wait*2, c.cfg.ReconnectMax)
+		}
+	}
 }
 
 func (c *Conn) publishChannel(conn *amqp.Connection) (*amqp.Channel, error) {
@@ -250,49 +318,6 @@ func cleanErr(err error) error {
 	var ae *amqp.Error
 	if errors.As(err, &ae) {
 		return fmt.Errorf("%d %s", ae.Code, ae.Reason)
-	}
-	return err
-}
-
-// watch follows the connection's recovery.
-func (c *Conn) watch(states <-chan *amqp.StateChanged) {
-	defer close(c.watchDone)
-	for st := range states {
-		switch st.To {
-		case amqp.StateReconnecting:
-			c.mu.Lock()
-			c.markDownLocked(errors.New("connection lost"))
-			c.mu.Unlock()
-			if !c.isStopping() {
-				c.log.Warn("disconnected from RabbitMQ; reconnecting", zap.String("host", c.host))
-			}
-		case amqp.StateOpen:
-			c.m.reconnects.Inc()
-			c.mu.Lock()
-			c.markUpLocked()
-			c.mu.Unlock()
-			c.log.Info("reconnected to RabbitMQ", zap.String("host", c.host))
-		case amqp.StateClosed:
-			c.mu.Lock()
-			c.markDownLocked(st.Err)
-			c.mu.Unlock()
-			if c.isStopping() {
-				c.log.Debug("RabbitMQ connection closed")
-				continue
-			}
-			err := fmt.Errorf("rabbitmq: the connection to %s closed and will not recover: %w", c.host, cleanErr(orClosed(st.Err)))
-			if c.fatal == nil {
-				c.log.Error("RabbitMQ connection closed; events cannot be published or consumed any more", zap.Error(err))
-				continue
-			}
-			c.fatal(err)
-		}
-	}
-}
-
-func orClosed(err error) error {
-	if err == nil {
-		return amqp.ErrClosed
 	}
 	return err
 }
@@ -386,10 +411,11 @@ func (c *Conn) Close(ctx context.Context) error {
 	c.BeginStop()
 	c.mu.Lock()
 	conn, done := c.conn, c.watchDone
-	c.mu.Unlock()
 	if conn == nil || c.closed.Swap(true) {
+		c.mu.Unlock()
 		return nil
 	}
+	c.mu.Unlock()
 	var err error
 	if dl, ok := ctx.Deadline(); ok {
 		err = conn.CloseDeadline(dl)

@@ -107,7 +107,7 @@ func (e *ctlError) Error() string { return "rabbitmqctl " + e.args[0] + ": " + e
 
 func (tg target) env(extra ...string) []string {
 	return append([]string{
-		"MARTY_RABBITMQ_URL=" + tg.url, "MARTY_RABBITMQ_RECONNECT_WAIT=100ms", "MARTY_LOG_LEVEL=error",
+		"MARTY_RABBITMQ_URL=" + tg.url, "MARTY_RABBITMQ_RECONNECT_WAIT=50ms", "MARTY_RABBITMQ_RECONNECT_MAX=500ms", "MARTY_LOG_LEVEL=error",
 		"MARTY_RABBITMQ_HEARTBEAT=2s",
 	}, extra...)
 }
@@ -325,4 +325,16 @@ func (p *proxy) url(t *testing.T, tg target) string {
 	require.NoError(t, err)
 	u.Host = p.addr
 	return u.String()
+}
+
+// rabbitmqHost is the host:port of an amqp URL (5672 by default).
+func rabbitmqHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5672")
+	}
+	return u.Host
 }

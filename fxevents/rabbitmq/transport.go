@@ -19,7 +19,7 @@ import (
 // the envelope id is the message_id, its type the type property, its
 // source the app_id. Its Metadata entries (traceparent, tracestate,
 // baggage, correlation-id, content-type) travel as headers of their own
-// names. Headers starting with "x-" are not metadata.
+// names. Headers starting with "x-" or "marty-" are not metadata.
 const (
 	HeaderAggregateID = "x-marty-aggregate-id"
 	HeaderOccurredAt  = "x-marty-occurred-at"
@@ -27,9 +27,10 @@ const (
 	// makes (2 for the first retry).
 	HeaderAttempt = "x-marty-attempt"
 	// HeaderConsumer and HeaderRetryLevel route a retry copy, through the
-	// retry exchange, to its consumer's delay queue.
-	HeaderConsumer   = "x-marty-consumer"
-	HeaderRetryLevel = "x-marty-retry-level"
+	// retry exchange, to its consumer's delay queue (not "x-" headers: a
+	// headers exchange ignores those).
+	HeaderConsumer   = "marty-retry-consumer"
+	HeaderRetryLevel = "marty-retry-level"
 
 	// Headers of a dead-letter queue message.
 	HeaderDeadHandler  = "x-marty-dead-handler"
@@ -235,7 +236,7 @@ func Envelope(d amqp.Delivery) (fxevents.Envelope, error) {
 	}
 	for k, v := range d.Headers {
 		s, ok := v.(string)
-		if !ok || strings.HasPrefix(k, "x-") {
+		if !ok || strings.HasPrefix(k, "x-") || strings.HasPrefix(k, "marty-") {
 			continue
 		}
 		if env.Metadata == nil {
