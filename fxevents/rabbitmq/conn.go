@@ -12,8 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/zap"
 
 	"github.com/martyfx/martyfx/fxcore"
@@ -453,7 +453,14 @@ func (c *Conn) health(context.Context) error {
 		since = time.Now()
 	}
 	if down := time.Since(since); down >= c.cfg.ReadinessGrace {
-		return fmt.Errorf("rabbitmq: disconnected from %s for %s (grace %s): %v", c.host, down.Round(time.Millisecond), c.cfg.ReadinessGrace, c.lastErr)
+		return fmt.Errorf("rabbitmq: disconnected from %s for %s (grace %s): %w", c.host, down.Round(time.Millisecond), c.cfg.ReadinessGrace, orClosed(c.lastErr))
 	}
 	return nil
+}
+
+func orClosed(err error) error {
+	if err == nil {
+		return amqp.ErrClosed
+	}
+	return err
 }

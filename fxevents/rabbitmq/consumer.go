@@ -479,9 +479,9 @@ func (p *partition) handle(ch *amqp.Channel, d amqp.Delivery) {
 		p.deadLetter(ch, d, env, err, attempt)
 		return
 	}
-	max := cs.o.MaxDeliveries
-	if attempt > max {
-		err := fmt.Errorf("rabbitmq: delivered %d times, more than the max of %d; the handler was not run again", attempt, max)
+	maxDeliveries := cs.o.MaxDeliveries
+	if attempt > maxDeliveries {
+		err := fmt.Errorf("rabbitmq: delivered %d times, more than the max of %d; the handler was not run again", attempt, maxDeliveries)
 		cs.d.DeadLetter(cs.base, c.handler, env, err, attempt-1)
 		p.deadLetter(ch, d, env, err, attempt-1)
 		return
@@ -494,7 +494,7 @@ func (p *partition) handle(ch *amqp.Channel, d amqp.Delivery) {
 		p.deadLetter(ch, d, env, res.Err, attempt)
 	case res.Retry && cs.base.Err() != nil:
 		_ = d.Nack(false, true)
-	case res.Retry && attempt >= max:
+	case res.Retry && attempt >= maxDeliveries:
 		cs.d.DeadLetter(cs.base, c.handler, env, res.Err, attempt)
 		p.deadLetter(ch, d, env, res.Err, attempt)
 	case res.Retry:

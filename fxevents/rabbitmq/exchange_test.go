@@ -51,17 +51,6 @@ func countEffects(t *testing.T, db *gorm.DB) (rows, distinct int64) {
 	return rows, distinct
 }
 
-// publishOutbox publishes n events over aggs aggregates through the
-// publisher's outbox, one transaction each.
-func publishOutbox(t *testing.T, pub *testApp, from, n, aggs int) {
-	t.Helper()
-	for i := from; i < from+n; i++ {
-		require.NoError(t, pub.uow.Do(context.Background(), func(ctx context.Context) error {
-			return pub.bus.Publish(ctx, OrderPlaced{OrderID: fmt.Sprintf("o%d", i%aggs), Seq: i})
-		}))
-	}
-}
-
 func requireOrdered(t *testing.T, got *received) {
 	t.Helper()
 	got.mu.Lock()

@@ -103,7 +103,9 @@ type ctlError struct {
 	err  error
 }
 
-func (e *ctlError) Error() string { return "rabbitmqctl " + e.args[0] + ": " + e.err.Error() + ": " + e.out }
+func (e *ctlError) Error() string {
+	return "rabbitmqctl " + e.args[0] + ": " + e.err.Error() + ": " + e.out
+}
 
 func (tg target) env(extra ...string) []string {
 	return append([]string{
@@ -216,12 +218,6 @@ func (r *received) distinct() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.byID)
-}
-
-func (r *received) total() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.seqs)
 }
 
 func recordingHandler(name string, r *received) fx.Option {
