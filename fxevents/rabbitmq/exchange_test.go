@@ -213,7 +213,7 @@ func TestReplicasShareTheWork(t *testing.T) {
 	slow := fx.Invoke(func() {})
 	got := newReceived()
 	r0 := effectsApp(t, "notifier", env, got, &h0, slow)
-	effectsApp(t, "notifier", env, got, &h1, slow)
+	r1 := effectsApp(t, "notifier", env, got, &h1, slow)
 	pub := newApp(t, "orders", tg.env("MARTY_RABBITMQ_PARTITIONS=4"))
 
 	const n = 2000
@@ -232,7 +232,10 @@ func TestReplicasShareTheWork(t *testing.T) {
 	require.Equal(t, int64(n), distinct)
 	require.Positive(t, h0.Load(), "replica 0 takes a share")
 	require.Positive(t, h1.Load(), "replica 1 takes a share")
-	t.Logf("replica shares: %d / %d", h0.Load(), h1.Load())
+	consumer := map[string]string{"consumer": rabbitmq.ConsumerName("notifier", "mailer")}
+	handoffs := metric(t, r0.reg, "marty_rabbitmq_partition_handoffs_total", consumer) + metric(t, r1.reg, "marty_rabbitmq_partition_handoffs_total", consumer)
+	require.GreaterOrEqual(t, handoffs, 1.0, "the first replica handed partitions to the second")
+	t.Logf("replica shares: %d / %d, handoffs %v", h0.Load(), h1.Load(), handoffs)
 }
 
 // A consumer stopped mid-stream and started again loses nothing: what it

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/martyfx/martyfx/fxevents"
@@ -207,4 +208,29 @@ func hostPort(t *testing.T, tg target) string {
 	ta := rabbitmqHost(u)
 	require.NotEmpty(t, ta)
 	return ta
+}
+
+// A message of another producer without a message_id (no event id for
+// the inbox) goes to the dead-letter queue without running the handler.
+func TestMessageWithoutIDIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t)
+	var calls atomic.Int32
+	cons := newApp(t, "notifier", tg.env(), fxevents.AsHandler(fxevents.HandlerFunc("mailer", func(context.Context, OrderPlaced) error {
+		calls.Add(1)
+		return nil
+	})))
+	ch, err := tg.amqpConn(t).Channel()
+	require.NoError(t, err)
+	require.NoError(t, ch.PublishWithContext(context.Background(), "marty.events", rabbitmq.RoutingKey("orders.placed", 0), false, false,
+		amqp.Publishing{Type: "orders.placed", Body: []byte(`{"order_id":"x"}`)}))
+	consumer := rabbitmq.ConsumerName("notifier", "mailer")
+	eventually(t, func() bool {
+		return metric(t, cons.reg, "marty_rabbitmq_dead_letters_total", map[string]string{"consumer": consumer}) == 1
+	}, "the message is dead-lettered")
+	require.Zero(t, calls.Load())
+	d, ok, err := ch.Get(rabbitmq.DeadQueueName("marty.events", consumer), true)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Contains(t, d.Headers[rabbitmq.HeaderDeadError], "without message_id")
 }

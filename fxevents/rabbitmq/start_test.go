@@ -143,3 +143,15 @@ func startErr(t *testing.T, service string, env []string, opts ...fx.Option) err
 	_ = app.Stop(ctx)
 	return err
 }
+
+func TestBadTLSFilesFailStartNamingTheVariables(t *testing.T) {
+	t.Parallel()
+	_, opts := appOptions(t, "orders", []string{"MARTY_RABBITMQ_TLS_CA_FILE=/nonexistent/ca.pem"})
+	app := fx.New(opts...)
+	require.NoError(t, app.Err())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := app.Start(ctx)
+	require.ErrorContains(t, err, "rabbitmq: TLS (MARTY_RABBITMQ_TLS_*)")
+	_ = app.Stop(ctx)
+}
