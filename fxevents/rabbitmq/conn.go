@@ -211,13 +211,17 @@ func (c *Conn) dial(timeout time.Duration) (*amqp.Connection, chan *amqp.Channel
 // Close.
 func (c *Conn) supervise(conn *amqp.Connection) {
 	defer close(c.watchDone)
+	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
 	for {
-		lostErr, ok := <-conn.NotifyClose(make(chan *amqp.Error, 1))
-		if !ok || lostErr == nil || c.isStopping() {
+		lostErr := <-closes // nil (closed channel) when closed by Close, or before NotifyClose
+		if c.isStopping() {
 			c.mu.Lock()
 			c.markDownLocked(amqp.ErrClosed)
 			c.mu.Unlock()
 			return
+		}
+		if lostErr == nil {
+			lostErr = amqp.ErrClosed
 		}
 		c.mu.Lock()
 		c.markDownLocked(cleanErr(lostErr))
@@ -241,9 +245,9 @@ func (c *Conn) supervise(conn *amqp.Connection) {
 					return
 				}
 				c.conn, c.pubs = nconn, pubs
+				closes = nconn.NotifyClose(make(chan *amqp.Error, 1))
 				c.markUpLocked()
 				c.mu.Unlock()
-				conn = nconn
 				c.m.reconnects.Inc()
 				c.log.Info("reconnected to RabbitMQ", zap.String("host", c.host))
 				break
