@@ -23,9 +23,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/martyfx/martyfx/fxauth"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/rabbitmq"
+	"github.com/martyfx/martyfx/fxevents/saga"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
@@ -55,6 +58,9 @@ var sections = []section{
 	{"db", "fxrepo", fxrepo.DefaultConfig()},
 	{"events", "fxevents", fxevents.DefaultConfig()},
 	{"nats", "fxevents/natsjs", natsjs.DefaultConfig()},
+	{"rabbitmq", "fxevents/rabbitmq", rabbitmq.DefaultConfig()},
+	{"saga", "fxevents/saga", saga.DefaultConfig()},
+	{"auth", "fxauth", fxauth.DefaultConfig()},
 }
 
 const (
