@@ -22,7 +22,7 @@ type notFoundSentinel struct{}
 
 func (notFoundSentinel) Error() string                 { return "fxcache: not found" }
 func (notFoundSentinel) ErrorClass() fxcore.ErrorClass { return fxcore.ClassNotFound }
-func (notFoundSentinel) PublicMessage() string        { return "not found" }
+func (notFoundSentinel) PublicMessage() string         { return "not found" }
 func (notFoundSentinel) Is(target error) bool          { return target == fxrepo.ErrNotFound }
 
 // TypedOptions configure a typed view of the cache.
