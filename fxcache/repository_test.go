@@ -213,4 +213,3 @@ func TestSecondReplicaSeesCommittedUpdate(t *testing.T) {
 		}, 20*time.Second, 10*time.Millisecond, "the other replica drops its copy on the event")
 	})
 }
-
