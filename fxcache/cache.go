@@ -32,9 +32,12 @@ const BreakerName = "cache-redis"
 // unreachable, re-sent when it is back.
 const maxPendingDeletes = 10_000
 
-// maxAsyncSets bounds the Redis writes in flight after loads; past it a
-// loaded value is only kept in process.
-const maxAsyncSets = 256
+// maxAsync bounds the background work in flight (Redis writes after loads,
+// invalidation events); past it a loaded value is only kept in process.
+const maxAsync = 256
+
+// publishTimeout bounds the publication of an Invalidated event.
+const publishTimeout = 5 * time.Second
 
 // CacheOptions are what NewCache takes besides the Config.
 type CacheOptions struct {
@@ -106,7 +109,7 @@ func NewCache(cfg Config, opts CacheOptions) (*Cache, error) {
 		opts.Logger = zap.NewNop()
 	}
 	c := &Cache{cfg: cfg, log: opts.Logger, reg: opts.Registerer, seed: maphash.MakeSeed(),
-		setSem: make(chan struct{}, maxAsyncSets), pending: map[string]struct{}{}}
+		setSem: make(chan struct{}, maxAsync), pending: map[string]struct{}{}}
 	c.prefix = cfg.KeyPrefix
 	if c.prefix == "" {
 		c.prefix = opts.Service
@@ -394,6 +397,18 @@ func (c *Cache) redisSetAsync(ctx context.Context, full string, b []byte, ttl ti
 	if c.rdb == nil {
 		return
 	}
+	ctx = trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(ctx))
+	c.background(func() {
+		if c.gen(full).Load() != gen {
+			return
+		}
+		c.redisSet(ctx, full, b, ttl)
+	})
+}
+
+// background runs fn on a goroutine Close waits for; past maxAsync in
+// flight (or once closed) fn is dropped: what it does is best effort.
+func (c *Cache) background(fn func()) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -407,13 +422,9 @@ func (c *Cache) redisSetAsync(ctx context.Context, full string, b []byte, ttl ti
 	}
 	c.sets.Add(1)
 	c.mu.Unlock()
-	ctx = trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(ctx))
 	go func() {
 		defer func() { <-c.setSem; c.sets.Done() }()
-		if c.gen(full).Load() != gen {
-			return
-		}
-		c.redisSet(ctx, full, b, ttl)
+		fn()
 	}()
 }
 
@@ -437,10 +448,16 @@ func (c *Cache) invalidateNow(ctx context.Context, fulls []string) {
 		}
 	}
 	if ref := c.bus.Load(); ref != nil {
-		if err := ref.bus.Publish(ctx, Invalidated{Keys: fulls}); err != nil {
-			c.log.Warn("cache: publish the invalidation to the other replicas failed; they keep the entry until its local TTL",
-				zap.Strings("keys", fulls), zap.Error(err))
-		}
+		// In the background: a broker outage must not hold the request
+		// (natsjs' Publish waits for the reconnection).
+		c.background(func() {
+			ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+			defer cancel()
+			if err := ref.bus.Publish(ctx, Invalidated{Keys: fulls}); err != nil {
+				c.log.Warn("cache: publish the invalidation to the other replicas failed; they keep the entry until its local TTL",
+					zap.Strings("keys", fulls), zap.Error(err))
+			}
+		})
 	}
 }
 

@@ -160,8 +160,19 @@ func (t *Typed[V]) GetOrLoad(ctx context.Context, key string, load func(ctx cont
 	}
 }
 
-func (t *Typed[V]) notFound(key string) error {
-	return fmt.Errorf("fxcache: %s %q: %w", t.name, key, ErrNotFound)
+func (t *Typed[V]) notFound(key string) error { return &notFoundError{cache: t.name, key: key} }
+
+// notFoundError is a remembered not-found: errors.Is ErrNotFound and
+// fxrepo.ErrNotFound; classified not found.
+type notFoundError struct{ cache, key string }
+
+func (e *notFoundError) Error() string {
+	return fmt.Sprintf("fxcache: %s %q not found (remembered)", e.cache, e.key)
+}
+func (e *notFoundError) ErrorClass() fxcore.ErrorClass { return fxcore.ClassNotFound }
+func (e *notFoundError) PublicMessage() string         { return "not found" }
+func (e *notFoundError) Is(target error) bool {
+	return target == ErrNotFound || target == fxrepo.ErrNotFound
 }
 
 // fromRedis reads full from Redis and keeps what it found in process.
