@@ -14,7 +14,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	defer c.Close(context.Background())
+	defer func() { _ = c.Close(context.Background()) }()
 
 	type Order struct{ ID, Status string }
 	orders := fxcache.Of[Order](c, "orders", fxcache.TypedOptions{})

@@ -61,7 +61,7 @@ func deleteKeys(t *testing.T, url, prefix string) {
 	require.NoError(t, err)
 	o.DisableIdentity = true
 	c := redis.NewClient(o)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
