@@ -47,12 +47,12 @@ func benchCache(b *testing.B, cfg fxcache.Config) *fxcache.Cache {
 	return c
 }
 
-// redisOnly is a config whose in-process copies expire at once: every
-// read goes to Redis.
+// redisOnly is a config without the in-process tier: every read goes to
+// Redis.
 func redisOnly(url, prefix string) fxcache.Config {
 	cfg := fxcache.DefaultConfig()
 	cfg.URL, cfg.KeyPrefix = url, prefix
-	cfg.LocalTTL = time.Nanosecond
+	cfg.LocalSize = 0
 	return cfg
 }
 

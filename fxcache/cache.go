@@ -71,8 +71,9 @@ type Cache struct {
 	reg    prometheus.Registerer
 	m      *metrics
 
-	local *otter.Cache[string, localEntry]
-	neg   *otter.Cache[string, struct{}] // nil without negative caching
+	local   *otter.Cache[string, localEntry]
+	noLocal bool                           // LocalSize 0: Redis only
+	neg     *otter.Cache[string, struct{}] // nil without negative caching
 
 	rdb *redis.Client // nil: in-process only
 	br  *breaker.Breaker
@@ -118,8 +119,9 @@ func NewCache(cfg Config, opts CacheOptions) (*Cache, error) {
 		c.prefix = "marty"
 	}
 	c.m = newMetrics(func() float64 { return float64(c.local.EstimatedSize()) })
+	c.noLocal = cfg.LocalSize == 0
 	c.local = otter.Must(&otter.Options[string, localEntry]{
-		MaximumSize:      cfg.LocalSize,
+		MaximumSize:      max(cfg.LocalSize, 1),
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, localEntry]) time.Duration { return e.Value.ttl }),
 		OnDeletion: func(e otter.DeletionEvent[string, localEntry]) {
 			c.countEviction(tierLocal, e.Cause)
@@ -305,6 +307,9 @@ func (c *Cache) jitter(d time.Duration) time.Duration {
 
 // getLocal reads the in-process tier: a value, or a remembered not-found.
 func (c *Cache) getLocal(full string) (v any, negative, ok bool) {
+	if c.noLocal {
+		return nil, false, false
+	}
 	if e, ok := c.local.GetIfPresent(full); ok {
 		return e.v, false, true
 	}
@@ -322,7 +327,7 @@ func (c *Cache) putLocal(full string, v any, ttl time.Duration, gen uint64) {
 	if c.rdb != nil {
 		ttl = min(ttl, c.jitter(c.cfg.LocalTTL))
 	}
-	if c.gen(full).Load() != gen {
+	if c.noLocal || c.gen(full).Load() != gen {
 		return
 	}
 	if c.neg != nil {
@@ -332,7 +337,7 @@ func (c *Cache) putLocal(full string, v any, ttl time.Duration, gen uint64) {
 }
 
 func (c *Cache) putNegative(full string, gen uint64) {
-	if c.neg == nil || c.gen(full).Load() != gen {
+	if c.neg == nil || c.noLocal || c.gen(full).Load() != gen {
 		return
 	}
 	c.local.Invalidate(full)

@@ -38,6 +38,8 @@ type Config struct {
 	// from the values so that a flood of unknown keys evicts no value.
 	NegativeSize int `koanf:"negative_size"`
 	// LocalSize bounds the in-process tier (entries; W-TinyLFU eviction).
+	// 0 turns the in-process tier off in front of Redis (every read goes
+	// to Redis; replicas never hold a copy of their own); it needs a URL.
 	LocalSize int `koanf:"local_size"`
 	// LocalTTL caps how long the in-process tier keeps an entry when Redis
 	// is behind it: it bounds staleness on a replica that missed an
@@ -91,8 +93,8 @@ func (c Config) Validate() error {
 	if c.Jitter < 0 || c.Jitter > 0.5 {
 		return fxcore.Invalid("jitter", c.Jitter, "a ratio in [0, 0.5]")
 	}
-	if c.LocalSize < 1 {
-		return fxcore.Invalid("local_size", c.LocalSize, "a positive number of entries")
+	if c.LocalSize < 0 || (c.LocalSize == 0 && c.URL == "") {
+		return fxcore.Invalid("local_size", c.LocalSize, "a positive number of entries (0, no in-process tier, needs MARTY_CACHE_URL)")
 	}
 	if c.NegativeSize < 1 {
 		return fxcore.Invalid("negative_size", c.NegativeSize, "a positive number of entries")

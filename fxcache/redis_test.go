@@ -56,6 +56,18 @@ func TestRedisTierIsSharedBetweenReplicas(t *testing.T) {
 	require.Equal(t, "loaded:1", v.Status)
 	require.Zero(t, lb.calls.Load(), "the other replica reads Redis instead of loading")
 
+	// Without the in-process tier every read goes to Redis.
+	regOnly := prometheus.NewRegistry()
+	onlyCfg := redisConfig(url, prefix)
+	onlyCfg.LocalSize = 0
+	only := fxcache.Of[order](newCache(t, onlyCfg, fxcache.CacheOptions{Registerer: regOnly}), "orders", fxcache.TypedOptions{})
+	for range 2 {
+		v, ok := only.Get(ctx, "1")
+		require.True(t, ok)
+		require.Equal(t, "loaded:1", v.Status)
+	}
+	require.Equal(t, 2.0, metrictest.Value(t, regOnly, "marty_cache_hits_total", map[string]string{"cache": "orders", "tier": "redis"}))
+
 	// Delete clears Redis too.
 	fxcache.Of[order](a, "orders", fxcache.TypedOptions{}).Delete(ctx, "1")
 	require.Zero(t, rdb.Exists(ctx, key).Val())
