@@ -197,3 +197,80 @@ func BenchmarkCachedGetOrder(b *testing.B) {
 		miss(b, benchCache(b, cfg))
 	})
 }
+
+// BenchmarkCachePaired alternates, in one loop, the repository's Get on
+// PostgreSQL with a cached read (in-process hit, Redis hit, in-process
+// miss, Redis miss): both see the same machine load, so the reported
+// ratios (x-repository: repository time / cached time, above 1 is faster;
+// miss-overhead: cached miss time / repository time) hold on a busy box.
+func BenchmarkCachePaired(b *testing.B) {
+	dsn := pgtest.NewDatabase(b)
+	cfg := fxrepo.DefaultConfig()
+	cfg.Driver, cfg.DSN = fxrepo.DriverPostgres, dsn
+	d, err := fxrepo.NewDatabase(cfg, fxrepo.DatabaseOptions{Registerer: prometheus.NewRegistry(), Models: []any{&benchOrder{}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Stop(context.Background()) })
+	ctx := context.Background()
+	repo := fxrepo.NewRepository[benchOrder, string](d.DB())
+	if err := repo.Create(ctx, &benchOrder{ID: "o1", CustomerID: "alice", TotalCents: 2699, Status: "pending"}); err != nil {
+		b.Fatal(err)
+	}
+	load := func(ctx context.Context) (benchOrder, error) {
+		o, err := repo.Get(ctx, "o1")
+		if err != nil {
+			return benchOrder{}, err
+		}
+		return *o, nil
+	}
+	paired := func(b *testing.B, cached func(i int) error, miss bool) {
+		var tRepo, tCache time.Duration
+		i := 0
+		for b.Loop() {
+			i++
+			s := time.Now()
+			if _, err := repo.Get(ctx, "o1"); err != nil {
+				b.Fatal(err)
+			}
+			m := time.Now()
+			if err := cached(i); err != nil {
+				b.Fatal(err)
+			}
+			tCache += time.Since(m)
+			tRepo += m.Sub(s)
+		}
+		n := float64(b.N)
+		b.ReportMetric(float64(tRepo.Nanoseconds())/n, "repo-ns/op")
+		b.ReportMetric(float64(tCache.Nanoseconds())/n, "cached-ns/op")
+		if miss {
+			b.ReportMetric(float64(tCache)/float64(tRepo), "miss-overhead")
+		} else {
+			b.ReportMetric(float64(tRepo)/float64(tCache), "x-repository")
+		}
+	}
+	redisCache := func(b *testing.B, localSize int) *fxcache.Cache {
+		url := benchRedisURL(b)
+		prefix := "bench-cache-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		opts, _ := redis.ParseURL(url)
+		cleanupPrefix(b, redis.NewClient(opts), prefix)
+		cfg := fxcache.DefaultConfig()
+		cfg.URL, cfg.KeyPrefix, cfg.LocalSize = url, prefix, localSize
+		return benchCache(b, cfg)
+	}
+	hit := func(c *fxcache.Cache) func(int) error {
+		cached := fxcache.NewRepository[benchOrder, string](repo, c, "orders", fxcache.TypedOptions{})
+		return func(int) error { _, err := cached.Get(ctx, "o1"); return err }
+	}
+	missFn := func(c *fxcache.Cache) func(int) error {
+		view := fxcache.Of[benchOrder](c, "orders", fxcache.TypedOptions{})
+		return func(i int) error { _, err := view.GetOrLoad(ctx, strconv.Itoa(i), load); return err }
+	}
+	b.Run("local-hit", func(b *testing.B) { paired(b, hit(benchCache(b, fxcache.DefaultConfig())), false) })
+	b.Run("redis-hit", func(b *testing.B) { paired(b, hit(redisCache(b, 0)), false) })
+	b.Run("local-miss", func(b *testing.B) { paired(b, missFn(benchCache(b, fxcache.DefaultConfig())), true) })
+	b.Run("redis-miss", func(b *testing.B) { paired(b, missFn(redisCache(b, 100_000)), true) })
+}
