@@ -266,10 +266,10 @@ func (c *Cache) Close(ctx context.Context) error {
 		err = fmt.Errorf("fxcache: close: redis writes still in flight: %w", ctx.Err())
 	}
 	if c.rdb != nil {
+		// Writes still in flight fail at once on the closed client.
 		if cerr := c.rdb.Close(); cerr != nil && err == nil && !errors.Is(cerr, redis.ErrClosed) {
 			err = fmt.Errorf("fxcache: close redis: %w", cerr)
 		}
-		<-done // the writes end within the timeout once the client is closed
 	}
 	c.stopLocal()
 	c.m.unregister(c.reg, c.rdb != nil)
