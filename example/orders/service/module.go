@@ -14,6 +14,7 @@ import (
 	"go.uber.org/fx"
 
 	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxmonitor"
@@ -33,8 +34,11 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Module is the orders service; add it to martyfx.Modules.
+// Module is the orders service; add it to martyfx.Modules. It includes
+// fxcache.Module: GetOrder reads through the cache (in process by default,
+// Redis with MARTY_CACHE_URL).
 var Module = fx.Options(
+	fxcache.Module,
 	fx.Provide(NewMetrics, NewChanges),
 	fxrepo.AsMigrations("orders", Migrations()),
 	fxgrpc.AsService(&ordersv1.OrderService_ServiceDesc, NewServer),

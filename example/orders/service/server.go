@@ -16,6 +16,7 @@ import (
 
 	"github.com/martyfx/martyfx/example/events"
 	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxrepo"
@@ -34,7 +35,11 @@ const WatchPollInterval = 500 * time.Millisecond
 type Server struct {
 	ordersv1.UnimplementedOrderServiceServer
 
-	orders  *fxrepo.Repository[Order, string]
+	// orders reads through the cache (GetOrder); writes invalidate it
+	// after the commit. rows is the uncached repository (WatchOrder polls
+	// the database for other replicas' changes).
+	orders  *fxcache.Repository[Order, string]
+	rows    *fxrepo.Repository[Order, string]
 	uow     fxrepo.UnitOfWork
 	bus     fxevents.Bus
 	metrics *Metrics
@@ -53,12 +58,15 @@ type ServerParams struct {
 	Metrics  *Metrics
 	Changes  *Changes
 	Stopping *fxcore.Stopping
+	Cache    *fxcache.Cache
 }
 
 // NewServer returns the OrderService implementation.
 func NewServer(p ServerParams) *Server {
+	rows := fxrepo.NewRepository[Order, string](p.DB)
 	return &Server{
-		orders:  fxrepo.NewRepository[Order, string](p.DB),
+		orders:  fxcache.NewRepository[Order, string](rows, p.Cache, "orders", fxcache.TypedOptions{}),
+		rows:    rows,
 		uow:     p.UoW,
 		bus:     p.Bus,
 		metrics: p.Metrics,
@@ -96,7 +104,8 @@ func (s *Server) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderReque
 	return o.Proto(), nil
 }
 
-// GetOrder reads one order.
+// GetOrder reads one order through the cache (in process, and in Redis
+// with MARTY_CACHE_URL); CancelOrder invalidates it once committed.
 func (s *Server) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.Order, error) {
 	o, err := s.orders.Get(ctx, req.GetId())
 	if err != nil {
@@ -182,7 +191,7 @@ func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerS
 	last := ""
 	for {
 		wake := s.changes.Wait()
-		o, err := s.orders.Get(ctx, req.GetId())
+		o, err := s.rows.Get(ctx, req.GetId())
 		if err != nil {
 			return fmt.Errorf("orders: watch order: %w", err)
 		}

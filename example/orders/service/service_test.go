@@ -359,3 +359,24 @@ func TestPublishFailureRollsBackTheOrder(t *testing.T) {
 	require.Zero(t, n, "the order was rolled back with the event")
 	require.Equal(t, 0.0, app.Metric(service.MetricOrders, "action", "created"), "counted only after commit")
 }
+
+func TestGetOrderReadsThroughTheCache(t *testing.T) {
+	app := fxtest.New(t, service.Module)
+	c := ordersv1.NewOrderServiceClient(app.GRPC())
+	ctx := t.Context()
+	created, err := c.CreateOrder(ctx, book(1))
+	require.NoError(t, err)
+	for range 3 {
+		got, err := c.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: created.GetId()})
+		require.NoError(t, err)
+		require.Equal(t, ordersv1.OrderStatus_ORDER_STATUS_PENDING, got.GetStatus())
+	}
+	require.Equal(t, 1.0, app.Metric("marty_cache_loads_total", "cache", "orders", "result", "ok"), "one load, then hits")
+	require.Equal(t, 2.0, app.Metric("marty_cache_hits_total", "cache", "orders", "tier", "local"))
+
+	_, err = c.CancelOrder(ctx, &ordersv1.CancelOrderRequest{Id: created.GetId(), Reason: "cache test"})
+	require.NoError(t, err)
+	got, err := c.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: created.GetId()})
+	require.NoError(t, err)
+	require.Equal(t, ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, got.GetStatus(), "the cancel invalidated the cached order")
+}
