@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/martyfx/martyfx/fxauth"
+	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
@@ -61,6 +62,7 @@ var sections = []section{
 	{"rabbitmq", "fxevents/rabbitmq", rabbitmq.DefaultConfig()},
 	{"saga", "fxevents/saga", saga.DefaultConfig()},
 	{"auth", "fxauth", fxauth.DefaultConfig()},
+	{"cache", "fxcache", fxcache.DefaultConfig()},
 }
 
 const (
