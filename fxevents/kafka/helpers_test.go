@@ -1,0 +1,152 @@
+package kafka_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// database/sql's opener lives as long as a *sql.DB closed late.
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"),
+	)
+}
+
+// cluster is an in-process Kafka (kfake) for one test, closed at cleanup,
+// with a switch that cuts every client off it.
+type cluster struct {
+	*kfake.Cluster
+	cut atomic.Bool
+	// refused counts the produce requests refused while cut.
+	refused atomic.Int64
+}
+
+func newCluster(t *testing.T, opts ...kfake.Opt) *cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(time.Second)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	kc := &cluster{Cluster: c}
+	// While cut, every request closes its connection, as a broker that went away.
+	c.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if kc.cut.Load() {
+			if req.Key() == int16(kmsg.Produce) {
+				kc.refused.Add(1)
+			}
+			return nil, errors.New("cut"), true
+		}
+		return nil, nil, false
+	})
+	return kc
+}
+
+func (c *cluster) brokers() string { return strings.Join(c.ListenAddrs(), ",") }
+
+// outage cuts the cluster off and returns the function that restores it,
+// once a produce request met the outage (the events really waited).
+func (c *cluster) outage(t *testing.T) func() {
+	before := c.refused.Load()
+	c.cut.Store(true)
+	return func() {
+		eventually(t, func() bool { return c.refused.Load() > before }, "a produce request meets the outage")
+		c.cut.Store(false)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// env is the MARTY_KAFKA_* of a test on c with a topic prefix of its own.
+func (c *cluster) env(prefix string, extra ...string) []string {
+	return append([]string{
+		"MARTY_KAFKA_BROKERS=" + c.brokers(), "MARTY_KAFKA_TOPIC_PREFIX=" + prefix, "MARTY_KAFKA_PARTITIONS=4",
+		"MARTY_KAFKA_REPLICATION_FACTOR=1", "MARTY_KAFKA_SESSION_TIMEOUT=6s", "MARTY_KAFKA_REBALANCE_TIMEOUT=10s",
+		"MARTY_KAFKA_PUBLISH_TIMEOUT=3s",
+	}, extra...)
+}
+
+// client is a bare franz-go client on c, closed at cleanup.
+func (c *cluster) client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// consumeAll reads topic from the start until n records came.
+func (c *cluster) consumeAll(t *testing.T, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl := c.client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		f := cl.PollFetches(ctx)
+		require.NoError(t, ctx.Err(), "waiting for %d records of %s (have %d)", n, topic, len(out))
+		out = append(out, f.Records()...)
+	}
+	return out
+}
+
+func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
+	t.Helper()
+	require.Eventually(t, cond, 30*time.Second, 10*time.Millisecond, append([]any{msg}, args...)...)
+}
+
+// received records what a handler got.
+type received struct {
+	mu   sync.Mutex
+	byID map[string]int
+	seqs []int
+	at   []time.Time
+}
+
+func newReceived() *received { return &received{byID: map[string]int{}} }
+
+func (r *received) add(id string, seq int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byID[id]++
+	r.seqs = append(r.seqs, seq)
+	r.at = append(r.at, time.Now())
+}
+
+func (r *received) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byID)
+}
+
+func (r *received) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seqs)
+}
+
+func (r *received) dupes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.byID {
+		n += c - 1
+	}
+	return n
+}
