@@ -11,11 +11,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/fx"
 	"go.uber.org/goleak"
+
+	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxevents/kafka"
+	"github.com/martyfx/martyfx/fxmonitor"
+	"github.com/martyfx/martyfx/fxtracing"
+	martytest "github.com/martyfx/martyfx/fxtest"
+	"github.com/martyfx/martyfx/internal/metrictest"
 )
 
 func TestMain(m *testing.M) {
@@ -149,4 +159,69 @@ func (r *received) dupes() int {
 		n += c - 1
 	}
 	return n
+}
+
+// OrderPlaced is the test event.
+type OrderPlaced struct {
+	OrderID string `json:"order_id"`
+	Seq     int    `json:"seq"`
+}
+
+func (OrderPlaced) EventType() string     { return "orders.placed" }
+func (e OrderPlaced) AggregateID() string { return e.OrderID }
+
+// testApp is an app under test on the kafka transport.
+type testApp struct {
+	*martytest.App
+	bus    fxevents.Bus
+	disp   *fxevents.Dispatcher
+	conn   *kafka.Conn
+	reg    prometheus.Gatherer
+	checks []fxmonitor.Check
+}
+
+// newApp starts an app of service with kafka.Module and env (stopped at
+// cleanup).
+func newApp(t *testing.T, service string, env []string, opts ...fx.Option) *testApp {
+	t.Helper()
+	ta := &testApp{}
+	all := []fx.Option{
+		martytest.WithModules(fxcore.Module, fxtracing.Module, fxevents.Module, kafka.Module),
+		martytest.Env(append([]string{"MARTY_SERVICE_NAME=" + service, "MARTY_EVENTS_SYNC=false", "MARTY_LOG_LEVEL=info"}, env...)...),
+		martytest.WaitTimeout(30 * time.Second),
+		fx.Populate(&ta.bus, &ta.disp, &ta.conn, &ta.reg),
+		fx.Invoke(fx.Annotate(func(checks []fxmonitor.Check) { ta.checks = checks },
+			fx.ParamTags(`group:"martyfx.monitor.checks"`))),
+	}
+	ta.App = martytest.New(t, append(all, opts...)...)
+	return ta
+}
+
+// recordingHandler registers a handler named name that records OrderPlaced.
+func recordingHandler(name string, r *received) fx.Option {
+	return fxevents.AsHandler(fxevents.HandlerFunc(name, func(ctx context.Context, e OrderPlaced) error {
+		r.add(fxevents.CorrelationID(ctx), e.Seq)
+		return nil
+	}))
+}
+
+func (ta *testApp) check(t *testing.T, name string) fxmonitor.Check {
+	t.Helper()
+	for _, c := range ta.checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no check %q", name)
+	return fxmonitor.Check{}
+}
+
+func metric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	return metrictest.Value(t, g, name, labels)
+}
+
+// recordingHandlerFunc registers fn as the OrderPlaced handler name.
+func recordingHandlerFunc(name string, fn func(context.Context, OrderPlaced) error) fx.Option {
+	return fxevents.AsHandler(fxevents.HandlerFunc(name, fn))
 }
