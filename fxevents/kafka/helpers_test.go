@@ -23,8 +23,9 @@ import (
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/kafka"
 	"github.com/martyfx/martyfx/fxmonitor"
-	"github.com/martyfx/martyfx/fxtracing"
+	"github.com/martyfx/martyfx/fxrepo"
 	martytest "github.com/martyfx/martyfx/fxtest"
+	"github.com/martyfx/martyfx/fxtracing"
 	"github.com/martyfx/martyfx/internal/metrictest"
 )
 
@@ -225,3 +226,5 @@ func metric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]
 func recordingHandlerFunc(name string, fn func(context.Context, OrderPlaced) error) fx.Option {
 	return fxevents.AsHandler(fxevents.HandlerFunc(name, fn))
 }
+
+func fxrepoModule() fx.Option { return fxrepo.Module }
