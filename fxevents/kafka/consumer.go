@@ -263,9 +263,9 @@ func (c *consumer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]
 // and commits, then lets a waiting rebalance go on.
 func (c *consumer) run() {
 	cs := c.cs
-	max := cs.conn.cfg.FetchMaxRecords
+	maxRecords := cs.conn.cfg.FetchMaxRecords
 	for {
-		fetches := c.cl.PollRecords(cs.poll, max)
+		fetches := c.cl.PollRecords(cs.poll, maxRecords)
 		if cs.poll.Err() != nil || fetches.IsClientClosed() {
 			c.cl.AllowRebalance()
 			return
