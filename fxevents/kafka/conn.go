@@ -52,6 +52,8 @@ type Conn struct {
 
 	mu        sync.Mutex
 	cl        *kgo.Client
+	prodOpts  []kgo.Opt      // the producer's options, to make a fresh one
+	retired   sync.WaitGroup // closing producers replaced by resetProducer
 	adm       *kadm.Client
 	topics    map[string]bool // known to exist
 	downSince time.Time
@@ -155,6 +157,7 @@ func (c *Conn) Start(ctx context.Context) error {
 		kgo.RecordDeliveryTimeout(c.cfg.PublishTimeout),
 		kgo.ProducerLinger(0),
 	)
+	c.prodOpts = opts
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("kafka: client for %s: %w", c.cfg.Brokers, err)
@@ -180,6 +183,7 @@ func (c *Conn) Close(ctx context.Context) error {
 	c.cl, c.adm = nil, nil
 	c.mu.Unlock()
 	if cl == nil {
+		c.retired.Wait()
 		return nil
 	}
 	var err error
@@ -187,7 +191,32 @@ func (c *Conn) Close(ctx context.Context) error {
 		err = fmt.Errorf("kafka: flush: %w", ferr)
 	}
 	cl.Close()
+	c.retired.Wait()
 	return err
+}
+
+// resetProducer replaces the producer old by a fresh one (a new producer
+// id and sequence state) after records timed out: an idempotent producer
+// whose batch failed while it may have been in flight can otherwise keep
+// failing the partition's later records. Concurrent publishes on old fail
+// as unavailable and are sent again by the outbox.
+func (c *Conn) resetProducer(old *kgo.Client) {
+	c.mu.Lock()
+	if c.cl != old || c.cl == nil {
+		c.mu.Unlock()
+		return
+	}
+	cl, err := kgo.NewClient(c.prodOpts...)
+	if err != nil {
+		c.mu.Unlock()
+		c.log.Warn("replace the producer", zap.Error(err))
+		return
+	}
+	c.cl, c.adm = cl, kadm.NewClient(cl)
+	c.mu.Unlock()
+	c.m.producerResets.Inc()
+	c.log.Warn("records timed out; producing with a fresh producer from now on")
+	c.retired.Go(old.Close)
 }
 
 // EnsureTopics creates the topics that do not exist yet with the

@@ -416,6 +416,9 @@ func (c *consumer) deadLetter(r *kgo.Record, env fxevents.Envelope, cause error,
 		ctx, cancel := context.WithTimeout(cs.base, cs.conn.cfg.PublishTimeout)
 		err := cl.ProduceSync(ctx, dl).FirstErr()
 		cancel()
+		if errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			cs.conn.resetProducer(cl)
+		}
 		if err == nil {
 			cs.conn.m.deadLetters.WithLabelValues(c.group).Inc()
 			return true

@@ -51,27 +51,30 @@ func newCluster(t *testing.T, opts ...kfake.Opt) *cluster {
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	kc := &cluster{Cluster: c}
-	// While cut, every request closes its connection, as a broker that went away.
-	c.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if kc.cut.Load() {
-			if req.Key() == int16(kmsg.Produce) {
-				kc.refused.Add(1)
-			}
-			return nil, errors.New("cut"), true
-		}
-		return nil, nil, false
-	})
 	return kc
 }
 
 func (c *cluster) brokers() string { return strings.Join(c.ListenAddrs(), ",") }
 
-// outage cuts the cluster off and returns the function that restores it,
-// once a produce request met the outage (the events really waited).
+// outage cuts the cluster off (every request closes its connection, as a
+// broker that went away) and returns the function that restores it, once
+// a produce request met the outage (the events really waited). The control
+// function drops itself on the first request after the restore, leaving
+// kfake as it was.
 func (c *cluster) outage(t *testing.T) func() {
 	before := c.refused.Load()
 	c.cut.Store(true)
+	c.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !c.cut.Load() {
+			c.DropControl()
+			return nil, nil, false
+		}
+		c.KeepControl()
+		if req.Key() == int16(kmsg.Produce) {
+			c.refused.Add(1)
+		}
+		return nil, errors.New("cut"), true
+	})
 	return func() {
 		eventually(t, func() bool { return c.refused.Load() > before }, "a produce request meets the outage")
 		c.cut.Store(false)

@@ -9,6 +9,7 @@ type metrics struct {
 	publishLatency prometheus.Histogram
 	published      *prometheus.CounterVec // topic
 	publishFailed  prometheus.Counter
+	producerResets prometheus.Counter
 	consumed       *prometheus.CounterVec // group
 	retried        *prometheus.CounterVec // group
 	lag            *prometheus.GaugeVec   // group, topic, partition
@@ -32,6 +33,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		publishFailed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "marty_kafka_publish_failed_total", Help: "Events whose produce failed (the outbox sends them again).",
 		}),
+		producerResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "marty_kafka_producer_resets_total", Help: "Producers replaced by a fresh one after records timed out.",
+		}),
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "marty_kafka_consumed_total", Help: "Records a consumer group settled (handled or dead-lettered).",
 		}, g),
@@ -54,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "marty_kafka_up", Help: "1 while the last health ping of the cluster succeeded.",
 		}),
 	}
-	for _, col := range []prometheus.Collector{m.publishLatency, m.published, m.publishFailed, m.consumed, m.retried,
+	for _, col := range []prometheus.Collector{m.publishLatency, m.published, m.publishFailed, m.producerResets, m.consumed, m.retried,
 		m.lag, m.rebalances, m.commitFailed, m.deadLetters, m.up} {
 		if err := reg.Register(col); err != nil {
 			return nil, err

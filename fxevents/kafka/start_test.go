@@ -177,7 +177,7 @@ func TestHealthCheckFollowsTheClusterAndTheBus(t *testing.T) {
 	require.NoError(t, check.Func(ctx))
 	require.Equal(t, 1.0, metric(t, ta.reg, "marty_kafka_up", nil))
 	restore := c.outage(t)
-	c.refused.Add(1) // no produce needed to restore
+	c.refused.Add(1) // no produce needed: the check's pings meet the outage
 	eventually(t, func() bool {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()

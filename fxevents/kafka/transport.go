@@ -85,6 +85,9 @@ func (c *Conn) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
 	c.m.publishLatency.Observe(time.Since(start).Seconds())
 	if firstErr != nil {
 		c.m.publishFailed.Add(float64(failed))
+		if errors.Is(firstErr, kgo.ErrRecordTimeout) || errors.Is(firstErr, context.Canceled) || errors.Is(firstErr, context.DeadlineExceeded) {
+			c.resetProducer(cl)
+		}
 		return fmt.Errorf("kafka: publish %d of %d events to %s: %w", failed, len(recs), c.cfg.Brokers, unavailable(firstErr))
 	}
 	return nil
