@@ -26,12 +26,11 @@ func requireLogOnce(t *testing.T, c *cluster, topic string, n int) {
 	require.Len(t, ids, n, "distinct event ids in %s", topic)
 }
 
-// Produce requests whose connection drops before the broker sees them,
-// and produce responses lost after the broker stored the batch
-// (REQUEST_TIMED_OUT after the append): the producer retries, every
-// Publish succeeds, the log holds each event once and the consumer gets
-// each once.
-func TestDroppedProduceRequestsAndResponsesLoseAndDuplicateNothing(t *testing.T) {
+// Produce responses lost after the broker stored the batch (kfake answers
+// REQUEST_TIMED_OUT after the append): the producer retries, every Publish
+// succeeds, the log holds each event once (the idempotent producer) and
+// the consumer gets each once.
+func TestLostProduceResponsesLoseAndDuplicateNothing(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)
 	prefix := "t" + randHex(4)
