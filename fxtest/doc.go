@@ -34,8 +34,10 @@
 //
 // # Without Fx
 //
-// MemoryStore (NewMemoryStore) and the contract suites (StoreContract) need
-// no app: they test a store, or code that takes one, directly.
+// MemoryStore (NewMemoryStore) and StoreContract need no app: they test a
+// store, or code that takes one, directly. TransportContract builds its own
+// apps on the transport a factory describes (TransportTarget) and checks
+// what every fxevents transport promises.
 //
 // Fakes and services: MemoryStore is an in-memory fxrepo.Store with the
 // repository's semantics (StoreContract proves it), NATS starts an embedded

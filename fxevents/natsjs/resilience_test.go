@@ -11,10 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"gorm.io/gorm"
 
 	"github.com/martyfx/martyfx/fxevents"
-	"github.com/martyfx/martyfx/fxrepo"
 )
 
 // The NATS server stops and restarts mid-stream: the publisher's outbox
@@ -63,46 +61,6 @@ func TestServerRestartMidStreamLosesNothing(t *testing.T) {
 	require.NoError(t, pub.db.Raw("SELECT COUNT(*) FROM marty_outbox_dead").Scan(&dead).Error)
 	require.Zero(t, dead, "nothing dead-lettered by the outage")
 	require.GreaterOrEqual(t, metric(t, pub.reg, "marty_nats_reconnects_total", nil), 1.0)
-}
-
-// Two replicas of a service share its durable consumer: every event is
-// handled by one of them, and the inbox makes each effect happen once.
-func TestReplicasShareTheDurableConsumerAndTheInboxMakesEffectsOnce(t *testing.T) {
-	forEachServer(t, func(t *testing.T, url string) {
-		tg := newTarget(t, url)
-		db := dbEnv(t)
-		var handled [2]atomic.Int32
-		replica := func(i int) *testApp {
-			return newDBApp(t, "notifier", tg.env(append([]string{"MARTY_NATS_FETCH_BATCH=4", "MARTY_DB_BUSY_TIMEOUT=10s"}, db...)...),
-				fxevents.AsHandler(func(db *gorm.DB) fxevents.Handler {
-					return fxevents.Idempotent(fxevents.HandlerFunc("mailer", func(ctx context.Context, e OrderPlaced) error {
-						handled[i].Add(1)
-						return fxrepo.DB(ctx, db).Exec("INSERT INTO effects (seq, replica) VALUES (?, ?)", e.Seq, i).Error
-					}))
-				}))
-		}
-		r0 := replica(0)
-		require.NoError(t, r0.db.Exec("CREATE TABLE effects (seq INTEGER NOT NULL, replica INTEGER NOT NULL)").Error)
-		replica(1)
-		pub := newApp(t, "orders", tg.env())
-
-		const n = 300
-		for i := range n {
-			require.NoError(t, pub.bus.Publish(context.Background(), OrderPlaced{OrderID: fmt.Sprintf("o%d", i%10), Seq: i}))
-		}
-		var rows, distinct int64
-		eventually(t, func() bool {
-			return r0.db.Raw("SELECT COUNT(*) FROM effects").Scan(&rows).Error == nil && rows >= n
-		}, "every event takes effect")
-		time.Sleep(300 * time.Millisecond)
-		require.NoError(t, r0.db.Raw("SELECT COUNT(*) FROM effects").Scan(&rows).Error)
-		require.NoError(t, r0.db.Raw("SELECT COUNT(DISTINCT seq) FROM effects").Scan(&distinct).Error)
-		require.Equal(t, int64(n), rows, "each effect once")
-		require.Equal(t, int64(n), distinct)
-		require.Positive(t, handled[0].Load(), "replica 0 takes a share")
-		require.Positive(t, handled[1].Load(), "replica 1 takes a share")
-		t.Logf("replica shares: %d / %d", handled[0].Load(), handled[1].Load())
-	})
 }
 
 // A slow handler keeps its message with InProgress (ack wait 1s, handler
