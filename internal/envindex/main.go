@@ -27,6 +27,7 @@ import (
 	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/fxevents/kafka"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
 	"github.com/martyfx/martyfx/fxevents/rabbitmq"
 	"github.com/martyfx/martyfx/fxevents/saga"
@@ -59,6 +60,7 @@ var sections = []section{
 	{"db", "fxrepo", fxrepo.DefaultConfig()},
 	{"events", "fxevents", fxevents.DefaultConfig()},
 	{"nats", "fxevents/natsjs", natsjs.DefaultConfig()},
+	{"kafka", "fxevents/kafka", kafka.DefaultConfig()},
 	{"rabbitmq", "fxevents/rabbitmq", rabbitmq.DefaultConfig()},
 	{"saga", "fxevents/saga", saga.DefaultConfig()},
 	{"auth", "fxauth", fxauth.DefaultConfig()},
