@@ -35,7 +35,7 @@ func decodeRoute() http.Handler {
 
 func TestDecodeJSONStrictOverTCP(t *testing.T) {
 	h := start(t, nil, AsRoute("POST /v1/orders", decodeRoute))
-	post := func(body string, hdr ...string) (*http.Response, string) {
+	post := func(body string, hdr ...string) (reply, string) {
 		return h.do(http.MethodPost, h.url("/v1/orders"), strings.NewReader(body), hdr...)
 	}
 	resp, body := post(`{"item":"book","quantity":2}`, "Content-Type", "application/json; charset=utf-8")
@@ -98,7 +98,7 @@ func TestDecodeJSONOutsideTheServerChunkedAndDeclaredAre413(t *testing.T) {
 		resp.Body.Close()
 		require.NoError(t, err)
 		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "chunked=%v", chunked)
-		require.Equal(t, fmt.Sprintf("body is larger than %d bytes", DefaultMaxBodyBytes), problemOf(t, resp, string(b)).Detail)
+		require.Equal(t, fmt.Sprintf("body is larger than %d bytes", DefaultMaxBodyBytes), problemOf(t, replyOf(resp), string(b)).Detail)
 	}
 
 	// A declared length past the limit is refused before the body is read.

@@ -376,7 +376,7 @@ func TestBodyLimitChunkedIs413WhateverTheHandlerAnswers(t *testing.T) {
 			resp.Body.Close()
 			require.NoError(t, err)
 			require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s chunked=%v: %s", route, chunked, b)
-			p := problemOf(t, resp, string(b))
+			p := problemOf(t, replyOf(resp), string(b))
 			require.Equal(t, "body is larger than 16 bytes", p.Detail)
 			require.Equal(t, route, p.Instance)
 			require.Equal(t, resp.Header.Get(RequestIDHeader), p.RequestID)
@@ -522,8 +522,8 @@ func TestAdminServerServesAdminRoutes(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, "alive", string(b))
-	resp, _ = h.get("/livez")
-	require.Equal(t, http.StatusNotFound, resp.StatusCode, "admin routes are not on the public server")
+	pub, _ := h.get("/livez")
+	require.Equal(t, http.StatusNotFound, pub.StatusCode, "admin routes are not on the public server")
 	resp, err = h.client.Get("http://" + h.srv.AdminAddr() + "/v1/hello")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -612,7 +612,10 @@ func TestH2C(t *testing.T) {
 	off := start(t, []string{"MARTY_HTTP_H2C=false"}, AsRoute("GET /proto", func() http.Handler { return text("x") }))
 	tr2 := &http.Transport{Protocols: &p}
 	defer tr2.CloseIdleConnections()
-	_, err = (&http.Client{Transport: tr2}).Get(off.url("/proto"))
+	resp, err = (&http.Client{Transport: tr2}).Get(off.url("/proto"))
+	if err == nil {
+		resp.Body.Close()
+	}
 	require.Error(t, err, "h2c is refused when disabled")
 }
 

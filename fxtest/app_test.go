@@ -43,7 +43,7 @@ func TestDefaults(t *testing.T) {
 	require.True(t, strings.HasPrefix(app.AdminURL(), "http://127.0.0.1:"), app.AdminURL())
 	require.NotEqual(t, app.HTTP().BaseURL, app.AdminURL())
 	require.Equal(t, fxrepo.DriverSQLite, repoCfg.Driver)
-	require.Equal(t, "sqlite", app.DB().Dialector.Name())
+	require.Equal(t, "sqlite", app.DB().Name())
 	require.True(t, evCfg.Sync, "the memory bus runs in sync mode")
 
 	var body string
@@ -62,7 +62,7 @@ func TestEachAppHasItsOwnDatabase(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	app := fxtest.New(t, fxtest.Postgres(t), OrdersModule)
-	require.Equal(t, "postgres", app.DB().Dialector.Name())
+	require.Equal(t, "postgres", app.DB().Name())
 	id := new(wrapperspb.Int64Value)
 	require.NoError(t, app.GRPC().Invoke(context.Background(), "/orders.Orders/Create", wrapperspb.String("pg"), id))
 	var n int64
@@ -234,7 +234,7 @@ func TestHTTPClient(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, c.Get("/missing", nil))
 	req, err := http.NewRequest(http.MethodGet, c.URL("/text"), nil)
 	require.NoError(t, err)
-	resp, body := c.Send(req)
+	resp, body := c.Send(req) //nolint:bodyclose // Send reads and closes the body
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "plain", string(body))
 	// The client is traced: the server span continues the client's trace.
