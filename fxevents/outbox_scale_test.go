@@ -191,7 +191,7 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 	dsn := strings.TrimPrefix(b.env[1], "MARTY_DB_DSN=")
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	defer func() { require.NoError(t, conn.Close(context.Background())) }()
 	eventually(t, func() bool { return listenerPID(t, conn) != 0 }, "the relay listens")
 	time.Sleep(100 * time.Millisecond) // the relay's first poll is over
 
@@ -246,7 +246,7 @@ func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
 	}
 	conn, err := pgx.Connect(context.Background(), strings.TrimPrefix(b.env[1], "MARTY_DB_DSN="))
 	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	defer func() { require.NoError(t, conn.Close(context.Background())) }()
 	ctx := context.Background()
 
 	const batch, parts = 500, 16 // 20,000 rows: ~5,000 in these 16 of 64 partitions
@@ -271,7 +271,9 @@ func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
 			"no sort or bitmap scan:\n%s", text)
 		if strings.HasPrefix(l, "Index Scan using marty_outbox_pending") {
 			var n, loops int
-			_, err := fmt.Sscanf(l[strings.Index(l, "(actual rows="):], "(actual rows=%d loops=%d)", &n, &loops)
+			_, stats, ok := strings.Cut(l, "(actual rows=")
+			require.True(t, ok, "no actual rows in the plan line %q", line)
+			_, err := fmt.Sscanf(stats, "%d loops=%d)", &n, &loops)
 			require.NoError(t, err, line)
 			read += n
 		}

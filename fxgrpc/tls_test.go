@@ -20,7 +20,7 @@ func echoOver(t *testing.T, addr string, opts ...fxgrpc.ClientOption) error {
 	t.Helper()
 	conn, err := fxgrpc.NewClient(addr, append(opts, fxgrpc.WithMaxAttempts(1))...)
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	_, err = testpb.NewEchoClient(conn).Echo(ctxT(t), &testpb.EchoRequest{Message: "x"})
 	return err
 }
