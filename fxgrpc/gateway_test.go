@@ -3,6 +3,7 @@ package fxgrpc_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -39,7 +40,7 @@ func registerEcho(_ context.Context, mux *runtime.ServeMux, conn *grpc.ClientCon
 			return
 		}
 		var req testpb.EchoRequest
-		if err := inbound.NewDecoder(r.Body).Decode(&req); err != nil && err != io.EOF {
+		if err := inbound.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
 			runtime.HTTPError(ctx, mux, outbound, w, r, status.Error(codes.InvalidArgument, err.Error()))
 			return
 		}

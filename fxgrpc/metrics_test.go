@@ -1,6 +1,7 @@
 package fxgrpc_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -86,7 +87,7 @@ func callEcho(t *testing.T, conn *grpc.ClientConn) {
 	require.NoError(t, err)
 	for {
 		_, err := st.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		require.NoError(t, err)

@@ -2,6 +2,7 @@ package fxgrpc_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -81,7 +82,7 @@ func callAll(t *testing.T, conn *grpc.ClientConn) {
 	st, err := c.EchoStream(ctx, &testpb.EchoRequest{Message: "s", Repeat: 3})
 	require.NoError(t, err)
 	for {
-		if _, err := st.Recv(); err == io.EOF {
+		if _, err := st.Recv(); errors.Is(err, io.EOF) {
 			break
 		} else {
 			require.NoError(t, err)

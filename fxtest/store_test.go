@@ -25,7 +25,7 @@ func TestStoreContractMemory(t *testing.T) {
 }
 
 func TestStoreContractSQLite(t *testing.T) {
-	fxtest.StoreContract(t, func(t *testing.T) fxrepo.Store[fxtest.ContractItem, int64] { return repoStore(t) })
+	fxtest.StoreContract(t, repoStore)
 }
 
 func TestStoreContractPostgres(t *testing.T) {

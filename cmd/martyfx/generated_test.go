@@ -113,8 +113,11 @@ func readmeNewCommand(t *testing.T) []string {
 		if name != "README.md" {
 			// The root README's other sections have shell blocks this test
 			// does not parse; take the cmd/martyfx section's.
-			section := string(b)[strings.Index(string(b), "\n## cmd/martyfx\n"):]
-			section = section[:strings.Index(section[1:], "\n## ")+1]
+			_, section, ok := strings.Cut(string(b), "\n## cmd/martyfx\n")
+			require.True(t, ok, "the root README has a cmd/martyfx section")
+			if end := strings.Index(section, "\n## "); end >= 0 {
+				section = section[:end]
+			}
 			cmds, err = readmeCommands(section)
 		}
 		require.NoError(t, err, name)
