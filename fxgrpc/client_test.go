@@ -63,6 +63,7 @@ func TestClientDefaultDeadline(t *testing.T) {
 }
 
 func TestNamedClientBreakerOpensAfterFailures(t *testing.T) {
+	t.Parallel()
 	server := start(t, nil)
 	env := append([]string{
 		"MARTY_GRPC_CLIENTS_FLAKY_TARGET=" + server.srv.Addr(),
@@ -114,6 +115,7 @@ func TestNamedClientBreakerNeedsMonitor(t *testing.T) {
 }
 
 func TestClientsAreClosedAtStop(t *testing.T) {
+	t.Parallel()
 	server := start(t, nil)
 	a := start(t, []string{"MARTY_GRPC_CLIENTS_PEER_TARGET=dns:///" + server.srv.Addr()})
 	conn, err := a.clients.Get("peer")

@@ -164,6 +164,7 @@ func TestClassCode(t *testing.T) {
 // keep their code and message, UNAVAILABLE is 503 with Retry-After, and an
 // internal error shows only its reference.
 func TestGatewayMapsClassesToHTTP(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
 		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv),

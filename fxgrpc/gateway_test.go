@@ -66,6 +66,7 @@ func post(t *testing.T, url, body string) (int, map[string]any) {
 }
 
 func TestGatewayServesRESTThroughTheInterceptors(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	var g prometheus.Gatherer
 	a := start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
@@ -109,6 +110,7 @@ func TestGatewayServesRESTThroughTheInterceptors(t *testing.T) {
 }
 
 func TestNoGatewayNoRoute(t *testing.T) {
+	t.Parallel()
 	// Without AsGateway nothing is mounted: the app's own "/" route works.
 	var httpSrv *fxhttp.Server
 	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"}, fxhttp.Module,
@@ -121,6 +123,7 @@ func TestNoGatewayNoRoute(t *testing.T) {
 }
 
 func TestGatewayOverTLS(t *testing.T) {
+	t.Parallel()
 	p := pkitest.New(t)
 	var httpSrv *fxhttp.Server
 	start(t, append([]string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"}, serverTLSEnv(p)...),
@@ -131,6 +134,7 @@ func TestGatewayOverTLS(t *testing.T) {
 }
 
 func TestGatewayRequestsAreLabelledWithTheGatewaysRoute(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	var g prometheus.Gatherer
 	spans := tracetest.NewSpanRecorder()

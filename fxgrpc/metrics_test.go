@@ -103,6 +103,7 @@ func callEcho(t *testing.T, conn *grpc.ClientConn) {
 // The server's Prometheus series are go-grpc-middleware's, series for
 // series and count for count, after InitializeMetrics and the same calls.
 func TestServerMetricsMatchGoGRPCMiddleware(t *testing.T) {
+	t.Parallel()
 	ref := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	refConn, refReg := metricsServer(t, ref, ref.UnaryServerInterceptor(), ref.StreamServerInterceptor(),
 		func(s *grpc.Server) { ref.InitializeMetrics(s) })

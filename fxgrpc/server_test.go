@@ -28,6 +28,7 @@ import (
 )
 
 func TestServiceAnswersOverTCPAndIsListed(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	addr := a.srv.Addr()
 	require.True(t, strings.HasPrefix(addr, "127.0.0.1:"), addr)
@@ -70,6 +71,7 @@ func (notEcho) Collect(grpc.ClientStreamingServer[testpb.EchoRequest, testpb.Ech
 }
 
 func TestHandlerTypeMismatchFailsStart(t *testing.T) {
+	t.Parallel()
 	app := fx.New(fxcore.Module, fxgrpc.Module, fx.Replace(source(t)), fx.NopLogger,
 		fxgrpc.AsService(&testpb.Echo_ServiceDesc, func() *notEcho { return &notEcho{} }))
 	err := app.Err()
@@ -89,6 +91,7 @@ func TestHandlerTypeMismatchFailsStart(t *testing.T) {
 }
 
 func TestPanicAnswersInternalAndServerLivesOn(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Message: "x", Fail: "panic"})
@@ -114,6 +117,7 @@ func TestPanicAnswersInternalAndServerLivesOn(t *testing.T) {
 }
 
 func TestValidationErrorsAreInvalidArgumentWithDetails(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Repeat: 99})
@@ -140,6 +144,7 @@ func TestValidationErrorsAreInvalidArgumentWithDetails(t *testing.T) {
 }
 
 func TestProtovalidateRulesAreEnforced(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Check(ctxT(t), &testpb.CheckRequest{Email: "not-an-email", Count: 11})
@@ -161,6 +166,7 @@ func TestProtovalidateRulesAreEnforced(t *testing.T) {
 }
 
 func TestReflectionListsServicesOutsideProduction(t *testing.T) {
+	t.Parallel()
 	list := func(t *testing.T, env ...string) ([]string, error) {
 		a := start(t, env)
 		stream, err := reflectionpb.NewServerReflectionClient(dial(t, a.srv.Addr())).ServerReflectionInfo(ctxT(t))
@@ -193,6 +199,7 @@ func TestReflectionListsServicesOutsideProduction(t *testing.T) {
 }
 
 func TestPortInUseFailsStartNamingTheAddress(t *testing.T) {
+	t.Parallel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer lis.Close()
@@ -205,6 +212,7 @@ func TestPortInUseFailsStartNamingTheAddress(t *testing.T) {
 }
 
 func TestBadConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
 	app := fx.New(fxcore.Module, fxgrpc.Module, fx.NopLogger, fx.Replace(source(t,
 		"MARTY_GRPC_CLIENTS_ORDERS_TARGET=orders:50051", "MARTY_GRPC_CLIENTS_ORDERS_MAX_ATTEMPTS=9")))
 	require.ErrorContains(t, app.Err(), `invalid MARTY_GRPC_CLIENTS_ORDERS_MAX_ATTEMPTS=9`)
@@ -226,6 +234,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 }
 
 func TestGracefulStopCompletesCallsInFlight(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 
@@ -277,6 +286,7 @@ func TestGracefulStopCompletesCallsInFlight(t *testing.T) {
 }
 
 func TestStopDeadlineCutsOffLongCalls(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	done := make(chan error, 1)
@@ -302,6 +312,7 @@ func TestStopDeadlineCutsOffLongCalls(t *testing.T) {
 }
 
 func TestAuthFuncGuardsAllButHealthAndReflection(t *testing.T) {
+	t.Parallel()
 	auth := func(ctx context.Context, method string) (context.Context, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		if got := md.Get("authorization"); len(got) == 1 && got[0] == "Bearer good" {
@@ -329,6 +340,7 @@ func TestAuthFuncGuardsAllButHealthAndReflection(t *testing.T) {
 }
 
 func TestUserInterceptorsRunAtTheirOrder(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var order []string
 	record := func(name, msg string) {
@@ -402,6 +414,7 @@ func TestUserInterceptorsRunAtTheirOrder(t *testing.T) {
 }
 
 func TestFinishedCallsAreLoggedWithCodeDurationPeer(t *testing.T) {
+	t.Parallel()
 	a := start(t, []string{"MARTY_GRPC_LOG_CLIENT_ERROR_LEVEL=warn"})
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Message: "x"})
@@ -429,6 +442,7 @@ func TestFinishedCallsAreLoggedWithCodeDurationPeer(t *testing.T) {
 }
 
 func TestServeErrorShutsTheAppDownWithExitCode1(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	wait := a.Wait()
 	require.NoError(t, fxgrpc.CloseListener(a.srv))
@@ -442,6 +456,7 @@ func TestServeErrorShutsTheAppDownWithExitCode1(t *testing.T) {
 }
 
 func TestMessageSizeAndConnectionLimits(t *testing.T) {
+	t.Parallel()
 	a := start(t, []string{"MARTY_GRPC_MAX_RECV_MSG_SIZE=1024", "MARTY_GRPC_MAX_CONNECTIONS=1"})
 	first := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := first.Echo(ctxT(t), &testpb.EchoRequest{Message: strings.Repeat("x", 2048)})

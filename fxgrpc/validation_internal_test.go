@@ -10,6 +10,7 @@ import (
 )
 
 func TestHasRulesFindsBufValidateRulesOnly(t *testing.T) {
+	t.Parallel()
 	v, err := newValidation()
 	require.NoError(t, err)
 	require.True(t, v.hasRules((&testpb.CheckRequest{}).ProtoReflect().Descriptor()))
