@@ -23,6 +23,7 @@ import (
 )
 
 func TestOutboxThreeRelaysDeliverEveryEventOnceInAggregateOrder(t *testing.T) {
+	t.Parallel()
 	b := pgBackend(t)
 	const aggregates, perAggregate = 100, 100 // 10,000 events
 	var mu sync.Mutex
@@ -110,6 +111,7 @@ func effectsHandler(db *gorm.DB, delay time.Duration) fxevents.Handler {
 // TestRelaySubprocess is the relay process TestOutboxRelayKilledMidBatch
 // kills; it runs only when FXEVENTS_RELAY_SUBPROCESS is set.
 func TestRelaySubprocess(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("FXEVENTS_RELAY_SUBPROCESS") == "" {
 		t.Skip("run by TestOutboxRelayKilledMidBatchLosesNothing")
 	}
@@ -122,6 +124,7 @@ func TestRelaySubprocess(t *testing.T) {
 }
 
 func TestOutboxRelayKilledMidBatchLosesNothing(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		const n = 300
 		env := append([]string{"MARTY_EVENTS_BUS=outbox", "MARTY_LOG_LEVEL=error", "MARTY_EVENTS_PARTITIONS=1",
@@ -179,6 +182,7 @@ func listenerPID(t *testing.T, conn *pgx.Conn) int {
 }
 
 func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T) {
+	t.Parallel()
 	b := pgBackend(t)
 	got := make(chan time.Time, 100)
 	// With an hour between polls, a delivery within the test can only come
@@ -235,6 +239,7 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 // and those scans stop once the batch is complete. The relay's
 // transaction settings end with the transaction.
 func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
+	t.Parallel()
 	b := pgBackend(t)
 	oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_RELAY=false"})
 	for i := 0; i < 20_000; i += 1000 {
