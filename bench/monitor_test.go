@@ -159,7 +159,7 @@ func monApp(b *testing.B, opts ...fx.Option) (*fxhttp.Server, prometheus.Gathere
 		g   prometheus.Gatherer
 	)
 	app := fx.New(append([]fx.Option{fxcore.Module, fxhttp.Module, fxmonitor.Module, fx.NopLogger, fx.Replace(src),
-		fx.Decorate(func() *zap.Logger { return zap.NewNop() }), fx.Populate(&srv, &g)}, opts...)...)
+		fx.Decorate(zap.NewNop), fx.Populate(&srv, &g)}, opts...)...)
 	if err := app.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 
 	"go.uber.org/fx"
@@ -17,10 +16,10 @@ func BenchmarkStartup(b *testing.B) {
 	b.Run("martyfx.Modules", func(b *testing.B) {
 		dir := b.TempDir()
 		b.Chdir(dir)
-		os.Setenv("MARTY_LOG_LEVEL", "error")
-		defer os.Unsetenv("MARTY_LOG_LEVEL")
+		b.Setenv("MARTY_LOG_LEVEL", "error")
+		benchAddrs(b)
 		for b.Loop() {
-			app := fx.New(append(append([]fx.Option{}, martyfx.Modules...), fx.NopLogger, benchAddrs())...)
+			app := fx.New(append(append([]fx.Option{}, martyfx.Modules...), fx.NopLogger)...)
 			if err := app.Start(context.Background()); err != nil {
 				b.Fatal(err)
 			}
@@ -56,14 +55,14 @@ func trivialProviders(n int) []fx.Option {
 	return opts
 }
 
-// benchAddrs binds every server to a free loopback port.
-func benchAddrs() fx.Option {
+// benchAddrs binds every server to a free loopback port, for the rest of
+// the benchmark (b.Setenv restores the environment after it).
+func benchAddrs(b *testing.B) {
 	for _, kv := range [][2]string{
 		{"MARTY_HTTP_ADDR", "127.0.0.1:0"},
 		{"MARTY_HTTP_ADMIN_ADDR", "127.0.0.1:0"},
 		{"MARTY_GRPC_ADDR", "127.0.0.1:0"},
 	} {
-		os.Setenv(kv[0], kv[1])
+		b.Setenv(kv[0], kv[1])
 	}
-	return fx.Options()
 }

@@ -28,6 +28,7 @@ type buffer struct{ bytes.Buffer }
 func (b *buffer) Sync() error { return nil }
 
 func TestLoggerFormatAndLevel(t *testing.T) {
+	t.Parallel()
 	info := ServiceInfo{Name: "orders", Version: "1.2.3", Environment: "production", InstanceID: "i-1"}
 
 	var out buffer
@@ -83,6 +84,7 @@ func serviceInfo(t *testing.T, env ...string) ServiceInfo {
 }
 
 func TestServiceInfoFallbacks(t *testing.T) {
+	t.Parallel()
 	info := serviceInfo(t, "MARTY_SERVICE_NAME=orders", "OTEL_SERVICE_NAME=otel-name", "MARTY_SERVICE_VERSION=v9", "MARTY_ENV=production")
 	require.Equal(t, "orders", info.Name, "MARTY_SERVICE_NAME wins")
 	require.Equal(t, "v9", info.Version)
@@ -130,6 +132,7 @@ func TestModuleProvidesRegistryAndLogger(t *testing.T) {
 }
 
 func TestStoppingRunsListenersOnce(t *testing.T) {
+	t.Parallel()
 	s := NewStopping()
 	var calls atomic.Int32
 	s.OnBegin(func() { calls.Add(1) })
@@ -144,6 +147,7 @@ func TestStoppingRunsListenersOnce(t *testing.T) {
 }
 
 func TestShutdownOnErrorExitsNonZero(t *testing.T) {
+	t.Parallel()
 	var sd fx.Shutdowner
 	app := fx.New(fx.NopLogger, fx.Populate(&sd))
 	require.NoError(t, app.Start(context.Background()))

@@ -126,7 +126,7 @@ func DescribeError(err error) string {
 func rootCause(err error) string {
 	err = firstError(err)
 	root := dig.RootCause(err)
-	if _, isDig := root.(dig.Error); isDig {
+	if _, isDig := root.(dig.Error); isDig { //nolint:errorlint // is the root itself dig's, not one it wraps
 		// The chain ends in dig's own error (a missing type, a cycle): the
 		// one that wraps it names the function.
 		var parent error
@@ -136,7 +136,7 @@ func rootCause(err error) string {
 			}
 			parent = e
 		}
-		if _, ok := parent.(dig.Error); ok {
+		if _, ok := parent.(dig.Error); ok { //nolint:errorlint // parent itself: errors.As would find the root it wraps
 			root = parent
 		}
 	}

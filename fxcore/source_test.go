@@ -62,6 +62,7 @@ func load(t *testing.T, file string, env ...string) (testConfig, error) {
 }
 
 func TestDefaultsWhenNothingIsSet(t *testing.T) {
+	t.Parallel()
 	cfg, err := load(t, "")
 	require.NoError(t, err)
 	require.Equal(t, defaultTestConfig(), cfg)
@@ -104,6 +105,7 @@ test:
 }
 
 func TestInvalidValuesNameTheVariable(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		file string
@@ -151,6 +153,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 }
 
 func TestConfigFileErrors(t *testing.T) {
+	t.Parallel()
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
 	_, err := NewSourceFrom(missing, nil)
 	require.EqualError(t, err, "fxcore: read config file "+missing+" (MARTY_CONFIG_FILE): open "+missing+": no such file or directory")
@@ -175,6 +178,7 @@ func TestConfigFileErrors(t *testing.T) {
 }
 
 func TestTopLevelSectionAndUnusedSections(t *testing.T) {
+	t.Parallel()
 	file := writeFile(t, "env: staging\nstop_timeout: 7s\nlog:\n  level: debug\ngrcp:\n  addr: x\n")
 	src, err := NewSourceFrom(file, []string{"MARTY_START_TIMEOUT=3s"})
 	require.NoError(t, err)
@@ -194,6 +198,7 @@ func TestTopLevelSectionAndUnusedSections(t *testing.T) {
 }
 
 func TestEnvName(t *testing.T) {
+	t.Parallel()
 	require.Equal(t, "MARTY_HTTP_ADMIN_ADDR", EnvName("http", "admin_addr"))
 	require.Equal(t, "MARTY_GRPC_TLS_CERT_FILE", EnvName("grpc", "tls.cert_file"))
 	require.Equal(t, "MARTY_ENV", EnvName("", "env"))

@@ -42,6 +42,7 @@ func (r *recorder) len() int {
 }
 
 func TestTypedDispatchToSeveralHandlers(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var billing, mailer []OrderCreated
 	var shipped []*OrderShipped
@@ -88,6 +89,7 @@ func TestTypedDispatchToSeveralHandlers(t *testing.T) {
 }
 
 func TestSlowHandlerDoesNotDelayAnother(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var slowStarted atomic.Int32
 	fast := &recorder{}
@@ -114,6 +116,7 @@ func TestSlowHandlerDoesNotDelayAnother(t *testing.T) {
 }
 
 func TestSameAggregateInPublishOrderWithEightWorkers(t *testing.T) {
+	t.Parallel()
 	const aggregates, perAggregate = 16, 150
 	var mu sync.Mutex
 	seen := map[string][]int{}
@@ -158,6 +161,7 @@ func TestSameAggregateInPublishOrderWithEightWorkers(t *testing.T) {
 }
 
 func TestRetryThenSuccessWithGrowingDelays(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var at []time.Time
 	ta := newTestApp(t, []string{"MARTY_EVENTS_BACKOFF_INITIAL=20ms", "MARTY_EVENTS_MAX_ATTEMPTS=5"},
@@ -219,6 +223,7 @@ func TestBackoffScheduleGrows(t *testing.T) {
 }
 
 func TestDeadLetterAfterMaxAttemptsThenRedrive(t *testing.T) {
+	t.Parallel()
 	var calls atomic.Int32
 	var healthy atomic.Bool
 	ta := newTestApp(t, []string{"MARTY_EVENTS_BACKOFF_INITIAL=1ms", "MARTY_EVENTS_BACKOFF_MAX=2ms", "MARTY_EVENTS_MAX_ATTEMPTS=3"},
@@ -274,6 +279,7 @@ func TestDeadLetterAfterMaxAttemptsThenRedrive(t *testing.T) {
 }
 
 func TestPanicBecomesAnErrorAndOthersContinue(t *testing.T) {
+	t.Parallel()
 	got := &recorder{}
 	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=1"},
 		fxevents.AsHandler(fxevents.HandlerFunc("boom", func(_ context.Context, e OrderCreated) error {
@@ -297,6 +303,7 @@ func TestPanicBecomesAnErrorAndOthersContinue(t *testing.T) {
 }
 
 func TestHandlerTimeout(t *testing.T) {
+	t.Parallel()
 	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=1", "MARTY_EVENTS_HANDLER_TIMEOUT=30ms"},
 		fxevents.AsHandler(fxevents.HandlerFunc("stuck", func(ctx context.Context, _ OrderCreated) error {
 			dl, ok := ctx.Deadline()
@@ -319,6 +326,7 @@ func TestHandlerTimeout(t *testing.T) {
 }
 
 func TestBackPressureFailReturnsErrBufferFull(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
 	ta := newTestApp(t, []string{"MARTY_EVENTS_WORKERS=1", "MARTY_EVENTS_QUEUE_SIZE=1", "MARTY_EVENTS_BACK_PRESSURE=fail"},
@@ -346,6 +354,7 @@ func TestBackPressureFailReturnsErrBufferFull(t *testing.T) {
 }
 
 func TestBackPressureWaitUntilRoomOrContextEnds(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
 	got := &recorder{}
@@ -380,6 +389,7 @@ func TestBackPressureWaitUntilRoomOrContextEnds(t *testing.T) {
 }
 
 func TestStopDrainsQueuedEventsBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
 	got := &recorder{}
 	ta := newTestApp(t, []string{"MARTY_EVENTS_WORKERS=1", "MARTY_EVENTS_QUEUE_SIZE=100"},
 		fxevents.AsHandler(fxevents.WrapHandler(fxevents.HandlerFunc("slowish", func(context.Context, OrderCreated) error { return nil }),
@@ -400,6 +410,7 @@ func TestStopDrainsQueuedEventsBeforeTheDeadline(t *testing.T) {
 }
 
 func TestStopDeadlineCountsUndelivered(t *testing.T) {
+	t.Parallel()
 	ta := newTestApp(t, []string{"MARTY_EVENTS_WORKERS=1", "MARTY_EVENTS_QUEUE_SIZE=100"},
 		fxevents.AsHandler(fxevents.HandlerFunc("stuck", func(ctx context.Context, _ OrderCreated) error {
 			<-ctx.Done()
@@ -470,6 +481,7 @@ func TestHandlerSpanContinuesThePublishersTrace(t *testing.T) {
 }
 
 func TestSyncModeReturnsJoinedHandlerErrors(t *testing.T) {
+	t.Parallel()
 	errA, errB := errors.New("a failed"), errors.New("b failed")
 	var ran atomic.Int32
 	ta := newTestApp(t, []string{"MARTY_EVENTS_SYNC=true", "MARTY_EVENTS_MAX_ATTEMPTS=1"},
@@ -488,6 +500,7 @@ func TestSyncModeReturnsJoinedHandlerErrors(t *testing.T) {
 }
 
 func TestMiddlewareRunsInExplicitOrder(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var trail []string
 	mark := func(s string) {
@@ -513,6 +526,7 @@ func TestMiddlewareRunsInExplicitOrder(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		env  []string

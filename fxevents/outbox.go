@@ -102,7 +102,7 @@ func NewOutboxBus(opts OutboxBusOptions) (*OutboxBus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fxevents: register metrics: %w", err)
 	}
-	pg := d.db.Dialector.Name() == "postgres"
+	pg := d.db.Name() == "postgres"
 	r := &relay{
 		d: d, db: d.db, cfg: d.cfg, pg: pg, transport: opts.Transport,
 		log: opts.Logger.Named("events.relay"), m: m,
@@ -252,7 +252,7 @@ type outboxDeadLetters struct {
 }
 
 func newOutboxDeadLetters(db *gorm.DB, cfg Config) *outboxDeadLetters {
-	return &outboxDeadLetters{db: db, cfg: cfg, pg: db.Dialector.Name() == "postgres"}
+	return &outboxDeadLetters{db: db, cfg: cfg, pg: db.Name() == "postgres"}
 }
 
 func (s *outboxDeadLetters) Add(ctx context.Context, dl DeadLetter) error {
@@ -277,7 +277,9 @@ func (s *outboxDeadLetters) List(ctx context.Context, limit int) ([]DeadLetter, 
 	if err != nil {
 		return nil, fmt.Errorf("fxevents: list dead letters: %w", err)
 	}
-	defer rows.Close()
+	// rows.Err below reports a failed read; Close only hands the
+	// connection back.
+	defer func() { _ = rows.Close() }()
 	var out []DeadLetter
 	for rows.Next() {
 		var dl DeadLetter
@@ -318,12 +320,18 @@ func (s *outboxDeadLetters) redrive(ctx context.Context, where string, args ...a
 		for rows.Next() {
 			var d dead
 			if err := rows.Scan(&d.id, &d.eventID, &d.handler, &d.aggType, &d.aggID, &d.typ, &d.src, &d.payload, &d.meta, &d.occurred); err != nil {
-				rows.Close()
+				_ = rows.Close() // the scan error is the one to report
 				return err
 			}
 			all = append(all, d)
 		}
-		rows.Close()
+		err = rows.Err() // a read that failed midway must not redrive a part of the rows
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 		for _, d := range all {
 			key := d.aggID
 			if key == "" {

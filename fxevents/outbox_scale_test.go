@@ -23,6 +23,7 @@ import (
 )
 
 func TestOutboxThreeRelaysDeliverEveryEventOnceInAggregateOrder(t *testing.T) {
+	t.Parallel()
 	b := pgBackend(t)
 	const aggregates, perAggregate = 100, 100 // 10,000 events
 	var mu sync.Mutex
@@ -110,6 +111,7 @@ func effectsHandler(db *gorm.DB, delay time.Duration) fxevents.Handler {
 // TestRelaySubprocess is the relay process TestOutboxRelayKilledMidBatch
 // kills; it runs only when FXEVENTS_RELAY_SUBPROCESS is set.
 func TestRelaySubprocess(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("FXEVENTS_RELAY_SUBPROCESS") == "" {
 		t.Skip("run by TestOutboxRelayKilledMidBatchLosesNothing")
 	}
@@ -122,6 +124,7 @@ func TestRelaySubprocess(t *testing.T) {
 }
 
 func TestOutboxRelayKilledMidBatchLosesNothing(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		const n = 300
 		env := append([]string{"MARTY_EVENTS_BUS=outbox", "MARTY_LOG_LEVEL=error", "MARTY_EVENTS_PARTITIONS=1",
@@ -179,6 +182,7 @@ func listenerPID(t *testing.T, conn *pgx.Conn) int {
 }
 
 func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T) {
+	t.Parallel()
 	b := pgBackend(t)
 	got := make(chan time.Time, 100)
 	// With an hour between polls, a delivery within the test can only come
@@ -191,7 +195,7 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 	dsn := strings.TrimPrefix(b.env[1], "MARTY_DB_DSN=")
 	conn, err := pgx.Connect(context.Background(), dsn)
 	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	defer func() { require.NoError(t, conn.Close(context.Background())) }()
 	eventually(t, func() bool { return listenerPID(t, conn) != 0 }, "the relay listens")
 	time.Sleep(100 * time.Millisecond) // the relay's first poll is over
 
@@ -235,6 +239,7 @@ func TestOutboxNotifyWakesTheRelayAndSurvivesTerminatedConnections(t *testing.T)
 // and those scans stop once the batch is complete. The relay's
 // transaction settings end with the transaction.
 func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
+	t.Parallel()
 	b := pgBackend(t)
 	oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_RELAY=false"})
 	for i := 0; i < 20_000; i += 1000 {
@@ -246,7 +251,7 @@ func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
 	}
 	conn, err := pgx.Connect(context.Background(), strings.TrimPrefix(b.env[1], "MARTY_DB_DSN="))
 	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	defer func() { require.NoError(t, conn.Close(context.Background())) }()
 	ctx := context.Background()
 
 	const batch, parts = 500, 16 // 20,000 rows: ~5,000 in these 16 of 64 partitions
@@ -271,7 +276,9 @@ func TestOutboxClaimReadsABatchNotThePartitions(t *testing.T) {
 			"no sort or bitmap scan:\n%s", text)
 		if strings.HasPrefix(l, "Index Scan using marty_outbox_pending") {
 			var n, loops int
-			_, err := fmt.Sscanf(l[strings.Index(l, "(actual rows="):], "(actual rows=%d loops=%d)", &n, &loops)
+			_, stats, ok := strings.Cut(l, "(actual rows=")
+			require.True(t, ok, "no actual rows in the plan line %q", line)
+			_, err := fmt.Sscanf(stats, "%d loops=%d)", &n, &loops)
 			require.NoError(t, err, line)
 			read += n
 		}

@@ -104,6 +104,7 @@ func (d *deliveries) count() int {
 }
 
 func TestOutboxRolledBackNeverDeliveredCommittedAlways(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		got := newDeliveries()
 		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=50ms"}, fxevents.AsHandler(got.handler("projector")))
@@ -162,6 +163,7 @@ func TestOutboxRolledBackNeverDeliveredCommittedAlways(t *testing.T) {
 }
 
 func TestOutboxRequireTx(t *testing.T) {
+	t.Parallel()
 	oa := newOutboxApp(t, sqliteBackend(t), []string{"MARTY_EVENTS_REQUIRE_TX=true"})
 	err := oa.bus.Publish(context.Background(), OrderCreated{OrderID: "x"})
 	require.ErrorIs(t, err, fxevents.ErrNoTransaction)
@@ -171,6 +173,7 @@ func TestOutboxRequireTx(t *testing.T) {
 }
 
 func TestOutboxRetriesWithGrowingDelaysThenDeadThenRedrive(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		var mu sync.Mutex
 		var at []time.Time
@@ -233,6 +236,7 @@ func TestOutboxRetriesWithGrowingDelaysThenDeadThenRedrive(t *testing.T) {
 }
 
 func TestOutboxRetentionPurgesDeliveredAndInboxRows(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		var handled atomic.Int32
 		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_POLL_INTERVAL=50ms", "MARTY_EVENTS_RETENTION=2s"},
@@ -256,6 +260,7 @@ func TestOutboxRetentionPurgesDeliveredAndInboxRows(t *testing.T) {
 }
 
 func TestOutboxPendingAndLagMetricsAndCheck(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	oa := newOutboxApp(t, sqliteBackend(t), []string{"MARTY_EVENTS_POLL_INTERVAL=50ms", "MARTY_EVENTS_LAG_ALERT=200ms"},
 		fxevents.AsHandler(fxevents.HandlerFunc("slow", func(ctx context.Context, _ OrderCreated) error {
@@ -291,6 +296,7 @@ func TestOutboxPendingAndLagMetricsAndCheck(t *testing.T) {
 }
 
 func TestOutboxRedriveAll(t *testing.T) {
+	t.Parallel()
 	var healthy atomic.Bool
 	var handled atomic.Int32
 	oa := newOutboxApp(t, sqliteBackend(t), []string{"MARTY_EVENTS_POLL_INTERVAL=20ms", "MARTY_EVENTS_MAX_ATTEMPTS=1"},
@@ -317,6 +323,7 @@ func TestOutboxRedriveAll(t *testing.T) {
 // The gauges' pass (a COUNT over the pending rows) backs off when it gets
 // slow, as with a backlog of millions of rows during an outage.
 func TestMaintenanceBacksOffWhenCountingIsSlow(t *testing.T) {
+	t.Parallel()
 	require.Equal(t, time.Second, fxevents.MaintainDelay(time.Second, 5*time.Millisecond))
 	require.Equal(t, 10*time.Second, fxevents.MaintainDelay(time.Second, 500*time.Millisecond))
 }

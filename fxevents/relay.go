@@ -210,7 +210,9 @@ func (r *relay) listenOnce() error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", fxrepo.RedactError(err, r.dsn))
 	}
-	defer conn.Close(context.Background())
+	// The loop below ends with the error that matters; closing a broken
+	// connection adds nothing to it.
+	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(r.runCtx, "LISTEN "+notifyChannel); err != nil {
 		return fmt.Errorf("LISTEN: %w", err)
 	}
@@ -335,7 +337,7 @@ func (r *relay) claimBatch(candidates []int32) (n int, nextDue int64, full bool,
 				candidates, partitionLockClass, r.partitionsPerBatch())
 			br := tx.SendBatch(ctx, b)
 			if _, err := br.Exec(); err != nil {
-				br.Close()
+				_ = br.Close() // the Exec error is the one to report
 				return fmt.Errorf("configure relay transaction: %w", err)
 			}
 			lr, _ := br.Query()
@@ -386,7 +388,9 @@ func (r *relay) withPgx(ctx context.Context, fn func(*pgx.Conn) error) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	// Close hands the connection back to the pool; it fails only on a
+	// connection already handed back, which fn's error would explain.
+	defer func() { _ = c.Close() }()
 	return c.Raw(func(dc any) error {
 		pc, ok := dc.(interface{ Conn() *pgx.Conn })
 		if !ok {
@@ -437,7 +441,9 @@ func (r *relay) claimSQLite() (int, int64, error) {
 		return 0, 0, fmt.Errorf("read marty_outbox: %w", err)
 	}
 	rows, err := readRows(rs, r.cfg.BatchSize)
-	rs.Close()
+	if cerr := rs.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("read marty_outbox: %w", err)
 	}

@@ -35,6 +35,7 @@ func (c *captureTransport) Publish(_ context.Context, envs ...fxevents.Envelope)
 }
 
 func TestTransportReplacesLocalDispatchAndHandleOneRunsHandlers(t *testing.T) {
+	t.Parallel()
 	tr := &captureTransport{}
 	var local atomic.Int32
 	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=2", "MARTY_EVENTS_BACKOFF_INITIAL=1s"},
@@ -85,6 +86,7 @@ func TestTransportReplacesLocalDispatchAndHandleOneRunsHandlers(t *testing.T) {
 }
 
 func TestMalformedPayloadIsDeadLetteredWithoutRetry(t *testing.T) {
+	t.Parallel()
 	ta := newTestApp(t, []string{"MARTY_EVENTS_MAX_ATTEMPTS=5"},
 		fxevents.AsHandler(fxevents.HandlerFunc("billing", func(context.Context, OrderCreated) error { return nil })),
 	)
@@ -99,6 +101,7 @@ type protoEvent struct{ *wrapperspb.StringValue }
 func (protoEvent) EventType() string { return "test.proto" }
 
 func TestDefaultCodecJSONAndProtobufAndRegistryDecode(t *testing.T) {
+	t.Parallel()
 	codec := fxevents.DefaultCodec()
 	env, err := fxevents.NewEnvelope("svc", protoEvent{wrapperspb.String("hello")}, codec)
 	require.NoError(t, err)
@@ -131,6 +134,7 @@ func TestDefaultCodecJSONAndProtobufAndRegistryDecode(t *testing.T) {
 }
 
 func TestOutboxRelaysToTheTransportAndDeadLettersWhatItRefuses(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		tr := &captureTransport{}
 		var local atomic.Int32
@@ -182,6 +186,7 @@ func (o *outageTransport) Publish(ctx context.Context, envs ...fxevents.Envelope
 // (no attempt counted) and ends its transaction, then delivers everything
 // once the broker is back.
 func TestOutboxRelayWaitsOutATransportOutage(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		tr := &outageTransport{}
 		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_HANDLER_TIMEOUT=100ms", "MARTY_EVENTS_MAX_ATTEMPTS=2",
@@ -239,6 +244,7 @@ func (c *ctxTransport) Publish(ctx context.Context, envs ...fxevents.Envelope) e
 // With MARTY_EVENTS_HANDLER_TIMEOUT=0 (no bound) the relay waits for the
 // transport as long as it takes, and delivers.
 func TestOutboxRelayWithoutHandlerTimeoutDelivers(t *testing.T) {
+	t.Parallel()
 	tr := &ctxTransport{}
 	oa := newOutboxApp(t, sqliteBackend(t), []string{"MARTY_EVENTS_HANDLER_TIMEOUT=0", "MARTY_EVENTS_POLL_INTERVAL=50ms"},
 		fx.Supply(fx.Annotate(tr, fx.As(new(fxevents.Transport)))))

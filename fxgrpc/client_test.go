@@ -23,7 +23,7 @@ func TestClientRetriesUnavailable(t *testing.T) {
 	a.echo.failFirst.Store(2)
 	conn, err := fxgrpc.NewClient(a.srv.Addr())
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	res, err := testpb.NewEchoClient(conn).Echo(ctxT(t), &testpb.EchoRequest{Message: "third time"})
 	require.NoError(t, err)
 	require.Equal(t, "third time", res.GetMessage())
@@ -39,7 +39,7 @@ func TestClientRetriesUnavailable(t *testing.T) {
 	a.echo.failFirst.Store(1)
 	once, err := fxgrpc.NewClient(a.srv.Addr(), fxgrpc.WithMaxAttempts(1))
 	require.NoError(t, err)
-	defer once.Close()
+	defer func() { require.NoError(t, once.Close()) }()
 	_, err = testpb.NewEchoClient(once).Echo(ctxT(t), &testpb.EchoRequest{Message: "x"})
 	require.Equal(t, codes.Unavailable, status.Code(err))
 	require.Equal(t, int64(1), a.echo.calls.Load())
@@ -49,7 +49,7 @@ func TestClientDefaultDeadline(t *testing.T) {
 	a := start(t, nil)
 	conn, err := fxgrpc.NewClient(a.srv.Addr(), fxgrpc.WithTimeout(100*time.Millisecond))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	begun := time.Now()
 	_, err = testpb.NewEchoClient(conn).Echo(context.Background(), &testpb.EchoRequest{Message: "x", SleepMs: 5000})
 	require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
@@ -63,6 +63,7 @@ func TestClientDefaultDeadline(t *testing.T) {
 }
 
 func TestNamedClientBreakerOpensAfterFailures(t *testing.T) {
+	t.Parallel()
 	server := start(t, nil)
 	env := append([]string{
 		"MARTY_GRPC_CLIENTS_FLAKY_TARGET=" + server.srv.Addr(),
@@ -114,6 +115,7 @@ func TestNamedClientBreakerNeedsMonitor(t *testing.T) {
 }
 
 func TestClientsAreClosedAtStop(t *testing.T) {
+	t.Parallel()
 	server := start(t, nil)
 	a := start(t, []string{"MARTY_GRPC_CLIENTS_PEER_TARGET=dns:///" + server.srv.Addr()})
 	conn, err := a.clients.Get("peer")

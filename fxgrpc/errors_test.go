@@ -164,6 +164,7 @@ func TestClassCode(t *testing.T) {
 // keep their code and message, UNAVAILABLE is 503 with Retry-After, and an
 // internal error shows only its reference.
 func TestGatewayMapsClassesToHTTP(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
 		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv),
@@ -178,7 +179,11 @@ func TestGatewayMapsClassesToHTTP(t *testing.T) {
 			}
 			return 0, "", false
 		}))
-	call := func(kind string) (*http.Response, map[string]any, string) {
+	type reply struct { // the answer, its body read and closed
+		StatusCode int
+		Header     http.Header
+	}
+	call := func(kind string) (reply, map[string]any, string) {
 		res, err := http.Post("http://"+httpSrv.Addr()+"/v1/echo", "application/json", strings.NewReader(`{"message":"err:`+kind+`"}`))
 		require.NoError(t, err)
 		defer func() { _ = res.Body.Close() }()
@@ -186,7 +191,7 @@ func TestGatewayMapsClassesToHTTP(t *testing.T) {
 		require.NoError(t, err)
 		var body map[string]any
 		require.NoError(t, json.Unmarshal(raw, &body), string(raw))
-		return res, body, string(raw)
+		return reply{res.StatusCode, res.Header}, body, string(raw)
 	}
 	res, body, raw := call("nul")
 	require.Equal(t, http.StatusBadRequest, res.StatusCode)

@@ -38,7 +38,7 @@ func ExampleNewServer() {
 		fmt.Println(err)
 		return
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }() // the example is over; nothing is left to report
 	res, err := testpb.NewEchoClient(conn).Echo(ctx, &testpb.EchoRequest{Message: "gopher"})
 	if err != nil {
 		fmt.Println(err)

@@ -18,6 +18,7 @@ import (
 // came chunked (the gateway's decoder hits the limit and would answer
 // InvalidArgument, 400; fxhttp's stack answers 413 in its place).
 func TestGatewayBodyPastTheLimitIs413(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0", "MARTY_HTTP_MAX_BODY_BYTES=64"},
 		fxhttp.Module, fxgrpc.AsGateway(registerEcho), fx.Populate(&httpSrv))

@@ -3,6 +3,7 @@ package fxgrpc_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -39,7 +40,7 @@ func registerEcho(_ context.Context, mux *runtime.ServeMux, conn *grpc.ClientCon
 			return
 		}
 		var req testpb.EchoRequest
-		if err := inbound.NewDecoder(r.Body).Decode(&req); err != nil && err != io.EOF {
+		if err := inbound.NewDecoder(r.Body).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
 			runtime.HTTPError(ctx, mux, outbound, w, r, status.Error(codes.InvalidArgument, err.Error()))
 			return
 		}
@@ -65,6 +66,7 @@ func post(t *testing.T, url, body string) (int, map[string]any) {
 }
 
 func TestGatewayServesRESTThroughTheInterceptors(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	var g prometheus.Gatherer
 	a := start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},
@@ -108,6 +110,7 @@ func TestGatewayServesRESTThroughTheInterceptors(t *testing.T) {
 }
 
 func TestNoGatewayNoRoute(t *testing.T) {
+	t.Parallel()
 	// Without AsGateway nothing is mounted: the app's own "/" route works.
 	var httpSrv *fxhttp.Server
 	start(t, []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"}, fxhttp.Module,
@@ -120,6 +123,7 @@ func TestNoGatewayNoRoute(t *testing.T) {
 }
 
 func TestGatewayOverTLS(t *testing.T) {
+	t.Parallel()
 	p := pkitest.New(t)
 	var httpSrv *fxhttp.Server
 	start(t, append([]string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"}, serverTLSEnv(p)...),
@@ -130,6 +134,7 @@ func TestGatewayOverTLS(t *testing.T) {
 }
 
 func TestGatewayRequestsAreLabelledWithTheGatewaysRoute(t *testing.T) {
+	t.Parallel()
 	var httpSrv *fxhttp.Server
 	var g prometheus.Gatherer
 	spans := tracetest.NewSpanRecorder()

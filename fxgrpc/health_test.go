@@ -71,6 +71,7 @@ var monitorEnv = []string{
 }
 
 func TestHealthFollowsReadinessAndShutdown(t *testing.T) {
+	t.Parallel()
 	var down atomic.Bool
 	a := start(t, monitorEnv, fxmonitor.Module, fxmonitor.AsCheck(fxmonitor.Check{
 		Name: "dependency", Kinds: fxmonitor.Readiness, Critical: true, Interval: 20 * time.Millisecond,
@@ -122,6 +123,7 @@ func TestHealthFollowsReadinessAndShutdown(t *testing.T) {
 }
 
 func TestHealthWithoutMonitorAndDrainDelay(t *testing.T) {
+	t.Parallel()
 	a := start(t, []string{"MARTY_GRPC_DRAIN_DELAY=300ms"})
 	conn := dial(t, a.srv.Addr())
 	require.Equal(t, "SERVING", healthCheck(t, conn, ""))

@@ -197,7 +197,7 @@ func (e *referenced) Error() string              { return e.st.Message() }
 func (e *referenced) GRPCStatus() *status.Status { return e.st }
 
 func (m *errorMapper) mapError(ctx context.Context, method string, err error) error {
-	if _, ok := err.(*referenced); ok {
+	if ref := (*referenced)(nil); errors.As(err, &ref) {
 		return err
 	}
 	// A status returned as is wins; then a class anywhere in the chain;

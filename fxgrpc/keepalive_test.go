@@ -33,6 +33,7 @@ func leavesReady(t *testing.T, env []string, d time.Duration) bool {
 // MARTY_GRPC_MAX_CONNECTION_IDLE, an old one after MARTY_GRPC_MAX_CONNECTION_AGE
 // (plus its grace), and with the defaults the connection stays up.
 func TestKeepaliveConnectionLimits(t *testing.T) {
+	t.Parallel()
 	require.True(t, leavesReady(t, []string{"MARTY_GRPC_MAX_CONNECTION_IDLE=200ms"}, 5*time.Second),
 		"an idle connection is closed by the server")
 	require.True(t, leavesReady(t, []string{"MARTY_GRPC_MAX_CONNECTION_AGE=200ms", "MARTY_GRPC_MAX_CONNECTION_AGE_GRACE=100ms"}, 5*time.Second),
@@ -105,6 +106,7 @@ func pingFlood(t *testing.T, addr string, n int, gap time.Duration) *goAway {
 // with pings permitted without calls and a short minimum interval, the same
 // pings are acknowledged.
 func TestKeepaliveEnforcementPolicy(t *testing.T) {
+	t.Parallel()
 	strict := start(t, nil)
 	g := pingFlood(t, strict.srv.Addr(), 5, time.Millisecond)
 	require.NotNil(t, g, "the default policy refuses pings without calls")

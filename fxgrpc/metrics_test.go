@@ -1,6 +1,7 @@
 package fxgrpc_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -86,7 +87,7 @@ func callEcho(t *testing.T, conn *grpc.ClientConn) {
 	require.NoError(t, err)
 	for {
 		_, err := st.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		require.NoError(t, err)
@@ -102,6 +103,7 @@ func callEcho(t *testing.T, conn *grpc.ClientConn) {
 // The server's Prometheus series are go-grpc-middleware's, series for
 // series and count for count, after InitializeMetrics and the same calls.
 func TestServerMetricsMatchGoGRPCMiddleware(t *testing.T) {
+	t.Parallel()
 	ref := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	refConn, refReg := metricsServer(t, ref, ref.UnaryServerInterceptor(), ref.StreamServerInterceptor(),
 		func(s *grpc.Server) { ref.InitializeMetrics(s) })

@@ -29,6 +29,7 @@ import (
 )
 
 func TestServiceAnswersOverTCPAndIsListed(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	addr := a.srv.Addr()
 	require.True(t, strings.HasPrefix(addr, "127.0.0.1:"), addr)
@@ -71,6 +72,7 @@ func (notEcho) Collect(grpc.ClientStreamingServer[testpb.EchoRequest, testpb.Ech
 }
 
 func TestHandlerTypeMismatchFailsStart(t *testing.T) {
+	t.Parallel()
 	app := fx.New(fxcore.Module, fxgrpc.Module, fx.Replace(source(t)), fx.NopLogger,
 		fxgrpc.AsService(&testpb.Echo_ServiceDesc, func() *notEcho { return &notEcho{} }))
 	err := app.Err()
@@ -90,6 +92,7 @@ func TestHandlerTypeMismatchFailsStart(t *testing.T) {
 }
 
 func TestPanicAnswersInternalAndServerLivesOn(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Message: "x", Fail: "panic"})
@@ -115,6 +118,7 @@ func TestPanicAnswersInternalAndServerLivesOn(t *testing.T) {
 }
 
 func TestValidationErrorsAreInvalidArgumentWithDetails(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Repeat: 99})
@@ -144,6 +148,7 @@ func TestValidationErrorsAreInvalidArgumentWithDetails(t *testing.T) {
 // module links protovalidate's CEL interpreter, which not every service
 // wants); with it they are, before the handler runs.
 func TestProtovalidateRulesAreEnforcedWithBufvalidate(t *testing.T) {
+	t.Parallel()
 	plain := start(t, nil)
 	_, err := testpb.NewEchoClient(dial(t, plain.srv.Addr())).Check(ctxT(t), &testpb.CheckRequest{Email: "not-an-email", Count: 11})
 	require.NoError(t, err, "no MessageValidator: only Validate methods run")
@@ -169,6 +174,7 @@ func TestProtovalidateRulesAreEnforcedWithBufvalidate(t *testing.T) {
 }
 
 func TestReflectionListsServicesOutsideProduction(t *testing.T) {
+	t.Parallel()
 	list := func(t *testing.T, env ...string) ([]string, error) {
 		a := start(t, env)
 		stream, err := reflectionpb.NewServerReflectionClient(dial(t, a.srv.Addr())).ServerReflectionInfo(ctxT(t))
@@ -201,6 +207,7 @@ func TestReflectionListsServicesOutsideProduction(t *testing.T) {
 }
 
 func TestPortInUseFailsStartNamingTheAddress(t *testing.T) {
+	t.Parallel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer lis.Close()
@@ -213,6 +220,7 @@ func TestPortInUseFailsStartNamingTheAddress(t *testing.T) {
 }
 
 func TestBadConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
 	app := fx.New(fxcore.Module, fxgrpc.Module, fx.NopLogger, fx.Replace(source(t,
 		"MARTY_GRPC_CLIENTS_ORDERS_TARGET=orders:50051", "MARTY_GRPC_CLIENTS_ORDERS_MAX_ATTEMPTS=9")))
 	require.ErrorContains(t, app.Err(), `invalid MARTY_GRPC_CLIENTS_ORDERS_MAX_ATTEMPTS=9`)
@@ -234,6 +242,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 }
 
 func TestGracefulStopCompletesCallsInFlight(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 
@@ -285,6 +294,7 @@ func TestGracefulStopCompletesCallsInFlight(t *testing.T) {
 }
 
 func TestStopDeadlineCutsOffLongCalls(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	done := make(chan error, 1)
@@ -310,6 +320,7 @@ func TestStopDeadlineCutsOffLongCalls(t *testing.T) {
 }
 
 func TestAuthFuncGuardsAllButHealthAndReflection(t *testing.T) {
+	t.Parallel()
 	auth := func(ctx context.Context, method string) (context.Context, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		if got := md.Get("authorization"); len(got) == 1 && got[0] == "Bearer good" {
@@ -337,6 +348,7 @@ func TestAuthFuncGuardsAllButHealthAndReflection(t *testing.T) {
 }
 
 func TestUserInterceptorsRunAtTheirOrder(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var order []string
 	record := func(name, msg string) {
@@ -410,6 +422,7 @@ func TestUserInterceptorsRunAtTheirOrder(t *testing.T) {
 }
 
 func TestFinishedCallsAreLoggedWithCodeDurationPeer(t *testing.T) {
+	t.Parallel()
 	a := start(t, []string{"MARTY_GRPC_LOG_CLIENT_ERROR_LEVEL=warn"})
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := c.Echo(ctxT(t), &testpb.EchoRequest{Message: "x"})
@@ -437,6 +450,7 @@ func TestFinishedCallsAreLoggedWithCodeDurationPeer(t *testing.T) {
 }
 
 func TestServeErrorShutsTheAppDownWithExitCode1(t *testing.T) {
+	t.Parallel()
 	a := start(t, nil)
 	wait := a.Wait()
 	require.NoError(t, fxgrpc.CloseListener(a.srv))
@@ -450,6 +464,7 @@ func TestServeErrorShutsTheAppDownWithExitCode1(t *testing.T) {
 }
 
 func TestMessageSizeAndConnectionLimits(t *testing.T) {
+	t.Parallel()
 	a := start(t, []string{"MARTY_GRPC_MAX_RECV_MSG_SIZE=1024", "MARTY_GRPC_MAX_CONNECTIONS=1"})
 	first := testpb.NewEchoClient(dial(t, a.srv.Addr()))
 	_, err := first.Echo(ctxT(t), &testpb.EchoRequest{Message: strings.Repeat("x", 2048)})

@@ -59,6 +59,7 @@ func value(m *dto.Metric) float64 {
 }
 
 func TestMetricsCountCallsByCode(t *testing.T) {
+	t.Parallel()
 	var g prometheus.Gatherer
 	a := start(t, nil, fx.Populate(&g))
 	c := testpb.NewEchoClient(dial(t, a.srv.Addr()))
@@ -116,6 +117,7 @@ func attrs(kvs []attribute.KeyValue) map[string]string {
 }
 
 func TestSpansAndPropagationFromClientToServer(t *testing.T) {
+	t.Parallel()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })

@@ -20,7 +20,7 @@ func echoOver(t *testing.T, addr string, opts ...fxgrpc.ClientOption) error {
 	t.Helper()
 	conn, err := fxgrpc.NewClient(addr, append(opts, fxgrpc.WithMaxAttempts(1))...)
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	_, err = testpb.NewEchoClient(conn).Echo(ctxT(t), &testpb.EchoRequest{Message: "x"})
 	return err
 }
@@ -30,6 +30,7 @@ func serverTLSEnv(p *pkitest.PKI) []string {
 }
 
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	p := pkitest.New(t)
 	a := start(t, serverTLSEnv(p))
 	require.NoError(t, echoOver(t, a.srv.Addr(), fxgrpc.WithTLS(fxcore.TLS{CAFile: p.CA})))
@@ -44,6 +45,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestMutualTLS(t *testing.T) {
+	t.Parallel()
 	p := pkitest.New(t)
 	a := start(t, append(serverTLSEnv(p), "MARTY_GRPC_TLS_CA_FILE="+p.CA))
 	require.NoError(t, echoOver(t, a.srv.Addr(),
@@ -82,6 +84,7 @@ func TestNewClientTLSErrors(t *testing.T) {
 }
 
 func TestMissingCertificateFailsStart(t *testing.T) {
+	t.Parallel()
 	a := &app{}
 	app := newApp(t, a, []string{"MARTY_GRPC_TLS_CERT_FILE=/nonexistent/cert.pem", "MARTY_GRPC_TLS_KEY_FILE=/nonexistent/key.pem"})
 	require.ErrorContains(t, app.Err(), "fxgrpc: TLS (MARTY_GRPC_TLS_CERT_FILE, MARTY_GRPC_TLS_KEY_FILE, MARTY_GRPC_TLS_CA_FILE): ")

@@ -2,6 +2,7 @@ package fxgrpc_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -81,7 +82,7 @@ func callAll(t *testing.T, conn *grpc.ClientConn) {
 	st, err := c.EchoStream(ctx, &testpb.EchoRequest{Message: "s", Repeat: 3})
 	require.NoError(t, err)
 	for {
-		if _, err := st.Recv(); err == io.EOF {
+		if _, err := st.Recv(); errors.Is(err, io.EOF) {
 			break
 		} else {
 			require.NoError(t, err)
@@ -120,6 +121,7 @@ func serverSpans(rec *tracetest.SpanRecorder, port int) []serverSpan {
 // The server's tracing interceptors write the spans otelgrpc's server
 // handler (with health and reflection filtered out) writes, call for call.
 func TestServerSpansMatchOtelgrpc(t *testing.T) {
+	t.Parallel()
 	recOtel, connOtel, portOtel := tracedServer(t, func(tp *sdktrace.TracerProvider, prop propagation.TextMapPropagator) []grpc.ServerOption {
 		return []grpc.ServerOption{grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop),
 			otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection.")))))}
@@ -145,6 +147,7 @@ func TestServerSpansMatchOtelgrpc(t *testing.T) {
 
 // An unsampled call gets a span that records nothing but carries the trace.
 func TestUnsampledCallsContinueTheTraceWithoutRecording(t *testing.T) {
+	t.Parallel()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.NeverSample()))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })

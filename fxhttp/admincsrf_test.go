@@ -16,6 +16,7 @@ import (
 // A cross-site browser POST to an admin route is refused; same-origin
 // browser requests and requests without browser headers (curl) pass.
 func TestAdminPostsRefuseCrossOriginBrowsers(t *testing.T) {
+	t.Parallel()
 	src, err := fxcore.NewSourceFrom("", []string{"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0", "MARTY_LOG_LEVEL=error"})
 	require.NoError(t, err)
 	var srv *fxhttp.Server

@@ -19,12 +19,12 @@ import (
 
 const testAdminToken = "s3cret-admin-token-for-tests"
 
-func adminGet(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, string) {
+func adminGet(t *testing.T, c *http.Client, url string, hdr ...string) (reply, string) {
 	t.Helper()
 	return adminDo(t, c, http.MethodGet, url, hdr...)
 }
 
-func adminDo(t *testing.T, c *http.Client, method, url string, hdr ...string) (*http.Response, string) {
+func adminDo(t *testing.T, c *http.Client, method, url string, hdr ...string) (reply, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	require.NoError(t, err)
@@ -36,7 +36,7 @@ func adminDo(t *testing.T, c *http.Client, method, url string, hdr ...string) (*
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	return resp, string(b)
+	return replyOf(resp), string(b)
 }
 
 // The admin routes the modules register, by kind: fxmonitor's probes and
@@ -311,10 +311,10 @@ func TestAdminTokenGuardsProtectedRoutesAndWrongCredentials(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "status", body)
 	req, _ := http.NewRequest(http.MethodPost, admin+"/events/dead/1/retry", strings.NewReader(""))
-	resp, err = browser.Do(req)
+	posted, err := browser.Do(req)
 	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	b, _ := io.ReadAll(posted.Body)
+	posted.Body.Close()
 	require.Equal(t, "redriven", string(b))
 }
 

@@ -178,7 +178,7 @@ func (t *breakerTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	err := t.b.Execute(func() error {
 		ran = true
 		var err error
-		resp, err = t.next.RoundTrip(req)
+		resp, err = t.next.RoundTrip(req) //nolint:bodyclose // returned to the caller below, or closed there when the call failed
 		if err != nil {
 			return err
 		}

@@ -89,7 +89,10 @@ func TestClientTracesPropagatesAndRecordsMetrics(t *testing.T) {
 		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	}
 	before := hits.Load()
-	_, err = client.Get(srv.url("/echo"))
+	resp, err = client.Get(srv.url("/echo"))
+	if err == nil {
+		resp.Body.Close()
+	}
 	require.ErrorIs(t, err, gobreaker.ErrOpenState)
 	require.ErrorContains(t, err, "fxhttp: circuit breaker rejected GET")
 	require.Equal(t, before, hits.Load(), "an open circuit does not send the request")
@@ -97,7 +100,10 @@ func TestClientTracesPropagatesAndRecordsMetrics(t *testing.T) {
 
 	// A dead server is an error, counted.
 	dead := NewClient(WithRegisterer(reg), WithTimeout(time.Second))
-	_, err = dead.Get("http://127.0.0.1:" + freePort(t) + "/")
+	resp, err = dead.Get("http://127.0.0.1:" + freePort(t) + "/")
+	if err == nil {
+		resp.Body.Close()
+	}
 	require.Error(t, err)
 	require.NotNil(t, h.metric("http_client_requests_total", map[string]string{"client": "default", "code": "error"}))
 }

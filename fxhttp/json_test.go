@@ -34,8 +34,9 @@ func decodeRoute() http.Handler {
 }
 
 func TestDecodeJSONStrictOverTCP(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil, AsRoute("POST /v1/orders", decodeRoute))
-	post := func(body string, hdr ...string) (*http.Response, string) {
+	post := func(body string, hdr ...string) (reply, string) {
 		return h.do(http.MethodPost, h.url("/v1/orders"), strings.NewReader(body), hdr...)
 	}
 	resp, body := post(`{"item":"book","quantity":2}`, "Content-Type", "application/json; charset=utf-8")
@@ -64,6 +65,7 @@ func TestDecodeJSONStrictOverTCP(t *testing.T) {
 }
 
 func TestDecodeJSONOutsideTheServerHasADefaultLimit(t *testing.T) {
+	t.Parallel()
 	big := `{"item":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}`
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(big))
 	w := httptest.NewRecorder()
@@ -98,7 +100,7 @@ func TestDecodeJSONOutsideTheServerChunkedAndDeclaredAre413(t *testing.T) {
 		resp.Body.Close()
 		require.NoError(t, err)
 		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "chunked=%v", chunked)
-		require.Equal(t, fmt.Sprintf("body is larger than %d bytes", DefaultMaxBodyBytes), problemOf(t, resp, string(b)).Detail)
+		require.Equal(t, fmt.Sprintf("body is larger than %d bytes", DefaultMaxBodyBytes), problemOf(t, replyOf(resp), string(b)).Detail)
 	}
 
 	// A declared length past the limit is refused before the body is read.
@@ -143,6 +145,7 @@ var (
 )
 
 func TestWriteErrorMapsThroughHooksAndHTTPStatus(t *testing.T) {
+	t.Parallel()
 	errs := map[string]error{
 		"notfound": fmt.Errorf("get order 7: %w", errNotFound),
 		"conflict": errConflict,
@@ -202,12 +205,14 @@ func TestWriteErrorMapsThroughHooksAndHTTPStatus(t *testing.T) {
 }
 
 func TestWriteErrorNilIs500(t *testing.T) {
+	t.Parallel()
 	w := httptest.NewRecorder()
 	WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), nil)
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 }
 
 func TestWriteJSONUnencodableIs500(t *testing.T) {
+	t.Parallel()
 	w := httptest.NewRecorder()
 	WriteJSON(w, http.StatusOK, map[string]any{"f": func() {}})
 	require.Equal(t, http.StatusInternalServerError, w.Code)
@@ -228,6 +233,7 @@ func contextDeadline() error {
 var errDBDown = errors.New("failed to connect to `user=app database=orders`: 10.1.2.3:5432: connection refused")
 
 func TestWriteErrorMapsClasses(t *testing.T) {
+	t.Parallel()
 	errs := map[string]error{
 		"invalid":     fxcore.NewError(fxcore.ClassInvalid, "customer_id must not be empty", nil),
 		"notfound":    fmt.Errorf("orders: %w", fxcore.NewError(fxcore.ClassNotFound, "Order 42 not found", errDBDown)),
@@ -294,6 +300,7 @@ func TestWriteErrorMapsClasses(t *testing.T) {
 }
 
 func TestInternalErrorLoggedWithoutAccessLog(t *testing.T) {
+	t.Parallel()
 	h := start(t, []string{"MARTY_HTTP_ACCESS_LOG=off"},
 		AsRoute("GET /boom", func() http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, errors.New("disk on fire")) })

@@ -85,7 +85,19 @@ func start(t *testing.T, env []string, opts ...fx.Option) *harness {
 
 func (h *harness) url(path string) string { return "http://" + h.srv.Addr() + path }
 
-func (h *harness) do(method, url string, body io.Reader, hdr ...string) (*http.Response, string) {
+// reply is an answer whose body a helper already read and closed: what the
+// tests look at, and no Body left to forget.
+type reply struct {
+	StatusCode int
+	Header     http.Header
+	Request    *http.Request // the last request, after redirects
+}
+
+func replyOf(resp *http.Response) reply {
+	return reply{StatusCode: resp.StatusCode, Header: resp.Header, Request: resp.Request}
+}
+
+func (h *harness) do(method, url string, body io.Reader, hdr ...string) (reply, string) {
 	h.t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	require.NoError(h.t, err)
@@ -97,15 +109,15 @@ func (h *harness) do(method, url string, body io.Reader, hdr ...string) (*http.R
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(h.t, err)
-	return resp, string(b)
+	return replyOf(resp), string(b)
 }
 
-func (h *harness) get(path string, hdr ...string) (*http.Response, string) {
+func (h *harness) get(path string, hdr ...string) (reply, string) {
 	h.t.Helper()
 	return h.do(http.MethodGet, h.url(path), nil, hdr...)
 }
 
-func problemOf(t *testing.T, resp *http.Response, body string) Problem {
+func problemOf(t *testing.T, resp reply, body string) Problem {
 	t.Helper()
 	require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"), body)
 	var p Problem

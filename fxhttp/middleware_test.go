@@ -26,6 +26,7 @@ func mark(name string) func(http.Handler) http.Handler {
 }
 
 func TestUserMiddlewareOrder(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil,
 		AsRoute("GET /v1/orders/{id}", orderHandler),
 		AsMiddleware(func() func(http.Handler) http.Handler { return mark("inner2") }, 20),
@@ -60,6 +61,7 @@ func TestUserMiddlewareOrder(t *testing.T) {
 }
 
 func TestNegativeOrderMiddlewareIsRecoveredAndTraced(t *testing.T) {
+	t.Parallel()
 	var sawSpan bool
 	h := start(t, nil,
 		AsRoute("GET /ok", func() http.Handler { return text("ok") }),
@@ -152,6 +154,7 @@ func TestNewMuxPatternErrors(t *testing.T) {
 }
 
 func TestRouteLabelIsTheServersMatchedPattern(t *testing.T) {
+	t.Parallel()
 	// A handler serving a ServeMux of its own (fxmonitor's dashboard does)
 	// overwrites Request.Pattern; the label is still the route this
 	// server matched, on the admin server and on the public one.
@@ -175,6 +178,7 @@ func TestRouteLabelIsTheServersMatchedPattern(t *testing.T) {
 }
 
 func TestSetRouteNamesTheSubRoutersRoute(t *testing.T) {
+	t.Parallel()
 	// A router mounted on one pattern names the route it matched.
 	router := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := strings.CutPrefix(r.URL.Path, "/api/orders/")
@@ -211,6 +215,7 @@ func TestSetRouteNamesTheSubRoutersRoute(t *testing.T) {
 }
 
 func TestAsRoutesChecksItsConstructor(t *testing.T) {
+	t.Parallel()
 	for _, ctor := range []any{nil, []Route{}, func() Route { return Route{} }, func(...int) []Route { return nil },
 		func() ([]Route, int) { return nil, 0 }} {
 		_, err := newApp(t, nil, AsRoutes(ctor))

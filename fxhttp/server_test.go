@@ -30,6 +30,7 @@ func orderHandler() http.Handler {
 }
 
 func TestRoutesPathValuesMethodsAnd405(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil,
 		AsRoute("GET /v1/orders/{id}", orderHandler),
 		AsRoute("DELETE /v1/orders/{id}", func() http.Handler { return text("deleted") }),
@@ -54,6 +55,7 @@ func TestRoutesPathValuesMethodsAnd405(t *testing.T) {
 }
 
 func TestPanicIs500ProblemAndServerLivesOn(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil,
 		AsRoute("GET /boom", func() http.Handler {
 			return http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("kaboom") })
@@ -87,6 +89,7 @@ func TestPanicIs500ProblemAndServerLivesOn(t *testing.T) {
 }
 
 func TestPanicAfterHeadersAbortsConnection(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil, AsRoute("GET /half", func() http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "100")
@@ -107,6 +110,7 @@ func TestPanicAfterHeadersAbortsConnection(t *testing.T) {
 }
 
 func TestRequestID(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil, AsRoute("GET /v1/orders/{id}", orderHandler))
 	resp, body := h.get("/v1/orders/1", RequestIDHeader, "abc-123")
 	require.Equal(t, "abc-123", resp.Header.Get(RequestIDHeader))
@@ -137,6 +141,7 @@ func TestRequestID(t *testing.T) {
 }
 
 func TestTracingSpanNameAttributesPropagationAndFilter(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil,
 		AsRoute("GET /v1/orders/{id}", orderHandler),
 		AsRoute("/any/{id}", func() http.Handler {
@@ -204,6 +209,7 @@ func TestTracingSpanNameAttributesPropagationAndFilter(t *testing.T) {
 }
 
 func TestREDMetricsLabelledByRoutePattern(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil, AsRoute("GET /v1/orders/{id}", orderHandler))
 	for i := range 3 {
 		resp, _ := h.get(fmt.Sprintf("/v1/orders/%d", i))
@@ -231,6 +237,7 @@ func TestREDMetricsLabelledByRoutePattern(t *testing.T) {
 }
 
 func TestAccessLogModes(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil, AsRoute("GET /v1/orders/{id}", orderHandler))
 	resp, body := h.get("/v1/orders/5", "traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 	entries := h.logs.FilterMessage("http request").All()
@@ -273,6 +280,7 @@ func TestAccessLogModes(t *testing.T) {
 }
 
 func TestBodyLimit413(t *testing.T) {
+	t.Parallel()
 	var readErr atomic.Value
 	h := start(t, []string{"MARTY_HTTP_MAX_BODY_BYTES=16"},
 		AsRoute("POST /echo", func() http.Handler {
@@ -376,7 +384,7 @@ func TestBodyLimitChunkedIs413WhateverTheHandlerAnswers(t *testing.T) {
 			resp.Body.Close()
 			require.NoError(t, err)
 			require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode, "%s chunked=%v: %s", route, chunked, b)
-			p := problemOf(t, resp, string(b))
+			p := problemOf(t, replyOf(resp), string(b))
 			require.Equal(t, "body is larger than 16 bytes", p.Detail)
 			require.Equal(t, route, p.Instance)
 			require.Equal(t, resp.Header.Get(RequestIDHeader), p.RequestID)
@@ -412,6 +420,7 @@ func TestBodyLimitChunkedIs413WhateverTheHandlerAnswers(t *testing.T) {
 }
 
 func TestGracefulStopCompletesInFlightAndRefusesNew(t *testing.T) {
+	t.Parallel()
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	h := start(t, nil, AsRoute("GET /slow", func() http.Handler {
@@ -468,6 +477,7 @@ func TestGracefulStopCompletesInFlightAndRefusesNew(t *testing.T) {
 }
 
 func TestStopDeadlineClosesConnections(t *testing.T) {
+	t.Parallel()
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	h := start(t, []string{"MARTY_HTTP_DRAIN_DELAY=50ms"}, AsRoute("GET /stuck", func() http.Handler {
@@ -497,6 +507,7 @@ func TestStopDeadlineClosesConnections(t *testing.T) {
 }
 
 func TestPortInUseFailsStartWithAddress(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -512,6 +523,7 @@ func TestPortInUseFailsStartWithAddress(t *testing.T) {
 }
 
 func TestAdminServerServesAdminRoutes(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil,
 		AsRoute("GET /v1/hello", func() http.Handler { return text("public") }),
 		AsAdminRoute("GET /livez", func() http.Handler { return text("alive") }),
@@ -522,8 +534,8 @@ func TestAdminServerServesAdminRoutes(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, "alive", string(b))
-	resp, _ = h.get("/livez")
-	require.Equal(t, http.StatusNotFound, resp.StatusCode, "admin routes are not on the public server")
+	pub, _ := h.get("/livez")
+	require.Equal(t, http.StatusNotFound, pub.StatusCode, "admin routes are not on the public server")
 	resp, err = h.client.Get("http://" + h.srv.AdminAddr() + "/v1/hello")
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -562,6 +574,7 @@ func freePort(t *testing.T) string {
 }
 
 func TestBadConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
 	for env, want := range map[string]string{
 		"MARTY_HTTP_ADDR=8080":                 `fxcore: invalid MARTY_HTTP_ADDR="8080": want host:port`,
 		"MARTY_HTTP_ADMIN_ADDR=nohost":         `fxcore: invalid MARTY_HTTP_ADMIN_ADDR="nohost"`,
@@ -582,6 +595,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 }
 
 func TestServeErrorAfterStartShutsTheAppDown(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil)
 	// The listener dies under the server: Serve fails with a real error.
 	require.NoError(t, h.srv.api.ln.Close())
@@ -595,6 +609,7 @@ func TestServeErrorAfterStartShutsTheAppDown(t *testing.T) {
 }
 
 func TestH2C(t *testing.T) {
+	t.Parallel()
 	h := start(t, nil, AsRoute("GET /proto", func() http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) })
 	}))
@@ -612,11 +627,15 @@ func TestH2C(t *testing.T) {
 	off := start(t, []string{"MARTY_HTTP_H2C=false"}, AsRoute("GET /proto", func() http.Handler { return text("x") }))
 	tr2 := &http.Transport{Protocols: &p}
 	defer tr2.CloseIdleConnections()
-	_, err = (&http.Client{Transport: tr2}).Get(off.url("/proto"))
+	resp, err = (&http.Client{Transport: tr2}).Get(off.url("/proto"))
+	if err == nil {
+		resp.Body.Close()
+	}
 	require.Error(t, err, "h2c is refused when disabled")
 }
 
 func TestWithoutFx(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
 	s, err := NewServer(cfg, ServerOptions{Routes: []Route{{Pattern: "GET /x", Handler: text("plain")}}})
@@ -633,6 +652,7 @@ func TestWithoutFx(t *testing.T) {
 }
 
 func TestDrainDelayServesAfterNotReadyThenStops(t *testing.T) {
+	t.Parallel()
 	h := start(t, []string{"MARTY_HTTP_DRAIN_DELAY=400ms"}, AsRoute("GET /ok", func() http.Handler { return text("ok") }))
 	notReady := make(chan struct{})
 	h.stop.OnBegin(func() { close(notReady) })
@@ -650,6 +670,7 @@ func TestDrainDelayServesAfterNotReadyThenStops(t *testing.T) {
 }
 
 func TestConfigReplacedInTheGraph(t *testing.T) {
+	t.Parallel()
 	cfg := DefaultConfig()
 	cfg.Addr, cfg.AdminAddr, cfg.AccessLog = "127.0.0.1:0", "", AccessLogOff
 	h := start(t, nil, fx.Replace(cfg), AsRoute("GET /x", func() http.Handler { return text("x") }))
@@ -661,6 +682,7 @@ func TestConfigReplacedInTheGraph(t *testing.T) {
 }
 
 func TestResponseWriterKeepsFlushHijackAndSendfile(t *testing.T) {
+	t.Parallel()
 	content := strings.Repeat("0123456789", 1000)
 	h := start(t, nil,
 		AsRoute("GET /stream", func() http.Handler {
@@ -712,6 +734,7 @@ func TestResponseWriterKeepsFlushHijackAndSendfile(t *testing.T) {
 }
 
 func TestWithFxtracingProvider(t *testing.T) {
+	t.Parallel()
 	rec := tracetest.NewSpanRecorder()
 	src, err := fxcore.NewSourceFrom("", []string{
 		"MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=", "OTEL_TRACES_EXPORTER=none", "MARTY_LOG_LEVEL=error",

@@ -3,6 +3,7 @@ package fxhttp
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -99,16 +100,16 @@ func newStack(cfg Config, opts ServerOptions, log *zap.Logger) (stack, error) {
 
 // forServer is the stack of one server, around next, knowing the patterns
 // of its ServeMux.
-func (b stack) forServer(name string, next http.Handler, patterns []string) *stack {
-	st := b
+func (s stack) forServer(name string, next http.Handler, patterns []string) *stack {
+	st := s
 	st.server = name
 	st.next = next
-	st.inflight = b.metrics.inflight.WithLabelValues(name)
+	st.inflight = s.metrics.inflight.WithLabelValues(name)
 	st.routes = make(map[string]*routeInfo, len(patterns))
 	for _, p := range patterns {
-		st.routes[p] = newRouteInfo(name, p, b.metrics)
+		st.routes[p] = newRouteInfo(name, p, s.metrics)
 	}
-	st.unmatched = newRouteInfo(name, "", b.metrics)
+	st.unmatched = newRouteInfo(name, "", s.metrics)
 	st.unmatched.route = "unmatched"
 	st.set = new(sync.Map)
 	return &st
@@ -187,7 +188,7 @@ func (s *stack) finish(st *reqState, r *http.Request, span trace.Span, start tim
 	abort := false
 	if panicked != nil {
 		abort = true
-		if panicked != http.ErrAbortHandler {
+		if err, _ := panicked.(error); !errors.Is(err, http.ErrAbortHandler) {
 			s.log.Error("http handler panicked", append([]zap.Field{
 				zap.String("panic", fmt.Sprint(panicked)),
 				zap.String("method", r.Method),

@@ -16,6 +16,7 @@ func protoRoute() http.Handler {
 }
 
 func TestTLSFromCertAndKeyFiles(t *testing.T) {
+	t.Parallel()
 	p := pkitest.New(t)
 	h := start(t, []string{"MARTY_HTTP_TLS_CERT_FILE=" + p.ServerCert, "MARTY_HTTP_TLS_KEY_FILE=" + p.ServerKey},
 		AsRoute("GET /proto", protoRoute))
@@ -34,6 +35,7 @@ func TestTLSFromCertAndKeyFiles(t *testing.T) {
 }
 
 func TestMutualTLSWithCAFile(t *testing.T) {
+	t.Parallel()
 	p := pkitest.New(t)
 	h := start(t, []string{"MARTY_HTTP_TLS_CERT_FILE=" + p.ServerCert, "MARTY_HTTP_TLS_KEY_FILE=" + p.ServerKey,
 		"MARTY_HTTP_TLS_CA_FILE=" + p.CA}, AsRoute("GET /proto", protoRoute))

@@ -51,6 +51,7 @@ func terminateBackends(t *testing.T, dsn string) int {
 // a unit of work and units of work that read and write, all succeed: the
 // dead connections are found before a statement is sent on them.
 func TestFirstRequestsAfterBackendsTerminated(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.NewDatabase(t)
 	ctx := context.Background()
 	cfg := fxrepo.DefaultConfig()

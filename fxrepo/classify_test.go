@@ -38,6 +38,7 @@ func classify(err error) fxcore.Classification { return fxcore.Classify(err, fxr
 // TestClassifyDatabaseErrors: errors from real statements, on both
 // drivers, get a class and a message that holds no driver text.
 func TestClassifyDatabaseErrors(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		var db *gorm.DB
 		f := newFixture(t, b)

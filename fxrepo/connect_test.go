@@ -23,6 +23,7 @@ import (
 // app starts (a proxy starts listening late, as a database pod would);
 // start retries with backoff and succeeds.
 func TestLateDatabaseIsWaitedFor(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.NewDatabase(t)
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)

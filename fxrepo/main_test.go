@@ -155,6 +155,7 @@ func TestMemorySQLiteAndDefaults(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	t.Parallel()
 	var cfg fxrepo.Config
 	app := fx.New(fxcore.Module, fxrepo.Module, fx.NopLogger, fx.Populate(&cfg),
 		fx.Replace(source(t, "MARTY_ENV=production")))
@@ -186,6 +187,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestStopClosesPool(t *testing.T) {
+	t.Parallel()
 	var db *gorm.DB
 	app := newApp(t, []string{"MARTY_DB_DSN=file:" + filepath.Join(t.TempDir(), "s.db")}, fx.Populate(&db))
 	require.NoError(t, app.Start(context.Background()))

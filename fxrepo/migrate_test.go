@@ -46,6 +46,7 @@ INSERT INTO audit_entries (id, what) VALUES (1, 'installed');
 }
 
 func TestMigrationsAppliedOnceAcrossRestarts(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		ctx := context.Background()
 		run := func() {
@@ -78,6 +79,7 @@ func TestMigrationsAppliedOnceAcrossRestarts(t *testing.T) {
 }
 
 func TestMigrationFailures(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		bad := fstest.MapFS{"00001_bad.sql": {Data: []byte("-- +goose Up\nCREATE TABLE broken (;\n")}}
 		app := newApp(t, b.env, fxrepo.AsMigrations("broken", bad))
@@ -105,6 +107,7 @@ func TestMigrationFailures(t *testing.T) {
 }
 
 func TestRegistrationErrors(t *testing.T) {
+	t.Parallel()
 	app := fx.New(fxcore.Module, fxrepo.Module, fx.NopLogger, fx.Replace(source(t)), fxrepo.AsMigrations("Bad-Name", auditMigrations))
 	require.ErrorContains(t, app.Err(), `fxrepo.AsMigrations("Bad-Name"): name must match`)
 	app = fx.New(fxcore.Module, fxrepo.Module, fx.NopLogger, fx.Replace(source(t)), fxrepo.AsMigrations("nil_fs", nil))
@@ -114,6 +117,7 @@ func TestRegistrationErrors(t *testing.T) {
 }
 
 func TestUnreachableDatabaseFailsStart(t *testing.T) {
+	t.Parallel()
 	port := closedPort(t)
 	for name, dsn := range map[string]string{
 		"url":       "postgres://app:s3cr3t-pw@" + port + "/orders?sslmode=disable&connect_timeout=1",

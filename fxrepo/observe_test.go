@@ -29,6 +29,7 @@ import (
 )
 
 func TestSpansHaveDBAttributes(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		rec := tracetest.NewSpanRecorder()
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -81,6 +82,7 @@ func TestSpansHaveDBAttributes(t *testing.T) {
 }
 
 func TestQueryValuesOptIn(t *testing.T) {
+	t.Parallel()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -103,6 +105,7 @@ func attrMap(kvs []attribute.KeyValue) map[string]string {
 }
 
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		var gath prometheus.Gatherer
 		f := newFixture(t, b, fx.Populate(&gath))
@@ -150,6 +153,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestLogs(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		core, logs := observer.New(zapcore.InfoLevel)
 		env := append(append([]string{}, b.env...), "MARTY_DB_SLOW_QUERY_THRESHOLD=40ms")
@@ -200,6 +204,7 @@ func TestLogs(t *testing.T) {
 }
 
 func TestReadinessCheck(t *testing.T) {
+	t.Parallel()
 	var checks []fxmonitor.Check
 	app := newApp(t, []string{"MARTY_DB_DSN=:memory:"}, usesDB,
 		fx.Invoke(fx.Annotate(func(cs []fxmonitor.Check) { checks = cs }, fx.ParamTags(`group:"martyfx.monitor.checks"`))))
@@ -215,6 +220,7 @@ func TestReadinessCheck(t *testing.T) {
 }
 
 func TestHTTPStatusMapping(t *testing.T) {
+	t.Parallel()
 	var srv *fxhttp.Server
 	var repo *fxrepo.Repository[Widget, int64]
 	startApp(t, []string{"MARTY_DB_DSN=:memory:", "MARTY_HTTP_ADDR=127.0.0.1:0", "MARTY_HTTP_ADMIN_ADDR=127.0.0.1:0"},

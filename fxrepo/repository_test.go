@@ -18,6 +18,7 @@ import (
 )
 
 func TestCRUD(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, b)
 		ctx := context.Background()
@@ -91,6 +92,7 @@ func TestCRUD(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, b)
 		ctx := context.Background()
@@ -127,6 +129,7 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestUniqueConflict(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, b)
 		ctx := context.Background()
@@ -158,6 +161,7 @@ func TestUniqueConflict(t *testing.T) {
 }
 
 func TestStaleVersionConflict(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, b)
 		ctx := context.Background()
@@ -242,6 +246,7 @@ func TestStaleVersionConflict(t *testing.T) {
 }
 
 func TestKeysetPagination(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, b)
 		ctx := context.Background()
@@ -370,6 +375,7 @@ func requireUniqueSuperset(t *testing.T, got, want []int64) {
 }
 
 func TestRepositoryRejectsUnmappableTypes(t *testing.T) {
+	t.Parallel()
 	var db *gorm.DB
 	startApp(t, []string{"MARTY_DB_DSN=:memory:"}, fx.Populate(&db))
 	type twoKeys struct {

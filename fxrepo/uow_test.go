@@ -21,6 +21,7 @@ import (
 )
 
 func TestUnitOfWork(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, b)
 		ctx := context.Background()
@@ -140,6 +141,7 @@ func TestUnitOfWork(t *testing.T) {
 
 // TestUnitOfWorkWithoutFx: NewUnitOfWork works on a plain Open'ed DB.
 func TestUnitOfWorkWithoutFx(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cfg := fxrepo.DefaultConfig()
 	cfg.DSN = ":memory:"
@@ -156,6 +158,7 @@ func TestUnitOfWorkWithoutFx(t *testing.T) {
 // SERIALIZABLE transactions on PostgreSQL: one fails with 40001 and the
 // unit of work re-runs it to success.
 func TestSerializationFailureRetried(t *testing.T) {
+	t.Parallel()
 	// SQLite serializes writers (BEGIN IMMEDIATE), so this is PostgreSQL only.
 	b := backend{driver: "postgres", env: []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=" + pgtest.NewDatabase(t)}}
 	{
@@ -220,6 +223,7 @@ func TestSerializationFailureRetried(t *testing.T) {
 // TestDeadlockRetried: two transactions lock two rows in opposite order;
 // PostgreSQL aborts one with 40P01 and the unit of work re-runs it.
 func TestDeadlockRetried(t *testing.T) {
+	t.Parallel()
 	b := backend{driver: "postgres", env: []string{"MARTY_DB_DRIVER=postgres", "MARTY_DB_DSN=" + pgtest.NewDatabase(t)}}
 	f := newFixture(t, b)
 	ctx := context.Background()
@@ -262,6 +266,7 @@ func TestDeadlockRetried(t *testing.T) {
 // TestPreparedStatements runs the repository and a unit of work with
 // MARTY_DB_PREPARE_STMT=true.
 func TestPreparedStatements(t *testing.T) {
+	t.Parallel()
 	forEachDriver(t, func(t *testing.T, b backend) {
 		f := newFixture(t, backend{driver: b.driver, env: append(b.env, "MARTY_DB_PREPARE_STMT=true")})
 		ctx := context.Background()

@@ -43,7 +43,7 @@ func TestDefaults(t *testing.T) {
 	require.True(t, strings.HasPrefix(app.AdminURL(), "http://127.0.0.1:"), app.AdminURL())
 	require.NotEqual(t, app.HTTP().BaseURL, app.AdminURL())
 	require.Equal(t, fxrepo.DriverSQLite, repoCfg.Driver)
-	require.Equal(t, "sqlite", app.DB().Dialector.Name())
+	require.Equal(t, "sqlite", app.DB().Name())
 	require.True(t, evCfg.Sync, "the memory bus runs in sync mode")
 
 	var body string
@@ -53,6 +53,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestEachAppHasItsOwnDatabase(t *testing.T) {
+	t.Parallel()
 	a := fxtest.New(t, fxtest.WithModules(fxcore.Module, fxrepo.Module), fxrepo.AsModel(&Order{}))
 	b := fxtest.New(t, fxtest.WithModules(fxcore.Module, fxrepo.Module))
 	require.NoError(t, a.DB().Create(&Order{Item: "only in a"}).Error)
@@ -61,8 +62,9 @@ func TestEachAppHasItsOwnDatabase(t *testing.T) {
 }
 
 func TestPostgres(t *testing.T) {
+	t.Parallel()
 	app := fxtest.New(t, fxtest.Postgres(t), OrdersModule)
-	require.Equal(t, "postgres", app.DB().Dialector.Name())
+	require.Equal(t, "postgres", app.DB().Name())
 	id := new(wrapperspb.Int64Value)
 	require.NoError(t, app.GRPC().Invoke(context.Background(), "/orders.Orders/Create", wrapperspb.String("pg"), id))
 	var n int64
@@ -71,6 +73,7 @@ func TestPostgres(t *testing.T) {
 }
 
 func TestEnvAndConfig(t *testing.T) {
+	t.Parallel()
 	var cfg fxgrpc.Config
 	app := fxtest.New(t, OrdersModule,
 		fxtest.Env("MARTY_SERVICE_NAME=orders", "MARTY_GRPC_MAX_SEND_MSG_SIZE=4096"),
@@ -111,6 +114,7 @@ func (b countingBus) Publish(ctx context.Context, evs ...fxevents.Event) error {
 }
 
 func TestReplaceAndDecorate(t *testing.T) {
+	t.Parallel()
 	fake := &countingUoW{}
 	var published atomic.Int64
 	var (
@@ -140,6 +144,7 @@ func TestReplaceAndDecorate(t *testing.T) {
 }
 
 func TestSpansAndLogs(t *testing.T) {
+	t.Parallel()
 	app := fxtest.New(t, OrdersModule)
 	require.Equal(t, http.StatusNotFound, app.HTTP().Get("/orders/404", nil))
 	s := app.RequireSpan("GET /orders/{id}", attribute.Int("http.response.status_code", 404))
@@ -151,6 +156,7 @@ func TestSpansAndLogs(t *testing.T) {
 }
 
 func TestEventsAndMetrics(t *testing.T) {
+	t.Parallel()
 	app := fxtest.New(t, OrdersModule)
 	ctx := context.Background()
 	for _, item := range []string{"a", "b"} {
@@ -191,6 +197,7 @@ func slowHandler(release chan struct{}, done *atomic.Int64) fx.Option {
 }
 
 func TestAsyncWaitHandled(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var done atomic.Int64
 	var bus fxevents.Bus
@@ -205,6 +212,7 @@ func TestAsyncWaitHandled(t *testing.T) {
 }
 
 func TestHTTPClient(t *testing.T) {
+	t.Parallel()
 	type msg struct {
 		Text string `json:"text"`
 	}
@@ -234,7 +242,7 @@ func TestHTTPClient(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, c.Get("/missing", nil))
 	req, err := http.NewRequest(http.MethodGet, c.URL("/text"), nil)
 	require.NoError(t, err)
-	resp, body := c.Send(req)
+	resp, body := c.Send(req) //nolint:bodyclose // Send reads and closes the body
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Equal(t, "plain", string(body))
 	// The client is traced: the server span continues the client's trace.
@@ -244,6 +252,7 @@ func TestHTTPClient(t *testing.T) {
 }
 
 func TestStopEarly(t *testing.T) {
+	t.Parallel()
 	app := fxtest.New(t, fxtest.WithModules(fxcore.Module, fxgrpc.Module), fxgrpc.AsService(&ordersDesc, &orders{}))
 	_ = app.GRPC()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -30,6 +30,7 @@ func (c *envelopeCatcher) Handle(_ context.Context, env fxevents.Envelope) error
 // Events() records the envelope the bus really built and delivered: the
 // same ID, and the trace context of the publishing request.
 func TestEventsRecordTheRealEnvelopes(t *testing.T) {
+	t.Parallel()
 	catcher := &envelopeCatcher{}
 	app := fxtest.New(t, OrdersModule, fxevents.AsHandler(func() fxevents.Handler { return catcher }))
 	require.NoError(t, app.GRPC().Invoke(context.Background(), "/orders.Orders/Create", wrapperspb.String("a"), new(wrapperspb.Int64Value)))

@@ -113,6 +113,7 @@ var OrdersModule = fx.Options(
 // ---- The test: the one in README.md ----
 
 func TestOrders(t *testing.T) {
+	t.Parallel()
 	app := fxtest.New(t, OrdersModule)
 	ctx := context.Background()
 

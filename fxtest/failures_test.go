@@ -35,6 +35,7 @@ func newFakeApp(t *testing.T, opts ...fx.Option) (*fakeTB, *fxtest.App) {
 }
 
 func TestBuildFailure(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	require.False(t, f.run(func() { fxtest.New(f, fxtest.Env("MARTY_EVENTS_BUS=kafka")) }))
 	require.Contains(t, f.fatal(), "fxtest: build the app: ")
@@ -91,6 +92,7 @@ func TestMisspeltEnvWarnsButTheDefaultsDoNot(t *testing.T) {
 }
 
 func TestStartFailure(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
@@ -108,6 +110,7 @@ func TestStartFailure(t *testing.T) {
 }
 
 func TestStopFailure(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	require.True(t, f.run(func() {
 		fxtest.New(f, fxtest.WithModules(fxcore.Module), fx.Invoke(func(lc fx.Lifecycle) {
@@ -123,6 +126,7 @@ func TestStopFailure(t *testing.T) {
 }
 
 func TestLogsArePrintedOnlyOnFailure(t *testing.T) {
+	t.Parallel()
 	f := newFake(t)
 	require.True(t, f.run(func() { fxtest.New(f, fxtest.WithModules(fxcore.Module)) }))
 	f.cleanup()
@@ -130,6 +134,7 @@ func TestLogsArePrintedOnlyOnFailure(t *testing.T) {
 }
 
 func TestRequireSpanFailure(t *testing.T) {
+	t.Parallel()
 	f, app := newFakeApp(t, OrdersModule, fxtest.WaitTimeout(50*time.Millisecond))
 	require.False(t, f.run(func() { app.HTTP().Get("/orders/1", nil); app.RequireSpan("nope", attribute.String("k", "v")) }))
 	require.Contains(t, f.fatal(), `fxtest: no span "nope" {k=v} ended; the spans were:`)
@@ -141,6 +146,7 @@ func TestRequireSpanFailure(t *testing.T) {
 }
 
 func TestRequireLogFailure(t *testing.T) {
+	t.Parallel()
 	f, app := newFakeApp(t, OrdersModule, fxtest.WaitTimeout(50*time.Millisecond))
 	require.False(t, f.run(func() { app.RequireLog("grpc server listening", zap.Bool("tls", true)) }))
 	require.Contains(t, f.fatal(), `fxtest: no log "grpc server listening" {tls=true}; the logs were:`)
@@ -150,6 +156,7 @@ func TestRequireLogFailure(t *testing.T) {
 }
 
 func TestRequirePublishedFailure(t *testing.T) {
+	t.Parallel()
 	f, app := newFakeApp(t, OrdersModule, fxtest.WaitTimeout(50*time.Millisecond))
 	require.False(t, f.run(func() { fxtest.RequirePublished[OrderCreated](app) }))
 	require.Contains(t, f.fatal(), "fxtest: no orders.created event (fxtest_test.OrderCreated) was published; the events were:\n  (none)")
@@ -163,6 +170,7 @@ func TestRequirePublishedFailure(t *testing.T) {
 }
 
 func TestWaitHandledFailure(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	var done atomic.Int64
 	var bus fxevents.Bus
@@ -174,6 +182,7 @@ func TestWaitHandledFailure(t *testing.T) {
 }
 
 func TestMetricFailure(t *testing.T) {
+	t.Parallel()
 	f, app := newFakeApp(t, OrdersModule)
 	require.NoError(t, app.GRPC().Invoke(context.Background(), "/orders.Orders/Create", wrapperspb.String("a"), new(wrapperspb.Int64Value)))
 
@@ -192,6 +201,7 @@ func TestMetricFailure(t *testing.T) {
 }
 
 func TestAccessorsNameTheMissingModule(t *testing.T) {
+	t.Parallel()
 	f, app := newFakeApp(t, fxtest.WithModules(fxcore.Module))
 	cases := map[string]func(){
 		"add fxgrpc.Module":   func() { app.GRPC() },
@@ -220,6 +230,7 @@ func countSpaces(s string) int {
 }
 
 func TestHTTPDecodeFailures(t *testing.T) {
+	t.Parallel()
 	f, app := newFakeApp(t,
 		fxhttp.AsRoute("GET /text", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = w.Write([]byte("plain"))

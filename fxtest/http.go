@@ -60,7 +60,7 @@ func (c *HTTPClient) Do(method, path string, body, out any) int {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, data := c.Send(req)
+	resp, data := c.Send(req) //nolint:bodyclose // Send reads and closes the body
 	if resp == nil {
 		return 0
 	}

@@ -18,6 +18,7 @@ import (
 )
 
 func TestNATS(t *testing.T) {
+	t.Parallel()
 	url := fxtest.NATS(t)
 	require.Regexp(t, `^nats://127\.0\.0\.1:\d+$`, url)
 	nc, err := nats.Connect(url)
@@ -37,6 +38,7 @@ func TestNATS(t *testing.T) {
 // TestNATSTransport runs the harness over JetStream: events go through the
 // broker, WaitHandled waits for the consumers, the recorder still sees them.
 func TestNATSTransport(t *testing.T) {
+	t.Parallel()
 	url := fxtest.NATS(t)
 	release := make(chan struct{})
 	close(release)

@@ -19,16 +19,19 @@ func repoStore(t *testing.T) fxrepo.Store[fxtest.ContractItem, int64] {
 }
 
 func TestStoreContractMemory(t *testing.T) {
+	t.Parallel()
 	fxtest.StoreContract(t, func(*testing.T) fxrepo.Store[fxtest.ContractItem, int64] {
 		return fxtest.NewMemoryStore[fxtest.ContractItem, int64]()
 	})
 }
 
 func TestStoreContractSQLite(t *testing.T) {
-	fxtest.StoreContract(t, func(t *testing.T) fxrepo.Store[fxtest.ContractItem, int64] { return repoStore(t) })
+	t.Parallel()
+	fxtest.StoreContract(t, repoStore)
 }
 
 func TestStoreContractPostgres(t *testing.T) {
+	t.Parallel()
 	fxtest.StoreContract(t, func(t *testing.T) fxrepo.Store[fxtest.ContractItem, int64] {
 		app := fxtest.New(t, fxtest.Postgres(t), fxtest.WithModules(fxcore.Module, fxrepo.Module), fxrepo.AsModel(&fxtest.ContractItem{}))
 		return fxrepo.NewRepository[fxtest.ContractItem, int64](app.DB())
@@ -36,6 +39,7 @@ func TestStoreContractPostgres(t *testing.T) {
 }
 
 func TestMemoryStoreRefusesScopesAndBadTypes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := fxtest.NewMemoryStore[fxtest.ContractItem, int64]()
 	_, err := s.Count(ctx, func(db *gorm.DB) *gorm.DB { return db.Where("rank = 1") })
@@ -61,6 +65,7 @@ func TestMemoryStoreRefusesScopesAndBadTypes(t *testing.T) {
 // TestMemoryStoreKeepsOnlyColumns: fields that are not columns are not
 // stored, string keys are not generated, NULL never clashes.
 func TestMemoryStoreKeepsOnlyColumns(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	type item struct {
 		Code  string  `gorm:"primaryKey"`

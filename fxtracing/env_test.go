@@ -19,6 +19,7 @@ import (
 // TestEnvSelectsTheSetup drives the module with each environment and reads
 // what it set up from its start log line.
 func TestEnvSelectsTheSetup(t *testing.T) {
+	t.Parallel()
 	defaults := map[string]any{"exporter": "none", "sampler": "parentbased_always_on", "propagators": []any{"tracecontext", "baggage"}}
 	with := func(kv ...any) map[string]any {
 		out := map[string]any{}
@@ -73,6 +74,7 @@ func TestEnvSelectsTheSetup(t *testing.T) {
 }
 
 func TestEnvErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		env  []string
 		want string
@@ -117,6 +119,7 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestBatchSettings(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  Config
@@ -222,6 +225,7 @@ func TestUnknownExporterSaysHowToAddOne(t *testing.T) {
 }
 
 func TestNewTracerProviderWithoutFx(t *testing.T) {
+	t.Parallel()
 	src, err := fxcore.NewSourceFrom("", []string{"OTEL_TRACES_SAMPLER=always_on"})
 	require.NoError(t, err)
 	rec := tracetest.NewSpanRecorder()

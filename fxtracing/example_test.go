@@ -21,7 +21,11 @@ func ExampleRun() {
 	if err := app.Start(context.Background()); err != nil {
 		panic(err)
 	}
-	defer app.Stop(context.Background())
+	defer func() {
+		if err := app.Stop(context.Background()); err != nil {
+			panic(err)
+		}
+	}()
 
 	err := fxtracing.Run(context.Background(), "orders.reserve", func(ctx context.Context) error {
 		ctx, _ = fxtracing.SetBaggage(ctx, "tenant", "acme")

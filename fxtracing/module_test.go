@@ -137,6 +137,7 @@ func TestResource(t *testing.T) {
 }
 
 func TestResourceServiceNameFromAttributes(t *testing.T) {
+	t.Parallel()
 	src, err := fxcore.NewSourceFrom("", []string{"OTEL_RESOURCE_ATTRIBUTES=service.name=billing"})
 	require.NoError(t, err)
 	info := fxcore.ServiceInfo{Name: "fxtracing.test", Version: "v1", Environment: "test", InstanceID: "i-1"}
@@ -157,6 +158,7 @@ func TestResourceServiceNameFromAttributes(t *testing.T) {
 }
 
 func TestStopShutsTheProviderDown(t *testing.T) {
+	t.Parallel()
 	a, err := newApp(t, nil)
 	require.NoError(t, err)
 	require.NoError(t, a.app.Start(context.Background()))

@@ -98,7 +98,7 @@ func main() {
 	if *keep {
 		fmt.Fprintln(os.Stderr, "footprint: temp dir", tmp)
 	} else {
-		defer os.RemoveAll(tmp)
+		defer func() { _ = os.RemoveAll(tmp) }() // best effort: the figures are printed already
 	}
 
 	services := []service{
@@ -330,7 +330,7 @@ func runOnce(bin, dir string, extra []string, idle time.Duration) (sample, error
 	case s.start = <-ready:
 	case <-done:
 		err := cmd.Wait()
-		return s, fmt.Errorf("%s exited before ready (%v):\n%s", bin, err, log.String())
+		return s, fmt.Errorf("%s exited before ready (%w):\n%s", bin, err, log.String())
 	case <-time.After(60 * time.Second):
 		_ = stop()
 		return s, fmt.Errorf("%s not ready after 60s:\n%s", bin, log.String())
@@ -354,7 +354,7 @@ func runOnce(bin, dir string, extra []string, idle time.Duration) (sample, error
 		if !errors.As(err, &ee) {
 			return s, err
 		}
-		return s, fmt.Errorf("%s stopped with %v:\n%s", bin, err, log.String())
+		return s, fmt.Errorf("%s stopped with %w:\n%s", bin, err, log.String())
 	}
 	return s, nil
 }

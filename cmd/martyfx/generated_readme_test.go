@@ -374,7 +374,7 @@ func startService(t *testing.T, dir, httpAddr, adminAddr, grpcAddr string, withG
 			s.exited <- err
 		default:
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-s.exited
+			t.Logf("service killed at cleanup: %v", <-s.exited)
 		}
 	})
 

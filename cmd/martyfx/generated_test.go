@@ -33,6 +33,7 @@ import (
 // tests run without -race (the compile would dominate) and share the go
 // command's build cache; the projects run in parallel (-parallel).
 func TestGeneratedProjects(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds and tests generated projects (minutes); skipped with -short")
 	}

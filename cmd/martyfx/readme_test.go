@@ -392,9 +392,9 @@ func TestCurlEmulation(t *testing.T) {
 		out, err := exec.Command(curl, args...).CombinedOutput()
 		require.NoError(t, err, "%s", out)
 		mu.Lock()
-		real := last
+		sent := last
 		mu.Unlock()
-		require.Equal(t, real, emulated, "curl %q", args)
+		require.Equal(t, sent, emulated, "curl %q", args)
 	}
 	_, err := emulateCurl([]string{"-s", "-i", "localhost:1"})
 	require.ErrorContains(t, err, `curl flag "-i" is not emulated`)

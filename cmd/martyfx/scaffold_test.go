@@ -30,6 +30,7 @@ func requireNothingWritten(t *testing.T, dir string) {
 }
 
 func TestNewRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	notMartyfx := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(notMartyfx, "go.mod"), []byte("module example.com/other\n"), 0o644))
@@ -83,6 +84,7 @@ func TestNewRefusesBadInput(t *testing.T) {
 // --martyfx-version replaces martyfx with the checkout it was built from,
 // and says so; --martyfx-version still requires a published version.
 func TestDevelopmentBuildUsesItsCheckout(t *testing.T) {
+	t.Parallel()
 	require.True(t, devBuild(buildVersion()), "a test binary is a development build (version %s)", buildVersion())
 	var log bytes.Buffer
 	res, err := New(Options{Name: "billing", Kind: "http", Dir: filepath.Join(t.TempDir(), "billing"), NoTidy: true, Log: &log})
@@ -139,6 +141,7 @@ func readGoMod(t *testing.T, dir string) *modfile.File {
 }
 
 func TestNewRefusesOccupiedDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	mine := filepath.Join(dir, "notes.txt")
 	require.NoError(t, os.WriteFile(mine, []byte("keep me"), 0o644))
@@ -163,6 +166,7 @@ func TestNewRefusesOccupiedDir(t *testing.T) {
 }
 
 func TestGoMod(t *testing.T) {
+	t.Parallel()
 	// A checkout path with a space, which go.mod must quote.
 	root := filepath.Join(t.TempDir(), "my checkout")
 	require.NoError(t, os.Symlink(repoRoot(t), root))
@@ -195,6 +199,7 @@ func TestGoMod(t *testing.T) {
 // memory: the Go files are valid (gofmt'ed), the file set follows the flags
 // and the Kubernetes manifests are YAML with the right probes.
 func TestRenderEveryCombination(t *testing.T) {
+	t.Parallel()
 	for _, kind := range Kinds {
 		for _, db := range []bool{false, true} {
 			for _, events := range []bool{false, true} {
@@ -331,6 +336,7 @@ func probesOf(t *testing.T, manifest []byte) map[string]map[string]any {
 }
 
 func TestCommandLine(t *testing.T) {
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
 	reset := func() { stdout.Reset(); stderr.Reset() }
 

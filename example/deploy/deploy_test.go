@@ -326,12 +326,12 @@ func TestAdminTokenFromTheSecret(t *testing.T) {
 	for _, p := range protectedAdminPaths {
 		req, err := http.NewRequest(p[0], app.Admin().URL(p[1]), nil)
 		require.NoError(t, err)
-		resp, _ := app.Admin().Send(req)
+		resp, _ := app.Admin().Send(req) //nolint:bodyclose // Send reads and closes the body
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %s without the token", p[0], p[1])
 		req, err = http.NewRequest(p[0], app.Admin().URL(p[1]), nil)
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+token)
-		resp, _ = app.Admin().Send(req)
+		resp, _ = app.Admin().Send(req) //nolint:bodyclose // Send reads and closes the body
 		require.Less(t, resp.StatusCode, 300, "%s %s with the token", p[0], p[1])
 	}
 }

@@ -213,8 +213,11 @@ func createREST(ctx context.Context, r *replica, customer string) (string, error
 	var out struct {
 		ID string `json:"id"`
 	}
-	if err := json.Unmarshal(b, &out); err != nil || out.ID == "" {
-		return "", fmt.Errorf("REST %s: bad body %s: %v", r.p.name, b, err)
+	if err := json.Unmarshal(b, &out); err != nil {
+		return "", fmt.Errorf("REST %s: bad body %s: %w", r.p.name, b, err)
+	}
+	if out.ID == "" {
+		return "", fmt.Errorf("REST %s: no id in the body %s", r.p.name, b)
 	}
 	return out.ID, nil
 }

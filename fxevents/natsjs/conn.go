@@ -433,7 +433,11 @@ func (c *Conn) health(context.Context) error {
 		since = time.Now()
 	}
 	if down := time.Since(since); down >= c.cfg.ReadinessGrace {
-		return fmt.Errorf("natsjs: disconnected from %s for %s (grace %s): %v", c.url, down.Round(time.Millisecond), c.cfg.ReadinessGrace, c.lastErr)
+		msg := fmt.Sprintf("natsjs: disconnected from %s for %s (grace %s)", c.url, down.Round(time.Millisecond), c.cfg.ReadinessGrace)
+		if c.lastErr == nil { // a disconnect nats.go gave no reason for
+			return errors.New(msg)
+		}
+		return fmt.Errorf("%s: %w", msg, c.lastErr)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ func recordingHandler(name string, r *received) fx.Option {
 // consumer service's handler receives them in a span continuing the
 // publisher's trace.
 func TestOutboxPublisherToConsumerServiceContinuesTheTrace(t *testing.T) {
+	t.Parallel()
 	forEachServer(t, func(t *testing.T, url string) {
 		tg := newTarget(t, url)
 		pub := newDBApp(t, "orders", tg.env(append([]string{"MARTY_EVENTS_BUS=outbox"}, dbEnv(t)...)...))
@@ -96,6 +97,7 @@ func TestOutboxPublisherToConsumerServiceContinuesTheTrace(t *testing.T) {
 }
 
 func TestSameEnvelopePublishedTwiceIsStoredOnce(t *testing.T) {
+	t.Parallel()
 	forEachServer(t, func(t *testing.T, url string) {
 		tg := newTarget(t, url)
 		ta := newApp(t, "orders", tg.env())
@@ -118,6 +120,7 @@ func TestSameEnvelopePublishedTwiceIsStoredOnce(t *testing.T) {
 // A failing handler is redelivered after the configured delays, then
 // terminated and copied to the dead-letter subject.
 func TestFailingHandlerIsRedeliveredWithDelayThenDeadLettered(t *testing.T) {
+	t.Parallel()
 	forEachServer(t, func(t *testing.T, url string) {
 		tg := newTarget(t, url)
 		got := newReceived()

@@ -17,6 +17,7 @@ import (
 // With MARTY_NATS_MAX_DELIVERIES below MARTY_EVENTS_MAX_ATTEMPTS the consumer
 // dead-letters after its own max; the consumer gauges are exported.
 func TestMaxDeliveriesDeadLetterAtTheConsumer(t *testing.T) {
+	t.Parallel()
 	tg := newTarget(t, startServer(t, t.TempDir(), 0).ClientURL())
 	var attempts atomic.Int32
 	ta := newApp(t, "billing", tg.env("MARTY_EVENTS_MAX_ATTEMPTS=5", "MARTY_NATS_MAX_DELIVERIES=2", "MARTY_NATS_BACKOFF=50ms"),

@@ -51,6 +51,7 @@ func (h *twoTypes) seen() []string {
 // multi-subject filters (2.10+) and on older ones (one wildcard filter and
 // the others acknowledged unhandled).
 func TestHandlerOfSeveralTypesGetsExactlyThose(t *testing.T) {
+	t.Parallel()
 	forEachServer(t, func(t *testing.T, url string) {
 		tg := newTarget(t, url)
 		h := &twoTypes{}

@@ -50,7 +50,7 @@ func TestServerRestartMidStreamLosesNothing(t *testing.T) {
 	time.Sleep(time.Second)
 	require.Greater(t, published.Load(), during, "the outbox accepts events while NATS is down")
 	require.Less(t, got.distinct(), n)
-	srv = startServer(t, dir, port)
+	startServer(t, dir, port) // the restart; its t.Cleanup stops it
 	require.NoError(t, <-done)
 
 	eventually(t, func() bool { return got.distinct() == n }, "every event arrives after the restart (got %d)", got.distinct())

@@ -43,6 +43,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 }
 
 func TestUnreachableNATSFailsStartWithTheAddress(t *testing.T) {
+	t.Parallel()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	_, opts := appOptions(t, "orders", []string{"MARTY_NATS_URL=nats://" + addr, "MARTY_NATS_CONNECT_TIMEOUT=500ms"})
 	app := fx.New(opts...)
@@ -71,6 +72,7 @@ func TestEmbeddedPortInUseFailsStart(t *testing.T) {
 // An existing stream is updated when JetStream allows it, and a setting it
 // cannot change is a start error naming the variable.
 func TestExistingStreamIsUpdatedOrRefusedClearly(t *testing.T) {
+	t.Parallel()
 	forEachServer(t, func(t *testing.T, url string) {
 		tg := newTarget(t, url)
 		js := tg.js(t)

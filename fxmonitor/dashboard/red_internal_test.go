@@ -11,6 +11,7 @@ import (
 )
 
 func TestQuantileInterpolatesLikeHistogramQuantile(t *testing.T) {
+	t.Parallel()
 	bounds := []float64{0.1, 0.2, 0.4, math.Inf(1)}
 	// 10 observations: 4 in (0, 0.1], 4 in (0.1, 0.2], 2 in (0.2, 0.4].
 	counts := []float64{4, 8, 10, 10}
@@ -24,6 +25,7 @@ func TestQuantileInterpolatesLikeHistogramQuantile(t *testing.T) {
 }
 
 func TestNumEncodesNaNAsNull(t *testing.T) {
+	t.Parallel()
 	b, err := json.Marshal([]num{1.5, nan, num(math.Inf(1)), 1.0 / 3})
 	require.NoError(t, err)
 	require.Equal(t, `[1.5,null,null,0.3333333333333333]`, string(b))

@@ -14,7 +14,7 @@ func TestNewDatabaseIsFreshAndUsable(t *testing.T) {
 	require.NotEqual(t, a, b)
 	conn, err := pgx.Connect(context.Background(), a)
 	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	defer func() { require.NoError(t, conn.Close(context.Background())) }()
 	var n int
 	require.NoError(t, conn.QueryRow(context.Background(),
 		"SELECT count(*) FROM information_schema.tables WHERE table_schema='public'").Scan(&n))

@@ -114,7 +114,7 @@ func traffic(t *testing.T, a *app) {
 	t.Helper()
 	conn, err := grpc.NewClient(a.grpc.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	client := ordersv1.NewOrderServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -310,7 +310,7 @@ func TestDashboardInChromium(t *testing.T) {
 	var kind string
 	eval(`document.querySelector("#panel-events .panel-sub").textContent`, &kind)
 	require.Equal(t, "(transactional outbox)", kind)
-	shot(t, ctx, "dashboard-dead-letter.png") // before the re-drive, for the record
+	shot(ctx, t, "dashboard-dead-letter.png") // before the re-drive, for the record
 
 	a.mail.broken.Store(false)
 	require.NoError(t, chromedp.Do(ctx, chromedp.Click(fmt.Sprintf(`#panel-events table.rows tbody tr[data-id=%q] button.action`, dead.ID))))
@@ -333,14 +333,14 @@ func TestDashboardInChromium(t *testing.T) {
 	require.Equal(t, map[string]bool{"panel-health": false, "panel-alerts": false, "panel-http": false, "panel-grpc": false,
 		"panel-events": false, "panel-breakers": true, "panel-graph": false}, hidden)
 
-	shot(t, ctx, "dashboard.png")
+	shot(ctx, t, "dashboard.png")
 	// A phone: one column, nothing wider than the screen.
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)))
 	time.Sleep(500 * time.Millisecond)
 	var overflow float64
 	eval(`document.documentElement.scrollWidth - document.documentElement.clientWidth`, &overflow)
 	require.LessOrEqual(t, overflow, 0.0, "no horizontal scroll on a phone")
-	shot(t, ctx, "dashboard-phone.png")
+	shot(ctx, t, "dashboard-phone.png")
 
 	// The console listener hears the page (so "no errors" means something).
 	_, err := chromedp.Run(ctx, chromedp.Evaluate[any](`console.info("dashboardtest: console probe")`))
@@ -353,7 +353,7 @@ func TestDashboardInChromium(t *testing.T) {
 	require.Empty(t, console.errors(), "the console has no errors")
 }
 
-func shot(t *testing.T, ctx context.Context, name string) {
+func shot(ctx context.Context, t *testing.T, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)

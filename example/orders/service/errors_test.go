@@ -272,7 +272,7 @@ func TestDatabaseDownIsUnavailable(t *testing.T) {
 	// A plain connection: the harness's client retries UNAVAILABLE itself.
 	conn, err := grpc.NewClient(app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	c := ordersv1.NewOrderServiceClient(conn)
 	o, err := c.CreateOrder(t.Context(), book(1))
 	require.NoError(t, err)
@@ -295,7 +295,7 @@ func TestDatabaseDownIsUnavailable(t *testing.T) {
 	for _, path := range []string{"/v1/orders/" + o.GetId(), "/v1/summary"} {
 		req, err := http.NewRequest(http.MethodGet, app.HTTP().URL(path), nil)
 		require.NoError(t, err)
-		resp, body := app.HTTP().Send(req)
+		resp, body := app.HTTP().Send(req) //nolint:bodyclose // Send reads and closes the body
 		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s: %s", path, body)
 		require.Equal(t, "1", resp.Header.Get("Retry-After"), path)
 		requireNoInternals(t, string(body), dbName(t, dsn))

@@ -213,7 +213,7 @@ func TestOrdersOverREST(t *testing.T) {
 	require.Contains(t, string(body), `"field":"items[0].quantity"`)
 	req, err := http.NewRequest(http.MethodPost, h.URL("/v1/orders"), strings.NewReader(`{"customerId":`))
 	require.NoError(t, err)
-	resp, raw := h.Send(req)
+	resp, raw := h.Send(req) //nolint:bodyclose // Send reads and closes the body
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "malformed JSON: %s", raw)
 
 	// The hand-written summary route, next to the gateway.
@@ -266,7 +266,7 @@ func TestWatchEndsWhenServerStops(t *testing.T) {
 	// A connection of our own: the harness closes its own when stopping.
 	conn, err := grpc.NewClient(app.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	defer conn.Close()
+	defer func() { require.NoError(t, conn.Close()) }()
 	c := ordersv1.NewOrderServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
