@@ -16,7 +16,8 @@ func TestREADMEShowsExampleHello(t *testing.T) {
 	require.NoError(t, err)
 	src, err := os.ReadFile("example/hello/main.go")
 	require.NoError(t, err)
-	code := string(src)
-	code = code[strings.Index(code, "func main()"):]
+	_, code, ok := strings.Cut(string(src), "func main()")
+	require.True(t, ok, "example/hello has a main")
+	code = "func main()" + code
 	require.Contains(t, string(readme), "```go\n"+code+"```\n", "README.md's first snippet must be example/hello/main.go from func main on")
 }
