@@ -2,18 +2,16 @@ package service_test
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -21,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/example/internal/devissuer"
 	notifier "github.com/martyfx/martyfx/example/notifier/service"
 	"github.com/martyfx/martyfx/example/orders/service"
 	"github.com/martyfx/martyfx/fxtest"
@@ -28,54 +27,50 @@ import (
 
 const testAudience = "orders-api"
 
-// testIssuer is an OIDC issuer inside the test: discovery and JWKS over
-// httptest, an RSA key generated here, tokens signed with go-jose.
+// testIssuer serves the example's development OIDC issuer (the one the
+// README runs with go run ./example/devissuer) on httptest.
 type testIssuer struct {
-	t   testing.TB
-	srv *httptest.Server
-	key *rsa.PrivateKey
+	*devissuer.Issuer
+	t testing.TB
 }
 
 func newTestIssuer(t testing.TB) *testIssuer {
 	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	is := &testIssuer{t: t, key: key}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks",
-			"authorization_endpoint":                is.srv.URL + "/authorize",
-			"id_token_signing_alg_values_supported": []string{"RS256"},
-		})
-	})
-	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: key.Public(), KeyID: "k1", Algorithm: string(jose.RS256), Use: "sig"},
-		}})
-	})
-	is.srv = httptest.NewServer(mux)
-	t.Cleanup(is.srv.Close)
-	return is
+	is, err := devissuer.New("http://"+ln.Addr().String(), testAudience)
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(is.Handler())
+	require.NoError(t, srv.Listener.Close())
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &testIssuer{Issuer: is, t: t}
 }
 
-// token signs a valid token for alice (5 minutes), its claims overlaid
-// with over.
-func (is *testIssuer) token(over map[string]any) string {
-	now := time.Now()
-	claims := map[string]any{
-		"iss": is.srv.URL, "aud": testAudience, "sub": "alice",
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
-	}
-	for k, v := range over {
-		claims[k] = v
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: is.key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+// fetchToken asks the token endpoint, as the README's curl line does.
+func (is *testIssuer) fetchToken() string {
+	resp, err := http.PostForm(is.URL()+"/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"alice"}})
 	require.NoError(is.t, err)
-	tok, err := jwt.Signed(s).Claims(claims).Serialize()
+	defer resp.Body.Close()
+	require.Equal(is.t, http.StatusOK, resp.StatusCode)
+	var out struct {
+		AccessToken string `json:"access_token"`
+		TokenType   string `json:"token_type"`
+	}
+	require.NoError(is.t, json.NewDecoder(resp.Body).Decode(&out))
+	require.Equal(is.t, "Bearer", out.TokenType)
+	require.NotEmpty(is.t, out.AccessToken)
+	return out.AccessToken
+}
+
+// token signs alice's claims overlaid with over.
+func (is *testIssuer) token(over map[string]any) string {
+	c := is.Claims("alice", "", 5*time.Minute)
+	for k, v := range over {
+		c[k] = v
+	}
+	tok, err := is.Sign(c)
 	require.NoError(is.t, err)
 	return tok
 }
@@ -106,8 +101,8 @@ func send(t *testing.T, app *fxtest.App, method, path, body, token string) (int,
 func TestWritesNeedATokenWhenAuthIsOn(t *testing.T) {
 	is := newTestIssuer(t)
 	app := fxtest.New(t, service.Module, notifier.Module,
-		fxtest.Env("MARTY_AUTH_ISSUER="+is.srv.URL, "MARTY_AUTH_AUDIENCE="+testAudience))
-	good := is.token(nil)
+		fxtest.Env("MARTY_AUTH_ISSUER="+is.URL(), "MARTY_AUTH_AUDIENCE="+testAudience))
+	good := is.fetchToken()
 	c := ordersv1.NewOrderServiceClient(app.GRPC())
 	ctx := t.Context()
 	withToken := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+good)
