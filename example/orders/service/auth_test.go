@@ -22,6 +22,7 @@ import (
 	"github.com/martyfx/martyfx/example/internal/devissuer"
 	notifier "github.com/martyfx/martyfx/example/notifier/service"
 	"github.com/martyfx/martyfx/example/orders/service"
+	"github.com/martyfx/martyfx/fxauth"
 	"github.com/martyfx/martyfx/fxtest"
 )
 
@@ -167,4 +168,15 @@ func TestWritesNeedATokenWhenAuthIsOn(t *testing.T) {
 		require.NotContains(t, e.Message, "no authorization rule", "%v", e.Context)
 	}
 	require.Equal(t, 4.0, app.Metric(service.MetricOrders, "action", "created")+app.Metric(service.MetricOrders, "action", "cancelled"))
+}
+
+// The usage printed at start says so when the writes need a token.
+func TestAuthNote(t *testing.T) {
+	t.Parallel()
+	require.Empty(t, service.AuthNote(fxauth.DefaultConfig()))
+	cfg := fxauth.DefaultConfig()
+	cfg.Issuer, cfg.Audience = "http://127.0.0.1:8180", []string{testAudience}
+	note := service.AuthNote(cfg)
+	require.Contains(t, note, "MARTY_AUTH_ISSUER=http://127.0.0.1:8180")
+	require.Contains(t, note, `-H "Authorization: Bearer $TOKEN"`)
 }
