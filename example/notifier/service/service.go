@@ -24,6 +24,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/martyfx/martyfx/example/events"
+	"github.com/martyfx/martyfx/fxauth"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxrepo"
@@ -65,6 +66,9 @@ var Module = fx.Options(
 		return NewHandler(HandlerCancelled, events.TypeOrderCancelled, db, codec, log)
 	}),
 	fxhttp.AsRoute("GET /v1/notifications", NewListHandler),
+	// Public when an app with fxauth.Module (the orders binary running the
+	// notifier in process) turns authentication on; inert otherwise.
+	fxauth.AsRule("GET /v1/notifications", fxauth.Public()),
 )
 
 func mustSub(fsys fs.FS, dir string) fs.FS {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/fx"
 
 	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/fxauth"
 	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
@@ -36,14 +37,27 @@ func Migrations() fs.FS {
 
 // Module is the orders service; add it to martyfx.Modules. It includes
 // fxcache.Module: GetOrder reads through the cache (in process by default,
-// Redis with MARTY_CACHE_URL).
+// Redis with MARTY_CACHE_URL). It includes fxauth.Module too, which does
+// nothing by default; with MARTY_AUTH_ISSUER and MARTY_AUTH_AUDIENCE set,
+// the writes (CreateOrder, CancelOrder, and any method added later) need a
+// valid bearer token, while the reads (GetOrder, ListOrders, WatchOrder and
+// GET /v1/summary) stay public.
 var Module = fx.Options(
 	fxcache.Module,
+	fxauth.Module,
 	fx.Provide(NewMetrics, NewChanges),
 	fxrepo.AsMigrations("orders", Migrations()),
 	fxgrpc.AsService(&ordersv1.OrderService_ServiceDesc, NewServer),
 	fxgrpc.AsGateway(ordersv1.RegisterOrderServiceHandler),
+	// With authentication on (MARTY_AUTH_ISSUER): the whole service needs a
+	// token, the reads are public. The REST gateway goes through these
+	// gRPC rules.
+	fxauth.AsRule("/orders.v1.OrderService/*", fxauth.Authenticated()),
+	fxauth.AsRule(ordersv1.OrderService_GetOrder_FullMethodName, fxauth.Public()),
+	fxauth.AsRule(ordersv1.OrderService_ListOrders_FullMethodName, fxauth.Public()),
+	fxauth.AsRule(ordersv1.OrderService_WatchOrder_FullMethodName, fxauth.Public()),
 	fxhttp.AsRoute("GET /v1/summary", NewSummaryHandler),
+	fxauth.AsRule("GET /v1/summary", fxauth.Public()),
 	fxmonitor.AsCollector(func(m *Metrics) prometheus.Collector { return m.Collector() }),
 	fxmonitor.AsCheck(StoreCheck),
 	fxmonitor.AsAlertRule(CancellationAlert),

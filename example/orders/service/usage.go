@@ -10,6 +10,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/martyfx/martyfx/fxauth"
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
@@ -21,14 +22,26 @@ const GrpcurlVersion = "v1.9.3"
 // PrintUsage prints, once the servers listen, how to call the service with
 // curl and grpcurl (development only; elsewhere one log line gives the
 // addresses). Add it with fx.Invoke(service.PrintUsage).
-func PrintUsage(lc fx.Lifecycle, info fxcore.ServiceInfo, log *zap.Logger, h *fxhttp.Server, g *fxgrpc.Server) {
+func PrintUsage(lc fx.Lifecycle, info fxcore.ServiceInfo, log *zap.Logger, h *fxhttp.Server, g *fxgrpc.Server, auth fxauth.Config) {
 	lc.Append(fx.StartHook(func() {
 		log.Info("orders: serving",
 			zap.String("http", h.Addr()), zap.String("admin", h.AdminAddr()), zap.String("grpc", g.Addr()))
 		if info.IsDevelopment() {
 			WriteUsage(os.Stdout, h.Addr(), h.AdminAddr(), g.Addr())
+			fmt.Fprint(os.Stdout, AuthNote(auth))
 		}
 	}))
+}
+
+// AuthNote says, when authentication is on, that the writes of the printed
+// commands need a bearer token and where to get one; "" when it is off.
+func AuthNote(cfg fxauth.Config) string {
+	if !cfg.Enabled() {
+		return ""
+	}
+	return "Authentication is on (MARTY_AUTH_ISSUER=" + cfg.Issuer + "): the writes above (CreateOrder, CancelOrder) need\n" +
+		"  -H \"Authorization: Bearer $TOKEN\" (grpcurl: -H \"authorization: Bearer $TOKEN\"), a token from that issuer\n" +
+		"  (go run ./example/devissuer gives one in development); the reads need none.\n\n"
 }
 
 // WriteUsage writes the curl and grpcurl commands for the given listen
