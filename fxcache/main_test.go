@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxmonitor/breaker"
 	"github.com/martyfx/martyfx/fxtest"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 func TestMain(m *testing.M) {
@@ -93,15 +93,6 @@ func fastBreakers(t *testing.T) *breaker.Breakers {
 	return bs
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	return port
-}
-
 // privateRedis is a redis-server the test starts, kills and restarts.
 type privateRedis struct {
 	t    *testing.T
@@ -117,7 +108,7 @@ func startPrivateRedis(t *testing.T) *privateRedis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not on PATH: the outage test starts a private one")
 	}
-	p := &privateRedis{t: t, port: freePort(t)}
+	p := &privateRedis{t: t, port: nettest.FreePort(t)}
 	p.start()
 	t.Cleanup(p.kill)
 	return p

@@ -11,6 +11,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/internal/nettest"
 	"github.com/martyfx/martyfx/internal/pkitest"
 )
 
@@ -23,7 +24,7 @@ func TestTLSAndPassword(t *testing.T) {
 		t.Skip("redis-server is not on PATH")
 	}
 	pki := pkitest.New(t)
-	port := freePort(t)
+	port := nettest.FreePort(t)
 	cmd := exec.Command("redis-server", "--port", "0", "--tls-port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--tls-cert-file", pki.ServerCert, "--tls-key-file", pki.ServerKey, "--tls-ca-cert-file", pki.CA,
 		"--tls-auth-clients", "yes", "--requirepass", "tls-pw", "--save", "", "--appendonly", "no", "--dir", t.TempDir())

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/martyfx/martyfx/fxcore"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 const testAdminToken = "s3cret-admin-token-for-tests"
@@ -69,7 +71,7 @@ func testAdminRoutes() []fx.Option {
 func adminEnv(t *testing.T, shared bool, env ...string) (h *harness, adminBase string) {
 	t.Helper()
 	if shared {
-		addr := "127.0.0.1:" + freePort(t)
+		addr := "127.0.0.1:" + strconv.Itoa(nettest.FreePort(t))
 		env = append(env, "MARTY_HTTP_ADDR="+addr, "MARTY_HTTP_ADMIN_ADDR="+addr)
 	}
 	h = start(t, env, testAdminRoutes()...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 // gobreakerAdapter is how fxmonitor's breaker satisfies Breaker.
@@ -100,7 +103,7 @@ func TestClientTracesPropagatesAndRecordsMetrics(t *testing.T) {
 
 	// A dead server is an error, counted.
 	dead := NewClient(WithRegisterer(reg), WithTimeout(time.Second))
-	resp, err = dead.Get("http://127.0.0.1:" + freePort(t) + "/")
+	resp, err = dead.Get("http://127.0.0.1:" + strconv.Itoa(nettest.FreePort(t)) + "/")
 	if err == nil {
 		resp.Body.Close()
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxtracing"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 func orderHandler() http.Handler {
@@ -542,7 +544,7 @@ func TestAdminServerServesAdminRoutes(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 
 	// Same address: one server for both.
-	port := freePort(t)
+	port := strconv.Itoa(nettest.FreePort(t))
 	addr := "127.0.0.1:" + port
 	shared := start(t, []string{"MARTY_HTTP_ADDR=" + addr, "MARTY_HTTP_ADMIN_ADDR=" + addr},
 		AsRoute("GET /v1/hello", func() http.Handler { return text("public") }),
@@ -563,14 +565,6 @@ func TestAdminServerServesAdminRoutes(t *testing.T) {
 	adminOnly := start(t, []string{"MARTY_HTTP_ADDR="}, AsAdminRoute("GET /livez", func() http.Handler { return text("alive") }))
 	require.Empty(t, adminOnly.srv.Addr())
 	require.NotEmpty(t, adminOnly.srv.AdminAddr())
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 func TestBadConfigNamesTheVariable(t *testing.T) {

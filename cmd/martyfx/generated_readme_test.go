@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 // grpcurlMu serializes the README's grpcurl runs across parallel projects.
@@ -64,7 +66,7 @@ func runReadme(t *testing.T, r readmeRun) {
 	cmds, err := readmeCommands(string(readme))
 	require.NoError(t, err)
 
-	httpAddr, adminAddr, grpcAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	httpAddr, adminAddr, grpcAddr := nettest.FreeAddr(t), nettest.FreeAddr(t), nettest.FreeAddr(t)
 	ports := strings.NewReplacer("localhost:8080", httpAddr, "localhost:50051", grpcAddr, "localhost:9090", adminAddr)
 	var (
 		svc     *service

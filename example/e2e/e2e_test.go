@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	ordersv1 "github.com/martyfx/martyfx/example/gen/orders/v1"
+	"github.com/martyfx/martyfx/internal/nettest"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
 
@@ -44,15 +45,6 @@ type proc struct {
 	exitErr           error
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return addr
-}
-
 func build(t *testing.T, dir string, names ...string) {
 	t.Helper()
 	args := []string{"build", "-o", dir + string(os.PathSeparator)}
@@ -66,7 +58,7 @@ func build(t *testing.T, dir string, names ...string) {
 
 func start(t *testing.T, bin, name string, env []string) *proc {
 	t.Helper()
-	p := &proc{name: name, http: freeAddr(t), admin: freeAddr(t), grpc: freeAddr(t), log: &bytes.Buffer{}, done: make(chan struct{})}
+	p := &proc{name: name, http: nettest.FreeAddr(t), admin: nettest.FreeAddr(t), grpc: nettest.FreeAddr(t), log: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),

@@ -3,7 +3,6 @@ package kafka_test
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/martyfx/martyfx/fxcore"
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/kafka"
+	"github.com/martyfx/martyfx/internal/nettest"
 	"github.com/martyfx/martyfx/internal/pkitest"
 )
 
@@ -55,14 +55,6 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startErr(t *testing.T, env []string, opts ...fx.Option) error {
 	t.Helper()
 	app := fx.New(fxOptions(t, env, opts...)...)
@@ -80,7 +72,7 @@ func startErr(t *testing.T, env []string, opts ...fx.Option) error {
 
 func TestUnreachableBrokersFailStartWithTheAddress(t *testing.T) {
 	t.Parallel()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(nettest.FreePort(t))
 	err := startErr(t, []string{"MARTY_KAFKA_BROKERS=" + addr, "MARTY_KAFKA_DIAL_TIMEOUT=500ms"})
 	require.ErrorContains(t, err, "kafka: connect to "+addr)
 }

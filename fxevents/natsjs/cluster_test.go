@@ -19,6 +19,7 @@ import (
 
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/internal/nettest"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
 
@@ -90,7 +91,7 @@ func startCluster(t *testing.T) []*clusterNode {
 	nodes := make([]*clusterNode, 3)
 	var routes []string
 	for i := range nodes {
-		n := &clusterNode{name: fmt.Sprintf("n%d", i+1), port: freePort(t), rte: freePort(t), bin: bin}
+		n := &clusterNode{name: fmt.Sprintf("n%d", i+1), port: nettest.FreePort(t), rte: nettest.FreePort(t), bin: bin}
 		n.dir = filepath.Join(base, n.name)
 		n.log = filepath.Join(base, n.name+".log")
 		routes = append(routes, "nats://127.0.0.1:"+itoa(n.rte))

@@ -19,6 +19,7 @@ import (
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
 	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
+	"github.com/martyfx/martyfx/internal/nettest"
 	"github.com/martyfx/martyfx/internal/pkitest"
 )
 
@@ -117,7 +118,7 @@ func TestCleanStopLogsNoWarning(t *testing.T) {
 // connection comes back.
 func TestServerLostWhileRunningWarnsAndReconnects(t *testing.T) {
 	t.Parallel()
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), nettest.FreePort(t)
 	srv := startServer(t, dir, port)
 	tg := newTarget(t, srv.ClientURL())
 	var f fatals

@@ -11,6 +11,7 @@ import (
 	"github.com/martyfx/martyfx/fxevents/natsjs"
 	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	martytest "github.com/martyfx/martyfx/fxtest"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 // natsjs runs the transport contract on a private embedded server per
@@ -20,7 +21,7 @@ import (
 func TestTransportContract(t *testing.T) {
 	t.Parallel()
 	martytest.TransportContract(t, func(t *testing.T) martytest.TransportTarget {
-		dir, port := t.TempDir(), freePort(t)
+		dir, port := t.TempDir(), nettest.FreePort(t)
 		var mu sync.Mutex
 		run := func() *server.Server {
 			s, err := natsdev.RunServer(natsdev.ServerOptions{StoreDir: dir, Port: port})

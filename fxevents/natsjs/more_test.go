@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 // With MARTY_NATS_MAX_DELIVERIES below MARTY_EVENTS_MAX_ATTEMPTS the consumer
@@ -64,7 +65,7 @@ func hasMetric(t *testing.T, ta *testApp, name string) bool {
 // While NATS is down, Publish waits for the reconnection until its context
 // ends, and fails at once once the app is stopping.
 func TestPublishWhileDisconnectedWaitsForContextOrStop(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), nettest.FreePort(t)
 	srv := startServer(t, dir, port)
 	tg := newTarget(t, srv.ClientURL())
 	ta := newApp(t, "orders", tg.env())

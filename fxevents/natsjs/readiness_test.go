@@ -22,6 +22,7 @@ import (
 	"github.com/martyfx/martyfx/fxmonitor/alert"
 	"github.com/martyfx/martyfx/fxmonitor/health"
 	"github.com/martyfx/martyfx/fxrepo"
+	"github.com/martyfx/martyfx/internal/nettest"
 	"github.com/martyfx/martyfx/internal/pgtest"
 )
 
@@ -142,7 +143,7 @@ func effectHandler(db *gorm.DB) fxevents.Handler {
 // restart every event takes effect exactly once.
 func TestNATSOutageUnderTheOutboxKeepsReadiness(t *testing.T) {
 	dsn := pgtest.NewDatabase(t) // skips without MARTY_TEST_POSTGRES_DSN
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), nettest.FreePort(t)
 	srv := startServer(t, dir, port)
 	tg := newTarget(t, srv.ClientURL())
 	m := newMonitoredApp(t, "orders", tg.env("MARTY_EVENTS_BUS=outbox", "MARTY_EVENTS_POLL_INTERVAL=100ms",

@@ -13,13 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/martyfx/martyfx/fxevents"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 // The NATS server stops and restarts mid-stream: the publisher's outbox
 // keeps the events and drains after the reconnection, the consumer resumes,
 // nothing is lost and nothing is dead-lettered.
 func TestServerRestartMidStreamLosesNothing(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), nettest.FreePort(t)
 	srv := startServer(t, dir, port)
 	tg := newTarget(t, srv.ClientURL())
 	pub := newDBApp(t, "orders", tg.env(append([]string{"MARTY_EVENTS_BUS=outbox", "MARTY_EVENTS_POLL_INTERVAL=100ms"}, dbEnv(t)...)...))

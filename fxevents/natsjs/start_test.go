@@ -11,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 func TestBadConfigNamesTheVariable(t *testing.T) {
@@ -44,7 +45,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 
 func TestUnreachableNATSFailsStartWithTheAddress(t *testing.T) {
 	t.Parallel()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(nettest.FreePort(t))
 	_, opts := appOptions(t, "orders", []string{"MARTY_NATS_URL=nats://" + addr, "MARTY_NATS_CONNECT_TIMEOUT=500ms"})
 	app := fx.New(opts...)
 	require.NoError(t, app.Err())
@@ -101,7 +102,7 @@ func TestExistingStreamIsUpdatedOrRefusedClearly(t *testing.T) {
 // is critical; it fails once the connection has been down longer than the
 // grace period and recovers with the connection.
 func TestReadinessCheckFailsAfterTheGracePeriod(t *testing.T) {
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), nettest.FreePort(t)
 	srv := startServer(t, dir, port)
 	tg := newTarget(t, srv.ClientURL())
 	ta := newApp(t, "orders", tg.env("MARTY_NATS_READINESS_GRACE=700ms"))

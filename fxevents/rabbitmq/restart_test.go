@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	martytest "github.com/martyfx/martyfx/fxtest"
+	"github.com/martyfx/martyfx/internal/nettest"
 )
 
 // privateBroker is a RabbitMQ node of the test's own, on free ports with
@@ -24,14 +25,6 @@ import (
 type privateBroker struct {
 	node, url string
 	cmd       *exec.Cmd
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startPrivateBroker starts a node; it needs rabbitmq-server and
@@ -46,7 +39,7 @@ func startPrivateBroker(t *testing.T) *privateBroker {
 	dir, err := os.MkdirTemp("", "marty-rabbit-")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	port, dist := freePort(t), freePort(t)
+	port, dist := nettest.FreePort(t), nettest.FreePort(t)
 	conf := fmt.Sprintf("listeners.tcp.default = 127.0.0.1:%d\nloopback_users = none\n", port)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rabbitmq.conf"), []byte(conf), 0o644))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "plugins"), []byte("[].\n"), 0o644))
