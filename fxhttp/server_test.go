@@ -391,7 +391,7 @@ func TestBodyLimitChunkedIs413WhateverTheHandlerAnswers(t *testing.T) {
 			require.Equal(t, route, p.Instance)
 			require.Equal(t, resp.Header.Get(RequestIDHeader), p.RequestID)
 			require.NotContains(t, string(b), "ok")
-			require.NotContains(t, string(b), "bad")
+			require.NotContains(t, string(b), `"message":"bad"`) // the handler's answer (a request id may hold "bad": hex)
 			// A declared length is refused before the handler runs; a
 			// chunked body only while the handler reads it.
 			require.Equal(t, chunked, ran.Load() == before+1, "%s chunked=%v: handler ran", route, chunked)
