@@ -2,6 +2,8 @@ package fxcache
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -82,7 +84,8 @@ type Cache struct {
 	seed maphash.Seed
 	gens [256]atomic.Uint64 // write generations, by key hash
 
-	bus atomic.Pointer[busRef]
+	bus    atomic.Pointer[busRef]
+	origin string // this Cache's id in the Invalidated events it publishes
 
 	sets   sync.WaitGroup
 	setSem chan struct{}
@@ -111,6 +114,9 @@ func NewCache(cfg Config, opts CacheOptions) (*Cache, error) {
 	}
 	c := &Cache{cfg: cfg, log: opts.Logger, reg: opts.Registerer, seed: maphash.MakeSeed(),
 		setSem: make(chan struct{}, maxAsync), pending: map[string]struct{}{}}
+	var id [8]byte
+	_, _ = crand.Read(id[:])
+	c.origin = hex.EncodeToString(id[:])
 	c.prefix = cfg.KeyPrefix
 	if c.prefix == "" {
 		c.prefix = opts.Service
@@ -458,7 +464,7 @@ func (c *Cache) invalidateNow(ctx context.Context, fulls []string) {
 		c.background(func() {
 			ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 			defer cancel()
-			if err := ref.bus.Publish(ctx, Invalidated{Keys: fulls}); err != nil {
+			if err := ref.bus.Publish(ctx, Invalidated{Keys: fulls, Origin: c.origin}); err != nil {
 				c.log.Warn("cache: publish the invalidation to the other replicas failed; they keep the entry until its local TTL",
 					zap.Strings("keys", fulls), zap.Error(err))
 			}

@@ -14,6 +14,10 @@ import (
 // writer).
 type Invalidated struct {
 	Keys []string `json:"keys"`
+	// Origin is the publishing Cache's id: its own handler skips the event,
+	// since the writer already dropped the keys when the change committed
+	// (dropping them again would also evict a value loaded since).
+	Origin string `json:"origin,omitempty"`
 }
 
 // EventType is "martyfx.cache.invalidated".
@@ -27,6 +31,9 @@ func (Invalidated) EventType() string { return "martyfx.cache.invalidated" }
 func (c *Cache) InvalidationHandler(name string) fxevents.Handler {
 	prefix := c.prefix + ":"
 	return fxevents.HandlerFunc(name, func(_ context.Context, ev Invalidated) error {
+		if ev.Origin != "" && ev.Origin == c.origin {
+			return nil
+		}
 		for _, k := range ev.Keys {
 			if strings.HasPrefix(k, prefix) {
 				c.dropLocal(k)
