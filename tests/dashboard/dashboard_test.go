@@ -331,7 +331,7 @@ func TestDashboardInChromium(t *testing.T) {
 	var hidden map[string]bool
 	eval(`Object.fromEntries(Array.from(document.querySelectorAll("section.panel")).map(s => [s.id, s.hidden]))`, &hidden)
 	require.Equal(t, map[string]bool{"panel-health": false, "panel-alerts": false, "panel-http": false, "panel-grpc": false,
-		"panel-events": false, "panel-breakers": true, "panel-graph": false}, hidden)
+		"panel-events": false, "panel-cache": false, "panel-breakers": true, "panel-graph": false}, hidden)
 
 	shot(ctx, t, "dashboard.png")
 	// A phone: one column, nothing wider than the screen.
