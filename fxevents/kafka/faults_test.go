@@ -120,8 +120,22 @@ func TestRebalancesMidStreamHandOverWithoutLossOrDuplicates(t *testing.T) {
 
 	const n = 600
 	done := make(chan error, 1)
+	// The second half waits until the second replica has joined the group,
+	// so that records still arrive for the partitions it takes (on a slow
+	// machine the first replica could otherwise have had them all).
+	bJoined := make(chan struct{})
+	ctx, cancelPub := context.WithCancel(context.Background())
+	t.Cleanup(cancelPub)
 	go func() {
 		for i := range n {
+			if i == n/2 {
+				select {
+				case <-bJoined:
+				case <-ctx.Done():
+					done <- ctx.Err()
+					return
+				}
+			}
 			if err := pub.bus.Publish(context.Background(), OrderPlaced{OrderID: fmt.Sprintf("o%d", i%16), Seq: i}); err != nil {
 				done <- err
 				return
@@ -132,6 +146,10 @@ func TestRebalancesMidStreamHandOverWithoutLossOrDuplicates(t *testing.T) {
 	}()
 	eventually(t, func() bool { return got.distinct() >= 50 }, "the first replica consumes")
 	b := newApp(t, "notifier", c.env(prefix, "MARTY_KAFKA_FETCH_MAX_RECORDS=20"), recordingHandlerFunc("mailer", handler(&byB)))
+	eventually(t, func() bool {
+		return metric(t, b.reg, "marty_kafka_rebalances_total", map[string]string{"group": "notifier_mailer"}) >= 1
+	}, "the second replica joins the group")
+	close(bJoined)
 	eventually(t, func() bool { return byB.Load() > 0 }, "the second replica takes partitions")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
