@@ -24,3 +24,18 @@ func TestModulesLinkNoOptionalEngine(t *testing.T) {
 		}
 	}
 }
+
+// TestFxtestLinksNoServer: fxtest is in every test binary of a martyfx
+// service, so what it links is compiled (with -race) before a new project's
+// first test runs. nats-server is the heaviest package tree a test could
+// want; natsdev.RunForTest brings it only to the tests that start one.
+func TestFxtestLinksNoServer(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "list", "-deps", "./fxtest").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	deps := strings.Fields(string(out))
+	require.Contains(t, deps, "github.com/martyfx/martyfx/fxtest", "go list answered for fxtest")
+	for _, dep := range deps {
+		require.False(t, strings.HasPrefix(dep, "github.com/nats-io/nats-server/"), "fxtest links %s", dep)
+	}
+}

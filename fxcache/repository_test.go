@@ -14,6 +14,7 @@ import (
 	"github.com/martyfx/martyfx"
 	"github.com/martyfx/martyfx/fxcache"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	"github.com/martyfx/martyfx/fxrepo"
 	"github.com/martyfx/martyfx/fxtest"
 	"github.com/martyfx/martyfx/internal/pgtest"
@@ -154,7 +155,7 @@ func TestSecondReplicaSeesCommittedUpdate(t *testing.T) {
 	forEachDB(t, func(t *testing.T, driver, dsn string) {
 		prefix := prefix + "-" + driver
 		t.Cleanup(func() { deleteKeys(t, url, prefix) })
-		natsURL := fxtest.NATS(t)
+		natsURL := natsdev.RunForTest(t)
 		type replica struct {
 			app  *fxtest.App
 			repo *fxcache.Repository[Item, int64]

@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	"github.com/martyfx/martyfx/fxtest"
 )
 
@@ -70,7 +71,7 @@ func TestIntegrationRunsWhenReachable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("Integration always skips under -short")
 	}
-	url := fxtest.NATS(t)
+	url := natsdev.RunForTest(t)
 	t.Setenv("MARTY_TEST_NATS_URL", url)
 	f := newFake(t)
 	require.True(t, f.run(func() { fxtest.Integration(f, fxtest.NeedNATS) }), "skipped: %v", f.skips)

@@ -40,9 +40,10 @@
 // what every fxevents transport promises.
 //
 // Fakes and services: MemoryStore is an in-memory fxrepo.Store with the
-// repository's semantics (StoreContract proves it), NATS starts an embedded
-// JetStream server, VerifyNoLeaks is the TestMain of a package that uses
-// fxtest.
+// repository's semantics (StoreContract proves it), VerifyNoLeaks is the
+// TestMain of a package that uses fxtest. An embedded JetStream server for a
+// test is natsdev.RunForTest (package fxevents/natsjs/natsdev), kept out of
+// fxtest so that test binaries link nats-server only when they start one.
 //
 // # Test kinds
 //

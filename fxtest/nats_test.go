@@ -4,42 +4,22 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/fx"
 
 	"github.com/martyfx/martyfx/fxevents"
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	"github.com/martyfx/martyfx/fxtest"
 )
-
-func TestNATS(t *testing.T) {
-	t.Parallel()
-	url := fxtest.NATS(t)
-	require.Regexp(t, `^nats://127\.0\.0\.1:\d+$`, url)
-	nc, err := nats.Connect(url)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}})
-	require.NoError(t, err, "JetStream is enabled")
-	ack, err := js.Publish(ctx, "t.x", []byte("hi"))
-	require.NoError(t, err)
-	require.Equal(t, "T", ack.Stream)
-}
 
 // TestNATSTransport runs the harness over JetStream: events go through the
 // broker, WaitHandled waits for the consumers, the recorder still sees them.
 func TestNATSTransport(t *testing.T) {
 	t.Parallel()
-	url := fxtest.NATS(t)
+	url := natsdev.RunForTest(t)
 	release := make(chan struct{})
 	close(release)
 	var done atomic.Int64

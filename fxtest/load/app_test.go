@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/martyfx/martyfx/fxevents/natsjs"
+	"github.com/martyfx/martyfx/fxevents/natsjs/natsdev"
 	"github.com/martyfx/martyfx/fxgrpc"
 	"github.com/martyfx/martyfx/fxhttp"
 	"github.com/martyfx/martyfx/fxtest"
@@ -103,7 +104,7 @@ func TestProbeThroughTheBus(t *testing.T) {
 			return []fx.Option{fxtest.Env("MARTY_EVENTS_BUS=outbox", "MARTY_EVENTS_REQUIRE_TX=true")}
 		}},
 		{"nats", func(t *testing.T) []fx.Option {
-			return []fx.Option{natsjs.Module, fxtest.Env("MARTY_NATS_URL=" + fxtest.NATS(t))}
+			return []fx.Option{natsjs.Module, fxtest.Env("MARTY_NATS_URL=" + natsdev.RunForTest(t))}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,8 +12,8 @@
 //
 //	conn, err := natsjs.NewConn(cfg, natsjs.ConnOptions{EmbeddedServer: natsdev.Embedded})
 //
-// Tests that need a server of their own (to stop and restart it) call
-// RunServer.
+// Tests that need a server of their own call RunForTest (started for the
+// test's life) or RunServer (to stop and restart it).
 package natsdev
 
 import (
@@ -24,6 +24,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -156,3 +157,27 @@ func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Errorf(format, v...
 func (s serverLogger) Errorf(format string, v ...any)  { s.l.Errorf(format, v...) }
 func (s serverLogger) Debugf(format string, v ...any)  { s.l.Debugf(format, v...) }
 func (s serverLogger) Tracef(string, ...any)           {}
+
+// RunForTest starts an embedded NATS server with JetStream (RunServer) on a
+// free port of 127.0.0.1, storing its streams in the test's temporary
+// directory, stops it at the test's cleanup, and returns its client URL
+// ("nats://127.0.0.1:port"). Hand it to an app that includes natsjs.Module:
+//
+//	url := natsdev.RunForTest(t)
+//	app := fxtest.New(t, natsjs.Module, fxtest.Env("MARTY_NATS_URL="+url), ...)
+//
+// It lives here rather than in fxtest so that a test binary links
+// nats-server only when its tests start one.
+func RunForTest(t testing.TB) string {
+	t.Helper()
+	s, err := RunServer(ServerOptions{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("natsdev: embedded NATS server: %v", err)
+		return ""
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s.ClientURL()
+}

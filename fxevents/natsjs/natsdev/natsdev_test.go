@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -79,4 +81,24 @@ func ExampleRunServer() {
 	defer func() { s.Shutdown(); s.WaitForShutdown() }()
 	fmt.Println(strings.HasPrefix(s.ClientURL(), "nats://127.0.0.1:"), s.JetStreamEnabled())
 	// Output: true true
+}
+
+// TestRunForTest: a JetStream server for the test, on loopback, stopped at
+// cleanup (goleak checks the latter).
+func TestRunForTest(t *testing.T) {
+	t.Parallel()
+	url := natsdev.RunForTest(t)
+	require.Regexp(t, `^nats://127\.0\.0\.1:\d+$`, url)
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}})
+	require.NoError(t, err, "JetStream is enabled")
+	ack, err := js.Publish(ctx, "t.x", []byte("hi"))
+	require.NoError(t, err)
+	require.Equal(t, "T", ack.Stream)
 }
