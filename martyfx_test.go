@@ -233,12 +233,13 @@ func TestRunExitsWithTheShutdownerCode(t *testing.T) {
 func TestRunExitsOneWhenStopOutlivesTheTimeout(t *testing.T) {
 	cmd, out := startScenario(t, "stop-too-slow", "MARTY_STOP_TIMEOUT=200ms")
 	waitForLog(t, out, "martyfx: started")
-	began := time.Now()
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	// The stop hook waits for its context to end: only the stop timeout
+	// ends it, so the process exiting at all is the bound.
 	res := wait(t, cmd, out)
 	require.Equal(t, 1, res.code, res.output)
 	require.Contains(t, res.output, "martyfx: stop:")
-	require.Less(t, time.Since(began), 10*time.Second, "the stop timeout bounds the stop")
+	require.Contains(t, res.output, "context deadline exceeded", "the stop timeout ended the stop")
 }
 
 func TestRunExitsOneOnBadConfig(t *testing.T) {

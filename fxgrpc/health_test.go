@@ -112,9 +112,9 @@ func TestHealthFollowsReadinessAndShutdown(t *testing.T) {
 		done <- err
 	}()
 	<-a.echo.started
-	begun := time.Now()
+	// A watcher that held the graceful stop would make it end at its
+	// deadline, with an error.
 	require.NoError(t, a.stop(5*time.Second))
-	require.Less(t, time.Since(begun), 3*time.Second)
 	require.NoError(t, <-done)
 	require.Equal(t, "NOT_SERVING", next(t, overall))
 	require.Equal(t, "<end>", next(t, overall))

@@ -303,13 +303,12 @@ func TestStopDeadlineCutsOffLongCalls(t *testing.T) {
 		done <- err
 	}()
 	<-a.echo.started
-	begun := time.Now()
 	err := a.stop(300 * time.Millisecond)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	// fx returns at the deadline; the hook logs once it has cut the calls off.
+	// fx returns at the deadline; the hook logs once it has cut the calls off
+	// (the call sleeps a minute: only the cut-off ends it before that).
 	require.Eventually(t, func() bool { return a.logs.FilterMessage("grpc graceful stop cut off").Len() == 1 },
-		2*time.Second, 10*time.Millisecond)
-	require.Less(t, time.Since(begun), 3*time.Second)
+		10*time.Second, 10*time.Millisecond)
 	select {
 	case err := <-done:
 		require.Error(t, err)

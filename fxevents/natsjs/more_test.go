@@ -95,11 +95,11 @@ func TestPublishWhileDisconnectedWaitsForContextOrStop(t *testing.T) {
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	eventually(t, func() bool { return metric(t, ta.reg, "marty_nats_connected", nil) == 0 }, "disconnected")
-	start = time.Now()
+	// Without a deadline of its own, a publish that waited for the server
+	// would block; this one fails on the stop, saying so.
 	err = ta.bus.Publish(context.Background(), OrderPlaced{OrderID: "o3"})
 	require.ErrorContains(t, err, "and the app is stopping")
 	require.ErrorIs(t, err, fxevents.ErrTransportUnavailable)
-	require.Less(t, time.Since(start), time.Second)
 }
 
 // Connected but the stream does not answer (here: deleted; in a cluster: no
