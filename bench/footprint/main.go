@@ -75,7 +75,7 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per service (medians)")
 	natsURL := flag.String("nats", "nats://127.0.0.1:4222", `NATS server for the example/orders NATS row ("" skips it)`)
 	keep := flag.Bool("keep", false, "keep the temp dir")
-	only := flag.String("only", "", "comma-separated services to measure: route, leanhttp, leangrpc, orders, nethttp (default all)")
+	only := flag.String("only", "", "comma-separated services to measure: route, leanhttp, leangrpc, orders, floor, nethttp (default all)")
 	flag.Parse()
 	if runtime.GOOS != "linux" {
 		fatal(errors.New("footprint: reads /proc, Linux only"))
@@ -112,7 +112,9 @@ func main() {
 		services = append(services, service{name: "`example/orders`, `-tags nonatsdev`, NATS", orders: true, tags: "nonatsdev",
 			env: []string{"MARTY_NATS_URL=" + *natsURL}})
 	}
-	services = append(services, service{name: "plain net/http", dir: "nethttp"})
+	services = append(services,
+		service{name: "floor: Fx, zap, net/http, Prometheus, OTel SDK + otelhttp + OTLP/HTTP by hand, no martyfx", dir: "floor"},
+		service{name: "plain net/http", dir: "nethttp"})
 
 	ordersBin, ordersStripped := map[string]string{}, map[string]string{}
 	var results []result
