@@ -100,8 +100,8 @@ func grpcServe(b *testing.B, srv *grpc.Server) string {
 	return lis.Addr().String()
 }
 
-func grpcBareServer(b *testing.B) string {
-	srv := grpc.NewServer()
+func grpcBareServer(b *testing.B, opts ...grpc.ServerOption) string {
+	srv := grpc.NewServer(opts...)
 	testgrpc.RegisterBenchmarkServiceServer(srv, grpcBenchService{})
 	return grpcServe(b, srv)
 }
@@ -157,7 +157,8 @@ func grpcMartyfxServer(b *testing.B, tp *sdktrace.TracerProvider, okLevel string
 // BenchmarkGRPCUnary: unary calls over loopback TCP from 16 concurrent
 // callers sharing one plain client connection, for the bare server, the
 // naive composition and martyfx's default chain, each at 100% and 1% trace
-// sampling. The machine is shared, so the variants are interleaved by
+// sampling, and bare with grpc-go's stream workers (which fxgrpc's server
+// enables). The machine is shared, so the variants are interleaved by
 // load.Compare: b.N calls per variant in 40 rounds, each round running every
 // variant in a new random order, a burst of load from elsewhere landing on
 // one round rather than on one variant. Reported per variant: calls/s, p50
@@ -165,7 +166,10 @@ func grpcMartyfxServer(b *testing.B, tp *sdktrace.TracerProvider, okLevel string
 // rounds of its calls/s divided by bare's in the same round.
 func BenchmarkGRPCUnary(b *testing.B) {
 	type variant struct{ name, addr string }
-	vs := []variant{{name: "bare", addr: grpcBareServer(b)}}
+	vs := []variant{{name: "bare", addr: grpcBareServer(b)},
+		// grpc-go with the stream workers fxgrpc's server uses (16): what
+		// that option alone is worth.
+		{name: "bare-workers", addr: grpcBareServer(b, grpc.NumStreamWorkers(16))}}
 	for _, ratio := range []float64{1, 0.01} {
 		tp := grpcBenchTracer(ratio)
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })

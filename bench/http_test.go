@@ -141,9 +141,18 @@ func httpNaiveAccessLog(log *zap.Logger, next http.Handler) http.Handler {
 	})
 }
 
-func httpOursStack(b *testing.B, t *httpTelemetry) *fxhttp.Server {
+// httpOtelStack is otelhttp alone around the mux: tracing's own cost.
+func httpOtelStack(t *httpTelemetry) http.Handler {
+	return otelhttp.NewHandler(httpBareStack(), "http", otelhttp.WithTracerProvider(t.tp),
+		otelhttp.WithPropagators(propagation.TraceContext{}))
+}
+
+func httpOursStack(b *testing.B, t *httpTelemetry, tweak ...func(*fxhttp.Config)) *fxhttp.Server {
 	cfg := fxhttp.DefaultConfig()
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
+	for _, f := range tweak {
+		f(&cfg)
+	}
 	s, err := fxhttp.NewServer(cfg, fxhttp.ServerOptions{
 		Logger: t.log, Registerer: t.reg,
 		TracerProvider: t.tp, Propagator: propagation.TraceContext{},
@@ -226,7 +235,7 @@ func BenchmarkHTTPLoopback(b *testing.B) {
 	}
 }
 
-// BenchmarkHTTPLoopbackInterleaved runs the five stacks side by side over
+// BenchmarkHTTPLoopbackInterleaved runs the stacks side by side over
 // loopback with load.Compare, in rounds: each round sends a batch of 1000
 // requests from 4 workers to every stack, in a new random order, and the
 // figures are the medians over rounds of each stack's req/s and of its
@@ -235,8 +244,10 @@ func BenchmarkHTTPLoopback(b *testing.B) {
 // process CPU time (client + server, all goroutines, GC included) per
 // request: when the machine is busy with other work, wall-clock req/s
 // mostly measures the scheduler, while bare-CPU / stack-CPU ("cpu-x-bare")
-// is the throughput ratio the stacks reach when CPU-bound. One iteration is
-// one round: use -benchtime 30x.
+// is the throughput ratio the stacks reach when CPU-bound. The stacks: bare
+// net/http, the naive composition, otelhttp alone, fxhttp's default stack
+// and the same with its access log off, each but bare at 100% and 1%
+// sampling. One iteration is one round: use -benchtime 30x.
 func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 	var targets []load.Target
 	add := func(name string, addr string, stop func()) {
@@ -257,6 +268,10 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 		b.Cleanup(tn.close)
 		addr, stop := httpPlainServer(httpNaiveStack(tn))()
 		add("naive-"+sfx, addr, stop)
+		tt := newHTTPTelemetry(ratio)
+		b.Cleanup(tt.close)
+		addr, stop = httpPlainServer(httpOtelStack(tt))()
+		add("otelhttp-"+sfx, addr, stop)
 		to := newHTTPTelemetry(ratio)
 		b.Cleanup(to.close)
 		s := httpOursStack(b, to)
@@ -264,6 +279,13 @@ func BenchmarkHTTPLoopbackInterleaved(b *testing.B) {
 			b.Fatal(err)
 		}
 		add("fxhttp-"+sfx, s.Addr(), func() { _ = s.Stop(context.Background()) })
+		tq := newHTTPTelemetry(ratio)
+		b.Cleanup(tq.close)
+		q := httpOursStack(b, tq, func(c *fxhttp.Config) { c.AccessLog = fxhttp.AccessLogOff })
+		if err := q.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		add("fxhttp-nolog-"+sfx, q.Addr(), func() { _ = q.Stop(context.Background()) })
 	}
 	b.ResetTimer()
 	c, err := load.Compare(context.Background(), targets,

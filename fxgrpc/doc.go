@@ -44,6 +44,9 @@
 //  10. the handler.
 //
 // Ascending Order, lower is outer: the same rule as fxhttp's middleware.
+// For unary calls 1 to 5 (and 8, when nothing sits between) are one
+// interceptor, and a server that hosts a service serves calls on grpc-go's
+// stream workers from Start on (GRPC() then returns the serving server).
 // Calls through the REST gateway take the same chain (the gateway calls
 // this server), and their HTTP metrics, span and access log name the
 // gateway's route ("/v1/orders/{id}"), not its mount point.

@@ -15,17 +15,18 @@ func CloseListener(s *Server) error {
 	return s.lis.Close()
 }
 
-// ServerTracingInterceptors returns the server's tracing interceptors.
+// ServerTracingInterceptors returns the server's tracing interceptors (for
+// unary calls, the server's fused interceptor with tracing alone).
 func ServerTracingInterceptors(tp trace.TracerProvider, prop propagation.TextMapPropagator) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	t := newServerTracing(tp, prop)
-	return t.unary, t.stream
+	return (&serverCore{tracing: t}).unary, t.stream
 }
 
 // ServerMetricsInterceptors returns the server's Prometheus collector and
 // interceptors, for comparing them with go-grpc-middleware's.
 func ServerMetricsInterceptors() (prometheus.Collector, grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor, func(*grpc.Server)) {
 	m := newServerMetrics()
-	return m, m.unary, m.stream, m.InitializeMetrics
+	return m, (&serverCore{metrics: m}).unary, m.stream, m.InitializeMetrics
 }
 
 // ServiceStatus is the registry view of one hosted service.

@@ -49,7 +49,9 @@ import (
 //
 // Tracing, metrics and logging sit outside the error mapping and recovery
 // so a call is traced, counted and logged with the code it is answered
-// with.
+// with. For unary calls, 1 to 5 are one interceptor (serverCore), and so is
+// validation when nothing sits between it and recovery (no auth, no user
+// interceptor of negative Order).
 func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger, errs *errorMapper, auth AuthFunc, v *validation,
 	unary []UnaryInterceptor, stream []StreamInterceptor,
 ) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
@@ -57,25 +59,25 @@ func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger,
 	slices.SortStableFunc(unary, func(a, b UnaryInterceptor) int { return a.Order - b.Order })
 	slices.SortStableFunc(stream, func(a, b StreamInterceptor) int { return a.Order - b.Order })
 
-	us := []grpc.UnaryServerInterceptor{tracing.unary}
+	core := &serverCore{tracing: tracing, metrics: metrics, log: log, subject: log != nil && auth != nil,
+		errs: errs, recover: log.base()}
+	us := []grpc.UnaryServerInterceptor{core.unary}
 	ss := []grpc.StreamServerInterceptor{tracing.stream}
 	if metrics != nil {
-		us = append(us, metrics.unary)
 		ss = append(ss, metrics.stream)
 	}
 	if log != nil && auth != nil {
 		// The call's line names the caller the AuthFunc verified (SetSubject).
-		us = append(us, log.unarySubject)
 		ss = append(ss, log.streamSubject)
 	} else if log != nil {
-		us = append(us, log.unary)
 		ss = append(ss, log.stream)
 	}
-	us = append(us, errs.unary, recoverUnary(log.base()))
 	ss = append(ss, errs.stream, recoverStream(log.base()))
+	between := auth != nil
 	for _, u := range unary {
 		if u.Order < 0 {
 			us = append(us, u.Interceptor)
+			between = true
 		}
 	}
 	for _, s := range stream {
@@ -87,7 +89,11 @@ func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger,
 		us = append(us, authUnary(auth))
 		ss = append(ss, authStream(auth))
 	}
-	us = append(us, v.unary)
+	if between {
+		us = append(us, v.unary)
+	} else {
+		core.validate = v
+	}
 	ss = append(ss, v.stream)
 	for _, u := range unary {
 		if u.Order >= 0 {
@@ -103,17 +109,6 @@ func buildChain(tracing *serverTracing, metrics *serverMetrics, log *callLogger,
 }
 
 // ---- recovery ----
-
-func recoverUnary(log *zap.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = panicked(ctx, log, info.FullMethod, r)
-			}
-		}()
-		return handler(ctx, req)
-	}
-}
 
 func recoverStream(log *zap.Logger) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
@@ -171,14 +166,6 @@ func newErrorMapper(log *zap.Logger, classifiers []fxcore.Classifier) *errorMapp
 		log = zap.NewNop()
 	}
 	return &errorMapper{log: log, classifiers: slices.Clone(classifiers)}
-}
-
-func (m *errorMapper) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	if err != nil {
-		err = m.mapError(ctx, info.FullMethod, err)
-	}
-	return resp, err
 }
 
 func (m *errorMapper) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -332,13 +319,6 @@ func (l *callLogger) base() *zap.Logger {
 	return l.log
 }
 
-func (l *callLogger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	l.finished(ctx, info.FullMethod, start, err, "")
-	return resp, err
-}
-
 func (l *callLogger) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	err := handler(srv, ss)
@@ -358,14 +338,6 @@ func SetSubject(ctx context.Context, subject string) {
 	}
 }
 
-func (l *callLogger) unarySubject(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	var subject string
-	resp, err := handler(context.WithValue(ctx, subjectKey{}, &subject), req)
-	l.finished(ctx, info.FullMethod, start, err, subject)
-	return resp, err
-}
-
 func (l *callLogger) streamSubject(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	var subject string
@@ -379,6 +351,11 @@ func (l *callLogger) finished(ctx context.Context, method string, start time.Tim
 	if err != nil {
 		code = status.Code(err)
 	}
+	l.finishedCode(ctx, method, start, code, err, subject)
+}
+
+// finishedCode writes the call's line, err's code already known.
+func (l *callLogger) finishedCode(ctx context.Context, method string, start time.Time, code codes.Code, err error, subject string) {
 	var lvl zapcore.Level
 	switch {
 	case code == codes.OK:

@@ -1,7 +1,6 @@
 package fxgrpc
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"time"
@@ -129,19 +128,6 @@ func (m *serverMetrics) InitializeMetrics(srv *grpc.Server) {
 func (m *serverMetrics) done(mm *methodMetrics, start time.Time, err error) {
 	mm.handledCounter(status.Code(err)).Inc()
 	mm.seconds.Observe(time.Since(start).Seconds())
-}
-
-func (m *serverMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	mm := m.method(info.FullMethod, "unary")
-	mm.started.Inc()
-	mm.received.Inc()
-	resp, err := handler(ctx, req)
-	if err == nil {
-		mm.sent.Inc()
-	}
-	m.done(mm, start, err)
-	return resp, err
 }
 
 func (m *serverMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

@@ -84,6 +84,8 @@ type Server struct {
 	fatal      func(error)
 	readiness  Readiness
 	metrics    *serverMetrics
+	srvOpts    []grpc.ServerOption // to build the serving grpc.Server (withWorkers)
+	registered int                 // services NewServer registered
 	tp         trace.TracerProvider
 	prop       propagation.TextMapPropagator
 
@@ -135,6 +137,7 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.srvOpts = srvOpts
 	s.srv = grpc.NewServer(srvOpts...)
 
 	seen := map[string]bool{}
@@ -146,13 +149,10 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("fxgrpc: service %s registered twice", svc.Desc.ServiceName)
 		}
 		seen[svc.Desc.ServiceName] = true
-		s.srv.RegisterService(svc.Desc, svc.Impl)
 	}
 	s.health = newHealthServer(s)
-	healthgrpc.RegisterHealthServer(s.srv, s.health)
-	if s.reflection {
-		reflection.Register(s.srv)
-	}
+	s.register(s.srv)
+	s.registered = len(s.srv.GetServiceInfo())
 	if s.metrics != nil {
 		s.metrics.InitializeMetrics(s.srv)
 	}
@@ -163,6 +163,45 @@ func NewServer(cfg Config, opts ServerOptions) (*Server, error) {
 	}
 	return s, nil
 }
+
+// withWorkers replaces the grpc.Server NewServer built, which has not
+// served, with one that has stream workers (see streamWorkers) and the same
+// services. Its workers are goroutines that live until Stop, so NewServer
+// does not start them: Fx never stops a server whose app failed to build or
+// to start before it. The server is kept as it is when something was
+// registered on GRPC() directly (only NewServer's services can be
+// registered again).
+func (s *Server) withWorkers() {
+	if len(s.srv.GetServiceInfo()) != s.registered {
+		return
+	}
+	srv := grpc.NewServer(append(s.srvOpts, grpc.NumStreamWorkers(streamWorkers))...)
+	s.register(srv)
+	s.srv.Stop() // never served: nothing to wait for
+	s.srv = srv
+}
+
+// register registers the services, health and reflection on srv.
+func (s *Server) register(srv *grpc.Server) {
+	for _, svc := range s.services {
+		srv.RegisterService(svc.Desc, svc.Impl)
+	}
+	healthgrpc.RegisterHealthServer(srv, s.health)
+	if s.reflection {
+		reflection.Register(srv)
+	}
+}
+
+// streamWorkers is the number of goroutines that serve calls, kept from one
+// call to the next (grpc.NumStreamWorkers), on a server that hosts a
+// service. A call that finds them all busy gets a goroutine of its own, as
+// every call does without them. A new goroutine starts with a small stack
+// that a call through the interceptors, the handler and the OpenTelemetry
+// SDK outgrows, and the runtime copies it to a larger one at each doubling:
+// on a small unary call that copying was 8 % of the process's CPU
+// (bench/results/grpc.md). A worker's stack has grown once for all its
+// calls (grpc-go starts a fresh worker after 65536 of them).
+const streamWorkers = 16
 
 // serverOptions are the grpc.Server's options: the interceptor chain, the
 // limits, keepalive and TLS.
@@ -263,6 +302,7 @@ func (s *Server) Start(ctx context.Context) error {
 		lis = netutil.LimitListener(lis, s.cfg.MaxConnections)
 	}
 	s.mu.Lock()
+	s.withWorkers()
 	s.lis = lis
 	s.started = true
 	// Stopped after the public HTTP server (whose gateway calls this

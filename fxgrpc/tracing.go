@@ -90,6 +90,11 @@ func (h *serverTracing) start(ctx context.Context, fullMethod string) (context.C
 	if !m.traced {
 		return ctx, nil
 	}
+	return h.startMethod(ctx, m)
+}
+
+// startMethod starts the span of a call of a traced method.
+func (h *serverTracing) startMethod(ctx context.Context, m *methodTrace) (context.Context, trace.Span) {
 	if h.carries(ctx) {
 		ctx = h.prop.Extract(ctx, mdCarrier{ctx})
 	}
@@ -107,32 +112,22 @@ func (h *serverTracing) carries(ctx context.Context) bool {
 
 // end ends span with the call's outcome.
 func (h *serverTracing) end(ctx context.Context, span trace.Span, err error) {
+	h.endCode(ctx, span, status.Code(err), err)
+}
+
+// endCode ends span with the call's outcome, err's code already known.
+func (h *serverTracing) endCode(ctx context.Context, span trace.Span, code codes.Code, err error) {
 	if span.IsRecording() {
-		code := codes.OK
-		if err != nil {
-			s, _ := status.FromError(err)
-			code = s.Code()
-			if serverFault(code) {
-				span.SetStatus(otelcodes.Error, s.Message())
-			}
+		if err != nil && serverFault(code) {
+			span.SetStatus(otelcodes.Error, status.Convert(err).Message())
 		}
 		attrs := make([]attribute.KeyValue, 0, 3)
 		if p, ok := peer.FromContext(ctx); ok && p.LocalAddr != nil {
-			attrs = serverAddrAttrs(attrs, p.LocalAddr.String())
+			attrs = append(attrs, localAddrAttrs(p.LocalAddr)...)
 		}
 		span.SetAttributes(append(attrs, statusAttr(code))...)
 	}
 	span.End()
-}
-
-func (h *serverTracing) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, span := h.start(ctx, info.FullMethod)
-	if span == nil {
-		return handler(ctx, req)
-	}
-	resp, err := handler(ctx, req)
-	h.end(ctx, span, err)
-	return resp, err
 }
 
 func (h *serverTracing) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

@@ -51,11 +51,29 @@ type stack struct {
 	classify  []fxcore.Classifier
 }
 
-// reqState is everything a request needs, in one allocation.
+// reqState is everything a request needs, in one allocation: the request
+// id header's value and the context carrying the request info are part of
+// it too.
 type reqState struct {
-	rec  recorder
-	body bodyReader
-	info requestInfo
+	rec   recorder
+	body  bodyReader
+	info  requestInfo
+	ctx   infoCtx
+	idHdr [1]string
+}
+
+// infoCtx is the request's context with its *requestInfo under infoKey{},
+// what context.WithValue would make, without an allocation of its own.
+type infoCtx struct {
+	context.Context
+	info *requestInfo
+}
+
+func (c *infoCtx) Value(key any) any {
+	if _, ok := key.(infoKey); ok {
+		return c.info
+	}
+	return c.Context.Value(key)
 }
 
 // maxAttrs bounds the span attributes a request sets (request and response).
@@ -144,10 +162,12 @@ func (s *stack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !validRequestID(id) {
 		id = newRequestID()
 	}
-	w.Header()[RequestIDHeader] = []string{id}
+	st.idHdr[0] = id
+	w.Header()[RequestIDHeader] = st.idHdr[:]
 	st.info = requestInfo{id: id, mappers: s.mappers, classifiers: s.classify}
 	st.rec.path, st.rec.id = r.URL.Path, id
-	ctx := context.WithValue(r.Context(), infoKey{}, &st.info)
+	st.ctx = infoCtx{Context: r.Context(), info: &st.info}
+	var ctx context.Context = &st.ctx
 
 	// Tracing, except for probes and scrapes.
 	var span trace.Span
