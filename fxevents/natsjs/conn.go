@@ -83,7 +83,7 @@ type Conn struct {
 	// pend maps each message sent with PublishMsgAsync and not settled
 	// yet to its publishOnce window (see transport.go).
 	pendMu sync.Mutex
-	pend   map[*nats.Msg]*pubBatch
+	pend   map[*nats.Msg]pending
 
 	stopping   chan struct{}
 	stopOnce   sync.Once
@@ -116,7 +116,7 @@ func NewConn(cfg Config, opts ConnOptions) (*Conn, error) {
 		name += "/" + opts.Info.InstanceID
 	}
 	c := &Conn{cfg: cfg, name: name, log: opts.Logger.Named("nats"), fatal: opts.Fatal, embedded: opts.EmbeddedServer,
-		up: make(chan struct{}), stopping: make(chan struct{}), pend: map[*nats.Msg]*pubBatch{}}
+		up: make(chan struct{}), stopping: make(chan struct{}), pend: map[*nats.Msg]pending{}}
 	m, err := newMetrics(opts.Registerer, c.connectedValue)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: register metrics: %w", err)

@@ -164,9 +164,26 @@ func (b *pubBatch) settle(n int, failed []*nats.Msg, err error, dup bool) {
 func (c *Conn) track(b *pubBatch, msgs []*nats.Msg) {
 	c.pendMu.Lock()
 	for _, m := range msgs {
-		c.pend[m] = b
+		c.pend[m] = pending{b: b}
 	}
 	c.pendMu.Unlock()
+}
+
+// sent records when m went out, for the publish latency.
+func (c *Conn) sent(m *nats.Msg, at time.Time) {
+	c.pendMu.Lock()
+	if p, ok := c.pend[m]; ok && p.sent.IsZero() {
+		p.sent = at
+		c.pend[m] = p
+	}
+	c.pendMu.Unlock()
+}
+
+// pending is a message waiting for its PubAck: its window and when it was
+// sent.
+type pending struct {
+	b    *pubBatch
+	sent time.Time
 }
 
 func (c *Conn) untrack(msgs []*nats.Msg) []*nats.Msg {
@@ -182,29 +199,33 @@ func (c *Conn) untrack(msgs []*nats.Msg) []*nats.Msg {
 	return waiting
 }
 
-// owner removes m from the messages waiting for a PubAck and returns its
-// batch (nil when its publisher gave up on it).
-func (c *Conn) owner(m *nats.Msg) *pubBatch {
+// owner removes m from the messages waiting for a PubAck and returns it
+// (a nil batch when its publisher gave up on it).
+func (c *Conn) owner(m *nats.Msg) pending {
 	c.pendMu.Lock()
-	b := c.pend[m]
+	p := c.pend[m]
 	delete(c.pend, m)
 	c.pendMu.Unlock()
-	return b
+	return p
 }
 
 // acked is the JetStream context's PubAck handler.
 func (c *Conn) acked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
-	if b := c.owner(m); b != nil {
-		c.m.publishLatency.Observe(time.Since(b.start).Seconds())
-		b.settle(1, nil, nil, ack != nil && ack.Duplicate)
+	if p := c.owner(m); p.b != nil {
+		sent := p.sent
+		if sent.IsZero() { // the PubAck came before sent recorded it
+			sent = p.b.start
+		}
+		c.m.publishLatency.Observe(time.Since(sent).Seconds())
+		p.b.settle(1, nil, nil, ack != nil && ack.Duplicate)
 	}
 }
 
 // ackFailed is the JetStream context's handler of a publish that got no
 // PubAck: an error reply, the PublishTimeout, a lost connection.
 func (c *Conn) ackFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
-	if b := c.owner(m); b != nil {
-		b.settle(1, []*nats.Msg{m}, err, false)
+	if p := c.owner(m); p.b != nil {
+		p.b.settle(1, []*nats.Msg{m}, err, false)
 	}
 }
 
@@ -216,15 +237,20 @@ func (c *Conn) publishOnce(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, 
 	if js == nil {
 		return msgs, ErrNotStarted
 	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
 	b := &pubBatch{start: time.Now(), done: make(chan struct{}), left: len(msgs)}
 	c.track(b, msgs)
 	for i, m := range msgs {
+		at := time.Now()
 		if _, err := js.PublishMsgAsync(m); err != nil {
 			// Not sent: no handler will settle these.
 			unsent := c.untrack(msgs[i:])
 			b.settle(len(unsent), unsent, err, false)
 			break
 		}
+		c.sent(m, at)
 	}
 	select {
 	case <-b.done:
