@@ -218,6 +218,64 @@ func BenchmarkNATSEndToEnd(b *testing.B) {
 			b.ReportMetric(natsEvents/elapsed.Seconds(), "events/s")
 		}
 	})
+	// The bare asynchronous publisher: one window of at most 4096 PubAcks
+	// outstanding (nats.go's PublishAsyncMaxPending stalls the next publish
+	// when it is full), no wait per message or per batch, every PubAck
+	// checked through the ack and error handlers, and one wait for the
+	// window to empty at the end.
+	b.Run("bare-jetstream-publish-async", func(b *testing.B) {
+		for range b.N {
+			b.StopTimer()
+			url := natsURL(b)
+			target := natsTarget(b, url)
+			nc, err := nats.Connect(url)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var acked, failed atomic.Int64
+			js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096),
+				jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { acked.Add(1) }),
+				jetstream.WithPublishAsyncErrHandler(func(jetstream.JetStream, *nats.Msg, error) { failed.Add(1) }))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			stream, prefix := target[1][len("MARTY_NATS_STREAM="):], target[2][len("MARTY_NATS_SUBJECT_PREFIX="):]
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{prefix + ".>"},
+				Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+				b.Fatal(err)
+			}
+			payload := []byte(`{"order_id":"ord-00000001","customer_id":"cus-00000001","amount":1001,"currency":"EUR","sku":"SKU-0000-0000-0000-0001"}`)
+			b.StartTimer()
+			start := time.Now()
+			for i := range natsEvents {
+				m := &nats.Msg{Subject: prefix + ".bench.order_placed", Data: payload, Header: nats.Header{}}
+				m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("m-%d", i))
+				// A full window waits for a free place (up to 30 s on this
+				// shared machine, instead of nats.go's 200 ms default).
+				if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				b.Fatalf("%d PubAcks outstanding after a minute", js.PublishAsyncPending())
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			st, _ := js.Stream(ctx, stream)
+			info, _ := st.Info(ctx)
+			nc.Close()
+			if acked.Load() != natsEvents || failed.Load() != 0 {
+				b.Fatalf("%d acked, %d failed, want %d acked", acked.Load(), failed.Load(), natsEvents)
+			}
+			if info == nil || info.State.Msgs != natsEvents {
+				b.Fatalf("stream holds %v messages, want %d", info, natsEvents)
+			}
+			b.ReportMetric(natsEvents/elapsed.Seconds(), "events/s")
+		}
+	})
 	b.Run("bare-jetstream-publish-puback", func(b *testing.B) {
 		for range b.N {
 			b.StopTimer()

@@ -118,7 +118,7 @@ func metric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]
 
 func eventually(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
-	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, msg)
+	require.Eventually(t, cond, 30*time.Second, 5*time.Millisecond, msg)
 }
 
 func mustSource(t *testing.T, env []string) *fxcore.Source {

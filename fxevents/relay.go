@@ -245,20 +245,25 @@ type rowScanner interface {
 	Err() error
 }
 
-// readRows reads claimed rows (rowColumns, in that order).
+// readRows reads claimed rows (rowColumns, in that order). Each row is
+// scanned in place into the slice, through one set of scan targets, so a
+// row costs the allocations of its column values and nothing more.
 func readRows(rows rowScanner, capHint int) ([]outboxRow, error) {
 	out := make([]outboxRow, 0, capHint)
+	var meta string
+	var occurred int64
+	var o *outboxRow
+	dest := make([]any, 12)
 	for rows.Next() {
-		var o outboxRow
-		var meta string
-		var occurred int64
-		if err := rows.Scan(&o.seq, &o.env.ID, &o.env.AggregateID, &o.env.Type, &o.env.Source, &o.env.Payload, &meta,
-			&occurred, &o.attempts, &o.nextAttempt, &o.done, &o.only); err != nil {
+		out = append(out, outboxRow{})
+		o = &out[len(out)-1]
+		dest[0], dest[1], dest[2], dest[3], dest[4], dest[5] = &o.seq, &o.env.ID, &o.env.AggregateID, &o.env.Type, &o.env.Source, &o.env.Payload
+		dest[6], dest[7], dest[8], dest[9], dest[10], dest[11] = &meta, &occurred, &o.attempts, &o.nextAttempt, &o.done, &o.only
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
 		}
 		o.env.Metadata = decodeMetadata(meta)
 		o.env.OccurredAt = time.UnixMicro(occurred).UTC()
-		out = append(out, o)
 	}
 	return out, rows.Err()
 }
@@ -351,6 +356,10 @@ func (r *relay) claimBatch(candidates []int32) (n int, nextDue int64, full bool,
 			if len(locked) == 0 {
 				return nil
 			}
+			if r.transport != nil {
+				n, nextDue, full, err = r.relayTransport(ctx, tx, locked)
+				return err
+			}
 			args := make([]any, len(locked))
 			for i, p := range locked {
 				args[i] = p
@@ -434,6 +443,162 @@ func claimQuery(parts, batch int) string {
 	return b.String()
 }
 
+// claimQueryAfter is claimQuery for the rows after seq $parts+1: the next
+// batch of the same partitions, read in the transaction that has not
+// deleted the previous one yet.
+func claimQueryAfter(parts, batch int) string {
+	var b strings.Builder
+	limit := " ORDER BY seq LIMIT " + strconv.Itoa(batch)
+	after := " AND seq > $" + strconv.Itoa(parts+1)
+	b.WriteString("SELECT " + rowColumns + " FROM (")
+	for i := range parts {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString("(SELECT " + rowColumns + " FROM marty_outbox WHERE part = $" + strconv.Itoa(i+1) + " AND delivered_at IS NULL" + after + limit + ")")
+	}
+	b.WriteString(") o" + limit)
+	return b.String()
+}
+
+// pipelinedBatches is how many batches one relay transaction hands to a
+// transport before it commits: a crash redelivers at most that many.
+const pipelinedBatches = 4
+
+// relayTransport relays the locked partitions to the transport as a
+// pipeline in the transaction tx: while batch k is published (the
+// transport waits for the broker's acknowledgements), the worker deletes
+// batch k-1, which the broker acknowledged, and reads batch k+1 on the
+// database connection. Batches are published one after another, each only
+// once the previous one was accepted, so an aggregate's events keep their
+// order; a row is deleted only after the broker accepted it, and only
+// with the commit. A batch the transport refuses or cannot take ends the
+// pipeline: its rows are rescheduled (or left as they are while the broker
+// is unavailable) as in a one-batch transaction, and the rows read after
+// it stay for a later pass. Rows not due block their aggregate's later
+// rows in every following batch of the transaction.
+func (r *relay) relayTransport(ctx context.Context, tx pgx.Tx, locked []int32) (n int, nextDue int64, full bool, err error) {
+	args := make([]any, len(locked)+1)
+	for i, p := range locked {
+		args[i] = p
+	}
+	q := claimQueryAfter(len(locked), r.cfg.BatchSize)
+	read := func(after int64) ([]outboxRow, error) {
+		args[len(locked)] = after
+		rs, _ := tx.Query(ctx, q, args...)
+		rows, err := readRows(rs, r.cfg.BatchSize)
+		rs.Close()
+		if err != nil {
+			return nil, fmt.Errorf("claim partitions %v: %w", locked, err)
+		}
+		return rows, nil
+	}
+	exec := func(q string, args ...any) error {
+		_, err := tx.Exec(ctx, dollarParams(q), args...)
+		return err
+	}
+	rows, err := read(0)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	blocked := map[string]bool{}
+	var prev *batchResult // published and acknowledged, not deleted yet
+	for k := 0; ; k++ {
+		full = len(rows) == r.cfg.BatchSize
+		due, res := r.dueRows(rows, blocked)
+		published := make(chan struct{})
+		go func() {
+			defer close(published)
+			if len(due) > 0 {
+				r.publishBatch(due, &res)
+			}
+		}()
+		// While the broker works: delete what it acknowledged, read on.
+		var ferr, rerr error
+		if prev != nil {
+			ferr = r.finish(exec, *prev)
+			prev = nil
+		}
+		var next []outboxRow
+		more := full && ferr == nil && k+1 < pipelinedBatches && r.runCtx.Err() == nil
+		if more {
+			next, rerr = read(rows[len(rows)-1].seq)
+		}
+		<-published
+		n += res.handled
+		if res.nextDue > 0 && (nextDue == 0 || res.nextDue < nextDue) {
+			nextDue = res.nextDue
+		}
+		if ferr != nil {
+			return n, nextDue, false, ferr
+		}
+		if res.handled < len(due) || len(res.updates) > 0 { // refused or unavailable: end the pipeline
+			return n, nextDue, false, r.finish(exec, res)
+		}
+		if rerr != nil || !more {
+			if ferr := r.finish(exec, res); ferr != nil {
+				return n, nextDue, false, ferr
+			}
+			return n, nextDue, full && rerr == nil && n > 0, rerr
+		}
+		prev = &res
+		rows = next
+	}
+}
+
+// dueRows returns the rows of a batch that are due, in order, leaving out
+// those not due yet and, after one, every later row of its aggregate
+// (blocked, which carries over to the following batches).
+func (r *relay) dueRows(rows []outboxRow, blocked map[string]bool) ([]outboxRow, batchResult) {
+	var res batchResult
+	now := time.Now().UnixMicro()
+	due := make([]outboxRow, 0, len(rows))
+	for _, row := range rows {
+		agg := row.env.AggregateID
+		if agg != "" && blocked[agg] {
+			continue
+		}
+		if row.nextAttempt > now {
+			if agg != "" {
+				blocked[agg] = true
+			}
+			if res.nextDue == 0 || row.nextAttempt < res.nextDue {
+				res.nextDue = row.nextAttempt
+			}
+			continue
+		}
+		due = append(due, row)
+	}
+	res.delivered = make([]int64, 0, len(due))
+	return due, res
+}
+
+// publishBatch hands due rows to the transport in the relay's batch span.
+func (r *relay) publishBatch(due []outboxRow, res *batchResult) {
+	r.m.batch.Observe(float64(len(due)))
+	ctx, end := r.batchSpan(r.workCtx, due)
+	defer end()
+	r.processTransport(ctx, due, res)
+}
+
+// batchSpan starts the relay's span of a batch, linked to every
+// publisher's span, when tracing is on.
+func (r *relay) batchSpan(ctx context.Context, due []outboxRow) (context.Context, func()) {
+	if !r.d.traced {
+		return ctx, func() {}
+	}
+	links := make([]trace.Link, 0, len(due))
+	for _, row := range due {
+		sc := trace.SpanContextFromContext(r.d.prop.Extract(context.Background(), metaCarrier{&row.env.Metadata}))
+		if sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	ctx, span := r.d.tracer.Start(ctx, "relay marty_outbox", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(links...), trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(due))))
+	return ctx, func() { span.End() }
+}
+
 func (r *relay) claimSQLite() (int, int64, error) {
 	db := r.db.WithContext(r.workCtx)
 	rs, err := db.Raw("SELECT "+rowColumns+" FROM marty_outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", r.cfg.BatchSize).Rows()
@@ -474,48 +639,17 @@ type batchResult struct {
 // process handles claimed rows in seq order, keeping each aggregate's
 // order: once one of its rows fails or is not due, its later rows wait.
 func (r *relay) process(rows []outboxRow) batchResult {
-	var res batchResult
 	if len(rows) == 0 {
-		return res
+		return batchResult{}
 	}
-	now := time.Now().UnixMicro()
 	blocked := map[string]bool{}
-	due := make([]outboxRow, 0, len(rows))
-	res.delivered = make([]int64, 0, len(rows))
-	for _, row := range rows {
-		agg := row.env.AggregateID
-		if agg != "" && blocked[agg] {
-			continue
-		}
-		if row.nextAttempt > now {
-			if agg != "" {
-				blocked[agg] = true
-			}
-			if res.nextDue == 0 || row.nextAttempt < res.nextDue {
-				res.nextDue = row.nextAttempt
-			}
-			continue
-		}
-		due = append(due, row)
-	}
+	due, res := r.dueRows(rows, blocked)
 	if len(due) == 0 {
 		return res
 	}
 	r.m.batch.Observe(float64(len(due)))
-	ctx := r.workCtx
-	if r.d.traced {
-		links := make([]trace.Link, 0, len(due))
-		for _, row := range due {
-			sc := trace.SpanContextFromContext(r.d.prop.Extract(context.Background(), metaCarrier{&row.env.Metadata}))
-			if sc.IsValid() {
-				links = append(links, trace.Link{SpanContext: sc})
-			}
-		}
-		var span trace.Span
-		ctx, span = r.d.tracer.Start(ctx, "relay marty_outbox", trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithLinks(links...), trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(due))))
-		defer span.End()
-	}
+	ctx, end := r.batchSpan(r.workCtx, due)
+	defer end()
 	if r.transport != nil {
 		r.processTransport(ctx, due, &res)
 		return res
@@ -525,7 +659,8 @@ func (r *relay) process(rows []outboxRow) batchResult {
 		if agg != "" && blocked[agg] {
 			continue
 		}
-		var done []string
+		var doneBuf [4]string // handlers that succeeded, without an allocation in the common case
+		done := doneBuf[:0]
 		if row.done != "" {
 			done = strings.Split(row.done, ",")
 		}

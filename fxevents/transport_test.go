@@ -256,3 +256,58 @@ func TestOutboxRelayWithoutHandlerTimeoutDelivers(t *testing.T) {
 	defer tr.mu.Unlock()
 	require.Len(t, tr.envs, 2)
 }
+
+// refusingTransport refuses its call number refuse (1-based) with an
+// ordinary error, which counts as a failed attempt, and records every call.
+type refusingTransport struct {
+	captureTransport
+	refuse int32
+	calls  atomic.Int32
+}
+
+func (r *refusingTransport) Publish(ctx context.Context, envs ...fxevents.Envelope) error {
+	if r.calls.Add(1) == r.refuse {
+		return errors.New("refused once")
+	}
+	return r.captureTransport.Publish(ctx, envs...)
+}
+
+// On Postgres a relay transaction hands a transport several batches in a
+// pipeline (the next batch is read while one is published). When the
+// broker refuses a batch in the middle, the batches it accepted before are
+// deleted and not published again, the refused one is retried, the rows
+// after it are not published ahead of it, and every event arrives once, in
+// its aggregate's order.
+func TestOutboxRelayPipelineToTheTransportKeepsOrderWhenABatchIsRefused(t *testing.T) {
+	t.Parallel()
+	forEachDriver(t, func(t *testing.T, b backend) {
+		tr := &refusingTransport{refuse: 3}
+		oa := newOutboxApp(t, b, []string{"MARTY_EVENTS_BATCH_SIZE=4", "MARTY_EVENTS_PARTITIONS=1", "MARTY_EVENTS_RELAY_WORKERS=1",
+			"MARTY_EVENTS_POLL_INTERVAL=20ms", "MARTY_EVENTS_MAX_ATTEMPTS=3", "MARTY_EVENTS_BACKOFF_INITIAL=10ms"},
+			fx.Supply(fx.Annotate(tr, fx.As(new(fxevents.Transport)))))
+		const n = 30
+		evs := make([]fxevents.Event, n)
+		for i := range evs {
+			evs[i] = OrderCreated{OrderID: fmt.Sprint("o", i%3), Seq: i}
+		}
+		require.NoError(t, oa.uow.Do(context.Background(), func(ctx context.Context) error { return oa.bus.Publish(ctx, evs...) }))
+		eventually(t, func() bool { return countRows(t, oa.db, "marty_outbox") == 0 }, "relayed")
+		require.Zero(t, countRows(t, oa.db, "marty_outbox_dead"))
+		require.GreaterOrEqual(t, tr.calls.Load(), int32(n/4+1), "batches of 4, one of them refused and retried")
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		require.Len(t, tr.envs, n, "every event published once: accepted batches are not sent again")
+		seen := map[string]bool{}
+		last := map[string]int{}
+		for _, env := range tr.envs {
+			require.False(t, seen[env.ID], "event %s published twice", env.ID)
+			seen[env.ID] = true
+			e, err := decodeOrder(env)
+			require.NoError(t, err)
+			if prev, ok := last[e.OrderID]; ok {
+				require.Greater(t, e.Seq, prev, "aggregate %s out of order", e.OrderID)
+			}
+			last[e.OrderID] = e.Seq
+		}
+	})
+}

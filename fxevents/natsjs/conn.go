@@ -80,6 +80,11 @@ type Conn struct {
 	downSince  time.Time
 	lastErr    error
 
+	// pend maps each message sent with PublishMsgAsync and not settled
+	// yet to its publishOnce window (see transport.go).
+	pendMu sync.Mutex
+	pend   map[*nats.Msg]pending
+
 	stopping   chan struct{}
 	stopOnce   sync.Once
 	deliberate atomic.Bool // set before Conn closes its connection itself
@@ -111,7 +116,7 @@ func NewConn(cfg Config, opts ConnOptions) (*Conn, error) {
 		name += "/" + opts.Info.InstanceID
 	}
 	c := &Conn{cfg: cfg, name: name, log: opts.Logger.Named("nats"), fatal: opts.Fatal, embedded: opts.EmbeddedServer,
-		up: make(chan struct{}), stopping: make(chan struct{})}
+		up: make(chan struct{}), stopping: make(chan struct{}), pend: map[*nats.Msg]pending{}}
 	m, err := newMetrics(opts.Registerer, c.connectedValue)
 	if err != nil {
 		return nil, fmt.Errorf("natsjs: register metrics: %w", err)
@@ -122,6 +127,11 @@ func NewConn(cfg Config, opts ConnOptions) (*Conn, error) {
 	}
 	return c, nil
 }
+
+// publishWindow is how many published messages may wait for their PubAck
+// at once, over every Publish call of the connection; a publish past it
+// waits for a free place (nats.go's PublishAsyncMaxPending).
+const publishWindow = 4096
 
 // binaryName is the running program's name, the connection's name when
 // ConnOptions.Info has none.
@@ -190,7 +200,8 @@ func (c *Conn) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("natsjs: connect to %s: %w", c.url, err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(c.cfg.PublishTimeout),
-		jetstream.WithPublishAsyncMaxPending(4096))
+		jetstream.WithPublishAsyncMaxPending(publishWindow),
+		jetstream.WithPublishAsyncAckHandler(c.acked), jetstream.WithPublishAsyncErrHandler(c.ackFailed))
 	if err != nil {
 		c.closeDeliberately(nc)
 		return fmt.Errorf("natsjs: JetStream on %s: %w", c.url, err)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -121,68 +123,178 @@ func (c *Conn) connected() bool {
 	return nc != nil && nc.IsConnected()
 }
 
-// publishOnce sends msgs asynchronously and waits for every PubAck; it
+// pubBatch is one publishOnce call's window: its messages are sent with
+// PublishMsgAsync and settled by the connection's PubAck handlers
+// (acked, ackFailed), which count them down; the waiting publisher wakes
+// once, when the last one is settled, instead of once per message.
+type pubBatch struct {
+	start time.Time
+	done  chan struct{} // closed when left reaches 0
+
+	mu      sync.Mutex
+	left    int
+	failed  []*nats.Msg
+	lastErr error
+	acked   int
+	dups    int
+}
+
+// settle records the outcome of n messages of the batch (failed ones with
+// err) and closes done after the last.
+func (b *pubBatch) settle(n int, failed []*nats.Msg, err error, dup bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		b.failed = append(b.failed, failed...)
+		b.lastErr = err
+	} else {
+		b.acked += n
+		if dup {
+			b.dups++
+		}
+	}
+	b.left -= n
+	if b.left == 0 {
+		close(b.done)
+	}
+}
+
+// track registers msgs as sent by b; untrack removes them and returns those
+// that were still waiting for their PubAck.
+func (c *Conn) track(b *pubBatch, msgs []*nats.Msg) {
+	c.pendMu.Lock()
+	for _, m := range msgs {
+		c.pend[m] = pending{b: b}
+	}
+	c.pendMu.Unlock()
+}
+
+// sent records when m went out, for the publish latency.
+func (c *Conn) sent(m *nats.Msg, at time.Time) {
+	c.pendMu.Lock()
+	if p, ok := c.pend[m]; ok && p.sent.IsZero() {
+		p.sent = at
+		c.pend[m] = p
+	}
+	c.pendMu.Unlock()
+}
+
+// pending is a message waiting for its PubAck: its window and when it was
+// sent.
+type pending struct {
+	b    *pubBatch
+	sent time.Time
+}
+
+func (c *Conn) untrack(msgs []*nats.Msg) []*nats.Msg {
+	var waiting []*nats.Msg
+	c.pendMu.Lock()
+	for _, m := range msgs {
+		if _, ok := c.pend[m]; ok {
+			delete(c.pend, m)
+			waiting = append(waiting, m)
+		}
+	}
+	c.pendMu.Unlock()
+	return waiting
+}
+
+// owner removes m from the messages waiting for a PubAck and returns it
+// (a nil batch when its publisher gave up on it).
+func (c *Conn) owner(m *nats.Msg) pending {
+	c.pendMu.Lock()
+	p := c.pend[m]
+	delete(c.pend, m)
+	c.pendMu.Unlock()
+	return p
+}
+
+// acked is the JetStream context's PubAck handler.
+func (c *Conn) acked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	if p := c.owner(m); p.b != nil {
+		sent := p.sent
+		if sent.IsZero() { // the PubAck came before sent recorded it
+			sent = p.b.start
+		}
+		c.m.publishLatency.Observe(time.Since(sent).Seconds())
+		p.b.settle(1, nil, nil, ack != nil && ack.Duplicate)
+	}
+}
+
+// ackFailed is the JetStream context's handler of a publish that got no
+// PubAck: an error reply, the PublishTimeout, a lost connection.
+func (c *Conn) ackFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	if p := c.owner(m); p.b != nil {
+		p.b.settle(1, []*nats.Msg{m}, err, false)
+	}
+}
+
+// publishOnce sends msgs asynchronously, as one window, and waits until
+// JetStream settled every one (the PubAck handlers count them down); it
 // returns the messages to send again and the last error.
 func (c *Conn) publishOnce(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
 	js := c.JetStream()
 	if js == nil {
 		return msgs, ErrNotStarted
 	}
-	type sent struct {
-		f     jetstream.PubAckFuture
-		start time.Time
-	}
-	futs := make([]sent, 0, len(msgs))
-	var failed []*nats.Msg
-	var lastErr error
-	for i, m := range msgs {
-		start := time.Now()
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			failed = append(failed, msgs[i:]...)
-			lastErr = err
-			break
-		}
-		futs = append(futs, sent{f, start})
-	}
-	var okFailed []*nats.Msg
-	for i, s := range futs {
-		select {
-		case ack := <-s.f.Ok():
-			c.m.publishLatency.Observe(time.Since(s.start).Seconds())
-			c.m.published.Inc()
-			if ack.Duplicate {
-				c.m.duplicates.Inc()
-			}
-		case err := <-s.f.Err():
-			okFailed = append(okFailed, msgs[i])
-			lastErr = err
-		case <-ctx.Done():
-			return append(msgs[i:len(futs):len(futs)], failed...), ctx.Err()
-		}
-	}
-	if lastErr == nil {
+	if len(msgs) == 0 {
 		return nil, nil
 	}
-	return append(okFailed, failed...), lastErr
+	b := &pubBatch{start: time.Now(), done: make(chan struct{}), left: len(msgs)}
+	c.track(b, msgs)
+	for i, m := range msgs {
+		at := time.Now()
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			// Not sent: no handler will settle these.
+			unsent := c.untrack(msgs[i:])
+			b.settle(len(unsent), unsent, err, false)
+			break
+		}
+		c.sent(m, at)
+	}
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		// Late PubAcks find nothing to settle; the caller sends the
+		// messages again (JetStream stores a Nats-Msg-Id once).
+		waiting := c.untrack(msgs)
+		b.mu.Lock()
+		failed := append(slices.Clone(b.failed), waiting...)
+		b.mu.Unlock()
+		return failed, ctx.Err()
+	}
+	c.m.published.Add(float64(b.acked))
+	if b.dups > 0 {
+		c.m.duplicates.Add(float64(b.dups))
+	}
+	if b.lastErr == nil {
+		return nil, nil
+	}
+	return b.failed, b.lastErr
 }
 
 // message builds the NATS message of env on subject.
 func (c *Conn) message(env fxevents.Envelope, subject string) *nats.Msg {
-	h := make(nats.Header, 5+len(env.Metadata))
-	for k, v := range env.Metadata {
-		h[k] = []string{v}
+	n := 5 + len(env.Metadata)
+	h := make(nats.Header, n)
+	vals := make([]string, 0, n) // one allocation for every header's value
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	h[jetstream.MsgIDHeader] = []string{env.ID}
-	h[HeaderType] = []string{env.Type}
+	for k, v := range env.Metadata {
+		set(k, v)
+	}
+	set(jetstream.MsgIDHeader, env.ID)
+	set(HeaderType, env.Type)
 	if env.Source != "" {
-		h[HeaderSource] = []string{env.Source}
+		set(HeaderSource, env.Source)
 	}
 	if env.AggregateID != "" {
-		h[HeaderAggregateID] = []string{env.AggregateID}
+		set(HeaderAggregateID, env.AggregateID)
 	}
 	if !env.OccurredAt.IsZero() {
-		h[HeaderOccurredAt] = []string{env.OccurredAt.UTC().Format(time.RFC3339Nano)}
+		set(HeaderOccurredAt, env.OccurredAt.UTC().Format(time.RFC3339Nano))
 	}
 	return &nats.Msg{Subject: subject, Data: env.Payload, Header: h}
 }
