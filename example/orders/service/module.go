@@ -41,11 +41,12 @@ func Migrations() fs.FS {
 // nothing by default; with MARTY_AUTH_ISSUER and MARTY_AUTH_AUDIENCE set,
 // the writes (CreateOrder, CancelOrder, and any method added later) need a
 // valid bearer token, while the reads (GetOrder, ListOrders, WatchOrder and
-// GET /v1/summary) stay public.
+// GET /v1/summary) stay public. The order saga is SagaModule, apart: it
+// needs the outbox bus.
 var Module = fx.Options(
 	fxcache.Module,
 	fxauth.Module,
-	fx.Provide(NewMetrics, NewChanges),
+	fx.Provide(NewMetrics, NewChanges, NewOrders),
 	fxrepo.AsMigrations("orders", Migrations()),
 	fxgrpc.AsService(&ordersv1.OrderService_ServiceDesc, NewServer),
 	fxgrpc.AsGateway(ordersv1.RegisterOrderServiceHandler),
