@@ -295,7 +295,6 @@ var protectedAdminPaths = [][2]string{
 	{http.MethodGet, "/dashboard/"},
 	{http.MethodGet, "/alerts"},
 	{http.MethodGet, "/sagas"},
-	{http.MethodPost, "/sagas/order:some-order/retry"},
 }
 
 // The probe paths and the metrics path of the manifests are served by a
