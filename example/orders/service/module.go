@@ -3,7 +3,8 @@
 // GET /v1/summary route, the Order model through fxrepo (repository, unit of
 // work, goose migrations), OrderCreated / OrderCancelled events through the
 // fxevents bus inside the unit of work, a readiness check, a business metric
-// and an alert rule. cmd main (example/orders) runs it with martyfx.Run.
+// and an alert rule, and the order saga with the payment service
+// (SagaModule, saga.go). cmd main (example/orders) runs it with martyfx.Run.
 package service
 
 import (
