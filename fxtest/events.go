@@ -42,6 +42,10 @@ func (r *eventRecorder) decorate(b fxevents.Bus, codec fxevents.Codec, info fxco
 	return &recordingBus{Bus: b, rec: r, codec: codec, source: info.Name}
 }
 
+// Unwrap returns the app's bus, so that what needs a particular bus (the
+// saga runtime needs the outbox) finds it under the recorder.
+func (b *recordingBus) Unwrap() fxevents.Bus { return b.Bus }
+
 // Publish implements fxevents.Bus: it publishes through the app's bus and
 // records the events with the outcome.
 func (b *recordingBus) Publish(ctx context.Context, events ...fxevents.Event) error {

@@ -283,6 +283,8 @@ func TestOrdersManifest(t *testing.T) { checkDeployment(t, "orders.yaml", "order
 
 func TestNotifierManifest(t *testing.T) { checkDeployment(t, "notifier.yaml", "notifier", false) }
 
+func TestPaymentManifest(t *testing.T) { checkDeployment(t, "payment.yaml", "payment", false) }
+
 // protectedAdminPaths are admin routes the orders app serves that show
 // payloads, status detail or change state.
 var protectedAdminPaths = [][2]string{
@@ -292,6 +294,7 @@ var protectedAdminPaths = [][2]string{
 	{http.MethodGet, "/grpc/services"},
 	{http.MethodGet, "/dashboard/"},
 	{http.MethodGet, "/alerts"},
+	{http.MethodGet, "/sagas"},
 }
 
 // The probe paths and the metrics path of the manifests are served by a
@@ -302,7 +305,9 @@ func TestProbePathsServed(t *testing.T) {
 	objs := load(t, "orders.yaml")
 	envName, ok := env(find(t, objs, "Deployment", "orders").Spec.Template.Spec.Containers[0], "MARTY_ENV")
 	require.True(t, ok)
-	app := fxtest.New(t, service.Module, fxtest.Env("MARTY_ENV="+envName))
+	bus, ok := env(find(t, objs, "Deployment", "orders").Spec.Template.Spec.Containers[0], "MARTY_EVENTS_BUS")
+	require.True(t, ok)
+	app := fxtest.New(t, service.Module, service.SagaModule, fxtest.Env("MARTY_ENV="+envName, "MARTY_EVENTS_BUS="+bus))
 	for path := range AdminProbePaths {
 		require.Equal(t, http.StatusOK, app.Admin().Get(path, nil), path)
 	}
@@ -318,7 +323,8 @@ func TestProbePathsServed(t *testing.T) {
 // and no one else; the probes still need nothing.
 func TestAdminTokenFromTheSecret(t *testing.T) {
 	const token = "deploy-test-admin-token"
-	app := fxtest.New(t, service.Module, fxtest.Env("MARTY_ENV=production", "MARTY_HTTP_ADMIN_TOKEN="+token))
+	app := fxtest.New(t, service.Module, service.SagaModule,
+		fxtest.Env("MARTY_ENV=production", "MARTY_EVENTS_BUS=outbox", "MARTY_HTTP_ADMIN_TOKEN="+token))
 	for path := range AdminProbePaths {
 		require.Equal(t, http.StatusOK, app.Admin().Get(path, nil), path)
 	}

@@ -445,8 +445,19 @@ func (r *Runtime) purge(ctx context.Context) {
 	}
 }
 
-// outboxBus reports whether b is the transactional outbox.
+// outboxBus reports whether b is the transactional outbox, or a bus that
+// wraps it (Unwrap() fxevents.Bus).
 func outboxBus(b fxevents.Bus) bool {
-	_, ok := b.(*fxevents.OutboxBus)
-	return ok
+	for b != nil {
+		if _, ok := b.(*fxevents.OutboxBus); ok {
+			return true
+		}
+		// A bus that wraps another (fxtest's recorder) says which.
+		w, ok := b.(interface{ Unwrap() fxevents.Bus })
+		if !ok {
+			return false
+		}
+		b = w.Unwrap()
+	}
+	return false
 }

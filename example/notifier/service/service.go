@@ -1,6 +1,7 @@
 // Package service is the notifier of the martyfx example: it consumes the
-// orders service's OrderCreated and OrderCancelled events through an
-// idempotent handler (fxevents.Idempotent: the marty_inbox table turns
+// orders service's OrderCreated, OrderConfirmed (the order saga reserved the
+// payment) and OrderCancelled (by the customer, or by the saga when the
+// payment was declined or late) events through an idempotent handler (fxevents.Idempotent: the marty_inbox table turns
 // redeliveries into one effect), records one notification per event in its
 // own notifications table, and serves them at GET /v1/notifications.
 //
@@ -35,6 +36,7 @@ import (
 // filter subject (NATS servers before 2.10 refuse several).
 const (
 	HandlerCreated   = "notify_order_created"
+	HandlerConfirmed = "notify_order_confirmed"
 	HandlerCancelled = "notify_order_cancelled"
 )
 
@@ -63,6 +65,9 @@ var Module = fx.Options(
 		return NewHandler(HandlerCreated, events.TypeOrderCreated, db, codec, log)
 	}),
 	fxevents.AsHandler(func(db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
+		return NewHandler(HandlerConfirmed, events.TypeOrderConfirmed, db, codec, log)
+	}),
+	fxevents.AsHandler(func(db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
 		return NewHandler(HandlerCancelled, events.TypeOrderCancelled, db, codec, log)
 	}),
 	fxhttp.AsRoute("GET /v1/notifications", NewListHandler),
@@ -88,8 +93,8 @@ type Handler struct {
 	log   *zap.Logger
 }
 
-// NewHandler returns the handler of one event type (events.TypeOrderCreated
-// or events.TypeOrderCancelled), wrapped in fxevents.Idempotent.
+// NewHandler returns the handler of one event type (events.TypeOrderCreated,
+// TypeOrderConfirmed or TypeOrderCancelled), wrapped in fxevents.Idempotent.
 func NewHandler(name, eventType string, db *gorm.DB, codec fxevents.Codec, log *zap.Logger) fxevents.Handler {
 	return fxevents.Idempotent(&Handler{name: name, typ: eventType, db: db, codec: codec, log: log})
 }
@@ -112,8 +117,16 @@ func (h *Handler) Handle(ctx context.Context, env fxevents.Envelope) error {
 			return fxevents.Permanent(fmt.Errorf("notifier: decode %s %s: %w", env.Type, env.ID, err))
 		}
 		n.OrderID, n.CustomerID = ev.OrderID, ev.CustomerID
-		n.Message = fmt.Sprintf("Dear %s, your order %s (%s, total %s) is confirmed.",
+		n.Message = fmt.Sprintf("Dear %s, we received your order %s (%s, total %s).",
 			ev.CustomerID, ev.OrderID, plural(ev.Items, "line"), money(ev.TotalCents))
+	case events.TypeOrderConfirmed:
+		var ev events.OrderConfirmed
+		if err := h.codec.Decode(env.ContentType(), env.Payload, &ev); err != nil {
+			return fxevents.Permanent(fmt.Errorf("notifier: decode %s %s: %w", env.Type, env.ID, err))
+		}
+		n.OrderID, n.CustomerID = ev.OrderID, ev.CustomerID
+		n.Message = fmt.Sprintf("Dear %s, your order %s is confirmed: payment of %s reserved.",
+			ev.CustomerID, ev.OrderID, money(ev.TotalCents))
 	case events.TypeOrderCancelled:
 		var ev events.OrderCancelled
 		if err := h.codec.Decode(env.ContentType(), env.Payload, &ev); err != nil {
@@ -152,7 +165,7 @@ type ListResponse struct {
 }
 
 // NewListHandler serves GET /v1/notifications, oldest first:
-// ?order_id= filters by order, ?page_size= (1 to 500, default 100) and
+// ?order_id= and ?customer_id= filter, ?page_size= (1 to 500, default 100) and
 // ?page_token= page through.
 func NewListHandler(db *gorm.DB) http.Handler {
 	repo := fxrepo.NewRepository[Notification, int64](db)
@@ -167,8 +180,10 @@ func NewListHandler(db *gorm.DB) http.Handler {
 			}
 			opts.Limit = n
 		}
-		if id := q.Get("order_id"); id != "" {
-			opts.Scopes = append(opts.Scopes, func(db *gorm.DB) *gorm.DB { return db.Where("order_id = ?", id) })
+		for _, col := range []string{"order_id", "customer_id"} {
+			if v := q.Get(col); v != "" {
+				opts.Scopes = append(opts.Scopes, func(db *gorm.DB) *gorm.DB { return db.Where(col+" = ?", v) })
+			}
 		}
 		page, err := repo.List(r.Context(), opts)
 		if err != nil {

@@ -24,19 +24,27 @@ func TestRecordsOnePerEvent(t *testing.T) {
 		events.OrderCreated{OrderID: "o-1", CustomerID: "alice", TotalCents: 2699, Items: 2, CreatedAt: time.Now()},
 		events.OrderCreated{OrderID: "o-2", CustomerID: "bob", TotalCents: 100, Items: 1, CreatedAt: time.Now()},
 		events.OrderCancelled{OrderID: "o-1", CustomerID: "alice", Reason: "too slow", CancelledAt: time.Now()},
+		events.OrderConfirmed{OrderID: "o-2", CustomerID: "bob", TotalCents: 100, ConfirmedAt: time.Now()},
 	))
 	app.WaitHandled()
 
 	var resp service.ListResponse
 	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications", &resp))
-	require.Len(t, resp.Notifications, 3)
-	require.Equal(t, "Dear alice, your order o-1 (2 lines, total 26.99) is confirmed.", resp.Notifications[0].Message)
+	require.Len(t, resp.Notifications, 4)
+	require.Equal(t, "Dear alice, we received your order o-1 (2 lines, total 26.99).", resp.Notifications[0].Message)
 	require.Equal(t, "Dear alice, your order o-1 was cancelled: too slow.", resp.Notifications[2].Message)
+	require.Equal(t, "Dear bob, your order o-2 is confirmed: payment of 1.00 reserved.", resp.Notifications[3].Message)
 
 	resp = service.ListResponse{}
 	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?order_id=o-2", &resp))
-	require.Len(t, resp.Notifications, 1)
+	require.Len(t, resp.Notifications, 2)
 	require.Equal(t, events.TypeOrderCreated, resp.Notifications[0].EventType)
+	require.Equal(t, events.TypeOrderConfirmed, resp.Notifications[1].EventType)
+
+	resp = service.ListResponse{}
+	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?customer_id=alice", &resp))
+	require.Len(t, resp.Notifications, 2)
+	require.Equal(t, "o-1", resp.Notifications[1].OrderID)
 
 	resp = service.ListResponse{}
 	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?page_size=2", &resp))
@@ -45,7 +53,7 @@ func TestRecordsOnePerEvent(t *testing.T) {
 	token := resp.NextPageToken
 	resp = service.ListResponse{}
 	require.Equal(t, http.StatusOK, app.HTTP().Get("/v1/notifications?page_size=2&page_token="+token, &resp))
-	require.Len(t, resp.Notifications, 1)
+	require.Len(t, resp.Notifications, 2)
 	require.Empty(t, resp.NextPageToken)
 
 	var body string

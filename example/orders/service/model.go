@@ -11,6 +11,7 @@ import (
 // Order statuses as stored in the orders table.
 const (
 	StatusPending   = "pending"
+	StatusConfirmed = "confirmed"
 	StatusCancelled = "cancelled"
 )
 
@@ -43,6 +44,8 @@ func statusToProto(s string) ordersv1.OrderStatus {
 	switch s {
 	case StatusPending:
 		return ordersv1.OrderStatus_ORDER_STATUS_PENDING
+	case StatusConfirmed:
+		return ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED
 	case StatusCancelled:
 		return ordersv1.OrderStatus_ORDER_STATUS_CANCELLED
 	}
@@ -53,6 +56,8 @@ func statusFromProto(s ordersv1.OrderStatus) string {
 	switch s {
 	case ordersv1.OrderStatus_ORDER_STATUS_PENDING:
 		return StatusPending
+	case ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED:
+		return StatusConfirmed
 	case ordersv1.OrderStatus_ORDER_STATUS_CANCELLED:
 		return StatusCancelled
 	}

@@ -3,7 +3,8 @@
 // GET /v1/summary route, the Order model through fxrepo (repository, unit of
 // work, goose migrations), OrderCreated / OrderCancelled events through the
 // fxevents bus inside the unit of work, a readiness check, a business metric
-// and an alert rule. cmd main (example/orders) runs it with martyfx.Run.
+// and an alert rule, and the order saga with the payment service
+// (SagaModule, saga.go). cmd main (example/orders) runs it with martyfx.Run.
 package service
 
 import (
@@ -41,11 +42,12 @@ func Migrations() fs.FS {
 // nothing by default; with MARTY_AUTH_ISSUER and MARTY_AUTH_AUDIENCE set,
 // the writes (CreateOrder, CancelOrder, and any method added later) need a
 // valid bearer token, while the reads (GetOrder, ListOrders, WatchOrder and
-// GET /v1/summary) stay public.
+// GET /v1/summary) stay public. The order saga is SagaModule, apart: it
+// needs the outbox bus.
 var Module = fx.Options(
 	fxcache.Module,
 	fxauth.Module,
-	fx.Provide(NewMetrics, NewChanges),
+	fx.Provide(NewMetrics, NewChanges, NewOrders),
 	fxrepo.AsMigrations("orders", Migrations()),
 	fxgrpc.AsService(&ordersv1.OrderService_ServiceDesc, NewServer),
 	fxgrpc.AsGateway(ordersv1.RegisterOrderServiceHandler),

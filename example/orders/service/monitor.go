@@ -16,14 +16,15 @@ import (
 	"github.com/martyfx/martyfx/fxrepo"
 )
 
-// MetricOrders is the example's own counter: orders created and cancelled,
-// by action.
+// MetricOrders is the example's own counter: orders created, confirmed (by
+// the order saga) and cancelled, by action.
 const MetricOrders = "orders_total"
 
 // Metrics holds the service's business metrics.
 type Metrics struct {
 	vec       *prometheus.CounterVec
 	created   prometheus.Counter
+	confirmed prometheus.Counter
 	cancelled prometheus.Counter
 }
 
@@ -32,9 +33,10 @@ type Metrics struct {
 func NewMetrics() *Metrics {
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricOrders,
-		Help: "Orders created and cancelled by this replica, by action.",
+		Help: "Orders created, confirmed and cancelled by this replica, by action.",
 	}, []string{"action"})
-	return &Metrics{vec: vec, created: vec.WithLabelValues("created"), cancelled: vec.WithLabelValues("cancelled")}
+	return &Metrics{vec: vec, created: vec.WithLabelValues("created"),
+		confirmed: vec.WithLabelValues("confirmed"), cancelled: vec.WithLabelValues("cancelled")}
 }
 
 // Collector is what fxmonitor.AsCollector registers.
@@ -110,7 +112,7 @@ func NewSummaryHandler(db *gorm.DB, h *health.Health, info fxcore.ServiceInfo) h
 		for _, c := range report.Checks {
 			s.Checks[c.Name] = c.Status
 		}
-		for _, st := range []string{StatusPending, StatusCancelled} {
+		for _, st := range []string{StatusPending, StatusConfirmed, StatusCancelled} {
 			n, err := orders.Count(ctx, func(db *gorm.DB) *gorm.DB { return db.Where("status = ?", st) })
 			if err != nil {
 				fxhttp.WriteError(w, r, fmt.Errorf("orders: count %s orders: %w", st, err))

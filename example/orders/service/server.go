@@ -30,50 +30,59 @@ const DefaultPageSize = 20
 // another replica is seen within this interval.
 const WatchPollInterval = 500 * time.Millisecond
 
+// Orders is the orders table as the server and the order saga change it:
+// the cached and uncached repositories, the business metrics and the
+// watchers' wake-up. It publishes nothing itself: its changes return the
+// events, which the server publishes on the bus and the saga emits from its
+// step (both through the outbox in the same transaction).
+type Orders struct {
+	// orders reads through the cache (GetOrder); writes invalidate it
+	// after the commit. rows is the uncached repository (WatchOrder polls
+	// the database for other replicas' changes; the saga reads its order
+	// in the step's transaction).
+	orders  *fxcache.Repository[Order, string]
+	rows    *fxrepo.Repository[Order, string]
+	metrics *Metrics
+	changes *Changes
+	now     func() time.Time
+}
+
+// NewOrders returns the orders table's accessors.
+func NewOrders(db *gorm.DB, cache *fxcache.Cache, metrics *Metrics, changes *Changes) *Orders {
+	rows := fxrepo.NewRepository[Order, string](db)
+	return &Orders{
+		orders:  fxcache.NewRepository[Order, string](rows, cache, "orders", fxcache.TypedOptions{}),
+		rows:    rows,
+		metrics: metrics,
+		changes: changes,
+		now:     func() time.Time { return time.Now().UTC() },
+	}
+}
+
 // Server implements orders.v1.OrderService on the orders repository, the
 // unit of work and the event bus.
 type Server struct {
 	ordersv1.UnimplementedOrderServiceServer
+	*Orders
 
-	// orders reads through the cache (GetOrder); writes invalidate it
-	// after the commit. rows is the uncached repository (WatchOrder polls
-	// the database for other replicas' changes).
-	orders  *fxcache.Repository[Order, string]
-	rows    *fxrepo.Repository[Order, string]
-	uow     fxrepo.UnitOfWork
-	bus     fxevents.Bus
-	metrics *Metrics
-	changes *Changes
-	stop    <-chan struct{}
-	now     func() time.Time
+	uow  fxrepo.UnitOfWork
+	bus  fxevents.Bus
+	stop <-chan struct{}
 }
 
 // ServerParams are the dependencies of NewServer.
 type ServerParams struct {
 	fx.In
 
-	DB       *gorm.DB
+	Orders   *Orders
 	UoW      fxrepo.UnitOfWork
 	Bus      fxevents.Bus
-	Metrics  *Metrics
-	Changes  *Changes
 	Stopping *fxcore.Stopping
-	Cache    *fxcache.Cache
 }
 
 // NewServer returns the OrderService implementation.
 func NewServer(p ServerParams) *Server {
-	rows := fxrepo.NewRepository[Order, string](p.DB)
-	return &Server{
-		orders:  fxcache.NewRepository[Order, string](rows, p.Cache, "orders", fxcache.TypedOptions{}),
-		rows:    rows,
-		uow:     p.UoW,
-		bus:     p.Bus,
-		metrics: p.Metrics,
-		changes: p.Changes,
-		stop:    p.Stopping.Done(),
-		now:     func() time.Time { return time.Now().UTC() },
-	}
+	return &Server{Orders: p.Orders, uow: p.UoW, bus: p.Bus, stop: p.Stopping.Done()}
 }
 
 // CreateOrder stores a PENDING order and publishes OrderCreated in the same
@@ -141,9 +150,12 @@ func (s *Server) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest
 	return resp, nil
 }
 
-// CancelOrder cancels a PENDING order and publishes OrderCancelled in the
-// same unit of work. Cancelling a cancelled order is FAILED_PRECONDITION; a
-// concurrent change of the order (optimistic locking) is ABORTED.
+// CancelOrder cancels a PENDING or CONFIRMED order and publishes
+// OrderCancelled in the same unit of work; cancelling a confirmed order also
+// asks the payment service to release its reservation (ReleasePayment). A
+// pending order's running saga sees the OrderCancelled and releases the
+// payment it asked for. Cancelling a cancelled order is FAILED_PRECONDITION;
+// a concurrent change of the order (optimistic locking) is ABORTED.
 //
 // The handlers return errors as they are: fxrepo classifies the database's
 // (NOT_FOUND "Order 42 not found", INVALID_ARGUMENT for a NUL byte in a
@@ -158,25 +170,55 @@ func (s *Server) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderReque
 		if err != nil {
 			return err
 		}
-		if o.Status != StatusPending {
+		if o.Status != StatusPending && o.Status != StatusConfirmed {
 			return fxcore.NewError(fxcore.ClassFailedPrecondition,
-				fmt.Sprintf("order %s is %s: only pending orders can be cancelled", o.ID, o.Status), nil)
+				fmt.Sprintf("order %s is %s: only pending or confirmed orders can be cancelled", o.ID, o.Status), nil)
 		}
-		now := s.now()
-		o.Status, o.CancelReason, o.UpdatedAt = StatusCancelled, req.GetReason(), now
-		if err := s.orders.Update(ctx, o); err != nil {
+		out = o
+		evs, err := s.cancel(ctx, o, req.GetReason())
+		if err != nil {
 			return err
 		}
-		fxrepo.AfterCommit(ctx, func() { s.metrics.cancelled.Inc(); s.changes.Signal() })
-		out = o
-		return s.bus.Publish(ctx, events.OrderCancelled{
-			OrderID: o.ID, CustomerID: o.CustomerID, Reason: o.CancelReason, CancelledAt: now,
-		})
+		return s.bus.Publish(ctx, evs...)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orders: cancel order: %w", err)
 	}
 	return out.Proto(), nil
+}
+
+// cancel marks o (pending or confirmed) cancelled for reason in ctx's unit
+// of work, and returns the events to publish in it: OrderCancelled, and
+// ReleasePayment for a confirmed order.
+func (s *Orders) cancel(ctx context.Context, o *Order, reason string) ([]fxevents.Event, error) {
+	confirmed := o.Status == StatusConfirmed
+	now := s.now()
+	o.Status, o.CancelReason, o.UpdatedAt = StatusCancelled, reason, now
+	if err := s.orders.Update(ctx, o); err != nil {
+		return nil, err
+	}
+	fxrepo.AfterCommit(ctx, func() { s.metrics.cancelled.Inc(); s.changes.Signal() })
+	evs := []fxevents.Event{events.OrderCancelled{
+		OrderID: o.ID, CustomerID: o.CustomerID, Reason: o.CancelReason, CancelledAt: now,
+	}}
+	if confirmed {
+		evs = append(evs, events.ReleasePayment{OrderID: o.ID, Reason: "order cancelled"})
+	}
+	return evs, nil
+}
+
+// confirm marks the pending order o confirmed in ctx's unit of work (the
+// order saga's step) and returns its OrderConfirmed.
+func (s *Orders) confirm(ctx context.Context, o *Order) (fxevents.Event, error) {
+	now := s.now()
+	o.Status, o.UpdatedAt = StatusConfirmed, now
+	if err := s.orders.Update(ctx, o); err != nil {
+		return nil, err
+	}
+	fxrepo.AfterCommit(ctx, func() { s.metrics.confirmed.Inc(); s.changes.Signal() })
+	return events.OrderConfirmed{
+		OrderID: o.ID, CustomerID: o.CustomerID, TotalCents: o.TotalCents, ConfirmedAt: now,
+	}, nil
 }
 
 // WatchOrder sends the order's current status, then each change, and returns

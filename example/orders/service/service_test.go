@@ -220,7 +220,7 @@ func TestOrdersOverREST(t *testing.T) {
 	var sum service.Summary
 	require.Equal(t, http.StatusOK, h.Get("/v1/summary", &sum))
 	require.True(t, sum.Ready)
-	require.Equal(t, map[string]int64{service.StatusPending: 1, service.StatusCancelled: 1}, sum.Orders)
+	require.Equal(t, map[string]int64{service.StatusPending: 1, service.StatusConfirmed: 0, service.StatusCancelled: 1}, sum.Orders)
 	require.Equal(t, health.StatusPassing, sum.Checks["orders-store"])
 	var sumRaw string
 	require.Equal(t, http.StatusOK, h.Get("/v1/summary", &sumRaw))

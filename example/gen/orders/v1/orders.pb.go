@@ -33,10 +33,13 @@ type OrderStatus int32
 const (
 	// Never set on a stored order.
 	OrderStatus_ORDER_STATUS_UNSPECIFIED OrderStatus = 0
-	// Placed, not yet cancelled.
+	// Placed, waiting for its payment (the order saga reserves it).
 	OrderStatus_ORDER_STATUS_PENDING OrderStatus = 1
-	// Cancelled (final).
+	// Cancelled (final): by the customer, or by the order saga when the
+	// payment was declined or did not come in time.
 	OrderStatus_ORDER_STATUS_CANCELLED OrderStatus = 2
+	// The payment is reserved: the order saga confirmed it.
+	OrderStatus_ORDER_STATUS_CONFIRMED OrderStatus = 3
 )
 
 // Enum value maps for OrderStatus.
@@ -45,11 +48,13 @@ var (
 		0: "ORDER_STATUS_UNSPECIFIED",
 		1: "ORDER_STATUS_PENDING",
 		2: "ORDER_STATUS_CANCELLED",
+		3: "ORDER_STATUS_CONFIRMED",
 	}
 	OrderStatus_value = map[string]int32{
 		"ORDER_STATUS_UNSPECIFIED": 0,
 		"ORDER_STATUS_PENDING":     1,
 		"ORDER_STATUS_CANCELLED":   2,
+		"ORDER_STATUS_CONFIRMED":   3,
 	}
 )
 
@@ -693,11 +698,12 @@ const file_orders_v1_orders_proto_rawDesc = "" +
 	"\x11OrderStatusChange\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12.\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x16.orders.v1.OrderStatusR\x06status\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*a\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*}\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x022\xe5\x03\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x02\x12\x1a\n" +
+	"\x16ORDER_STATUS_CONFIRMED\x10\x032\xe5\x03\n" +
 	"\fOrderService\x12U\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x10.orders.v1.Order\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/orders\x12Q\n" +
