@@ -30,6 +30,10 @@ const DefaultPageSize = 20
 // another replica is seen within this interval.
 const WatchPollInterval = 500 * time.Millisecond
 
+// WatchPoll, supplied to the graph, replaces WatchPollInterval (a test
+// stretches it to show that a local change needs no poll).
+type WatchPoll time.Duration
+
 // Orders is the orders table as the server and the order saga change it:
 // the cached and uncached repositories, the business metrics and the
 // watchers' wake-up. It publishes nothing itself: its changes return the
@@ -65,9 +69,10 @@ type Server struct {
 	ordersv1.UnimplementedOrderServiceServer
 	*Orders
 
-	uow  fxrepo.UnitOfWork
-	bus  fxevents.Bus
-	stop <-chan struct{}
+	uow       fxrepo.UnitOfWork
+	bus       fxevents.Bus
+	stop      <-chan struct{}
+	watchPoll time.Duration
 }
 
 // ServerParams are the dependencies of NewServer.
@@ -78,11 +83,17 @@ type ServerParams struct {
 	UoW      fxrepo.UnitOfWork
 	Bus      fxevents.Bus
 	Stopping *fxcore.Stopping
+	// WatchPoll overrides WatchPollInterval when supplied.
+	WatchPoll WatchPoll `optional:"true"`
 }
 
 // NewServer returns the OrderService implementation.
 func NewServer(p ServerParams) *Server {
-	return &Server{Orders: p.Orders, uow: p.UoW, bus: p.Bus, stop: p.Stopping.Done()}
+	poll := time.Duration(p.WatchPoll)
+	if poll <= 0 {
+		poll = WatchPollInterval
+	}
+	return &Server{Orders: p.Orders, uow: p.UoW, bus: p.Bus, stop: p.Stopping.Done(), watchPoll: poll}
 }
 
 // CreateOrder stores a PENDING order and publishes OrderCreated in the same
@@ -228,7 +239,7 @@ func (s *Orders) confirm(ctx context.Context, o *Order) (fxevents.Event, error) 
 // never holds the graceful stop: the client watches again elsewhere.
 func (s *Server) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.ServerStreamingServer[ordersv1.OrderStatusChange]) error {
 	ctx := stream.Context()
-	ticker := time.NewTicker(WatchPollInterval)
+	ticker := time.NewTicker(s.watchPoll)
 	defer ticker.Stop()
 	last := ""
 	for {
