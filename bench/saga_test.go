@@ -130,7 +130,11 @@ func BenchmarkSaga(b *testing.B) {
 					if commit == "async" { // CPU-bound: commits do not wait for the WAL flush
 						asyncCommit(b, dsn)
 					}
-					env := []string{"MARTY_EVENTS_RELAY=false", "MARTY_DB_MAX_OPEN_CONNS=16"}
+					// As many idle connections as open ones: with fxrepo's
+					// default of 5 the pool closes connections the 8
+					// callers need again, and each new one is a new
+					// Postgres backend process.
+					env := []string{"MARTY_EVENTS_RELAY=false", "MARTY_DB_MAX_OPEN_CONNS=16", "MARTY_DB_MAX_IDLE_CONNS=16"}
 					var disp *fxevents.Dispatcher
 					var opts []fx.Option
 					handler := "baseline"
