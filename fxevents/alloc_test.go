@@ -36,12 +36,14 @@ func (h signalHandler) Handle(context.Context, fxevents.Envelope) error {
 	return nil
 }
 
-// TestMemoryBusPublishToHandlerAllocatesNothingPerEvent guards the memory
-// bus's hot path without tracing (the Module's noop provider and W3C
+// TestMemoryBusPublishToHandlerAllocatesOnlyTheHandlerContext guards the
+// memory bus's hot path without tracing (the Module's noop provider and W3C
 // propagator, default config: 4 workers, handler timeout): from Publish to
-// the handler's return, the bus allocates nothing per event once warm (the
-// event IDs and handler contexts come from blocks of 64 and 32).
-func TestMemoryBusPublishToHandlerAllocatesNothingPerEvent(t *testing.T) {
+// the handler's return, once warm, the one allocation per event is the
+// handler's context (correlation id, codec, deadline); the event ID comes
+// from a block of 64 and the envelope stays on the stack (5 allocations
+// before).
+func TestMemoryBusPublishToHandlerAllocatesOnlyTheHandlerContext(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are not deterministic under the race detector (it drops sync.Pool items); run without -race")
 	}
@@ -69,7 +71,7 @@ func TestMemoryBusPublishToHandlerAllocatesNothingPerEvent(t *testing.T) {
 	for range 1000 { // warm: pools, the metric children, the channels
 		publish()
 	}
-	require.Zero(t, testing.AllocsPerRun(2000, publish), "allocations per published and handled event")
+	require.LessOrEqual(t, testing.AllocsPerRun(2000, publish), 1.0, "allocations per published and handled event")
 }
 
 // TestEventIDsAreUUIDv7InIncreasingOrder checks the IDs NewEnvelope makes:

@@ -77,31 +77,10 @@ type timeoutCtx struct {
 
 // handlerContext returns the context a handler runs in: parent with the
 // event's correlation id and codec and, unless deadline is zero, a deadline.
-// context.WithValue and WithDeadline would make four allocations; it takes
-// one slot of a block of ctxPerBlock contexts (ctxBlocks), so one
-// allocation per ctxPerBlock events. A slot is never reused: a handler may
-// keep its context after it returned (it then keeps its block alive).
+// It is one allocation where context.WithValue and WithDeadline make four.
 func handlerContext(parent context.Context, info ctxInfo, deadline time.Time) *timeoutCtx {
-	b := ctxBlocks.Get().(*ctxBlock)
-	if b.next == len(b.ctxs) {
-		b.ctxs, b.next = make([]timeoutCtx, ctxPerBlock), 0
-	}
-	c := &b.ctxs[b.next]
-	b.next++
-	ctxBlocks.Put(b)
-	c.Context, c.deadline, c.info = parent, deadline, info
-	return c
+	return &timeoutCtx{Context: parent, deadline: deadline, info: info}
 }
-
-// ctxBlock hands out fresh handler contexts from one allocation.
-type ctxBlock struct {
-	ctxs []timeoutCtx
-	next int
-}
-
-const ctxPerBlock = 32
-
-var ctxBlocks = sync.Pool{New: func() any { return new(ctxBlock) }}
 
 func (c *timeoutCtx) Value(key any) any {
 	switch key.(type) {
