@@ -1,10 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -123,7 +130,11 @@ func BenchmarkSaga(b *testing.B) {
 					if commit == "async" { // CPU-bound: commits do not wait for the WAL flush
 						asyncCommit(b, dsn)
 					}
-					env := []string{"MARTY_EVENTS_RELAY=false", "MARTY_DB_MAX_OPEN_CONNS=16"}
+					// As many idle connections as open ones: with fxrepo's
+					// default of 5 the pool closes connections the 8
+					// callers need again, and each new one is a new
+					// Postgres backend process.
+					env := []string{"MARTY_EVENTS_RELAY=false", "MARTY_DB_MAX_OPEN_CONNS=16", "MARTY_DB_MAX_IDLE_CONNS=16"}
 					var disp *fxevents.Dispatcher
 					var opts []fx.Option
 					handler := "baseline"
@@ -152,6 +163,11 @@ func BenchmarkSaga(b *testing.B) {
 							envs[i][s] = e
 						}
 					}
+					var stmts atomic.Int64
+					countStatements(b, db, &stmts)
+					dbName := databaseName(b, dsn)
+					pg0, pgOK := pgBackendCPU(dbName)
+					go0 := processCPU()
 					var next atomic.Int64
 					var failed atomic.Value
 					var wg sync.WaitGroup
@@ -176,6 +192,9 @@ func BenchmarkSaga(b *testing.B) {
 					wg.Wait()
 					elapsed := time.Since(start)
 					b.StopTimer()
+					goCPU := processCPU() - go0
+					pg1, pgOK1 := pgBackendCPU(dbName)
+					statements := stmts.Load()
 					if err, _ := failed.Load().(error); err != nil {
 						b.Fatal(err)
 					}
@@ -184,6 +203,19 @@ func BenchmarkSaga(b *testing.B) {
 						b.Fatalf("outbox rows: %d (want %d): %v", n, 3*sagas, err)
 					}
 					b.ReportMetric(sagas/elapsed.Seconds(), "sagas/s")
+					// Statements the handler sent per saga, besides each
+					// step's BEGIN and COMMIT (6 per saga on both sides).
+					b.ReportMetric(float64(statements)/sagas, "stmts/saga")
+					// CPU per saga, this process's and its Postgres
+					// backends': what 2 cores would do with nothing else
+					// on them (WAL writer and fsync excluded), which a
+					// loaded machine's wall clock does not show.
+					b.ReportMetric(float64(goCPU.Microseconds())/sagas, "go-cpu-µs/saga")
+					if pgOK && pgOK1 {
+						cpu := goCPU + pg1 - pg0
+						b.ReportMetric(float64((pg1-pg0).Microseconds())/sagas, "pg-cpu-µs/saga")
+						b.ReportMetric(2*sagas/cpu.Seconds(), "sagas/s/2cores")
+					}
 					stopApp(b, app)
 				}
 			})
@@ -216,4 +248,75 @@ func (*lazyBaseline) EventTypes() []string {
 }
 func (l *lazyBaseline) Handle(ctx context.Context, env fxevents.Envelope) error {
 	return baselineHandler{db: l.db, bus: baselineBus.Load()}.Handle(ctx, env)
+}
+
+// countStatements counts the statements GORM sends on db (every callback
+// chain: the inbox, the saga's and the baseline's SQL, the outbox insert),
+// which leaves out only BEGIN and COMMIT.
+func countStatements(b *testing.B, db *gorm.DB, n *atomic.Int64) {
+	count := func(*gorm.DB) { n.Add(1) }
+	cb := db.Callback()
+	for _, err := range []error{
+		cb.Create().Register("bench:count", count), cb.Query().Register("bench:count", count),
+		cb.Update().Register("bench:count", count), cb.Delete().Register("bench:count", count),
+		cb.Row().Register("bench:count", count), cb.Raw().Register("bench:count", count),
+	} {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// databaseName is the database a DSN names.
+func databaseName(b *testing.B, dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.TrimPrefix(u.Path, "/")
+}
+
+// processCPU is this process's user and system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pgBackendCPU sums the user and system CPU time of the local Postgres
+// backends connected to database name (their process title names it), from
+// /proc; false when there is none to read (Postgres on another host).
+func pgBackendCPU(name string) (time.Duration, bool) {
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		return 0, false
+	}
+	var ticks int64
+	found := false
+	for _, p := range procs {
+		cmd, err := os.ReadFile(p)
+		if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) || !bytes.Contains(cmd, []byte(" "+name+" ")) {
+			continue
+		}
+		stat, err := os.ReadFile(strings.TrimSuffix(p, "cmdline") + "stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: state is the
+		// first, utime and stime the 12th and 13th.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, err1 := strconv.ParseInt(f[11], 10, 64)
+		st, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		ticks += ut + st
+		found = true
+	}
+	return time.Duration(ticks) * (time.Second / 100), found // USER_HZ is 100 on Linux
 }

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 )
 
 // Event is a domain event. EventType names it on the wire
@@ -81,15 +79,12 @@ func NewEnvelope(source string, ev Event, codec Codec) (Envelope, error) {
 	if typ == "" {
 		return Envelope{}, fmt.Errorf("fxevents: event %T has an empty EventType", ev)
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return Envelope{}, fmt.Errorf("fxevents: new event id: %w", err)
-	}
 	ct, payload, err := codec.Encode(ev)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("fxevents: encode %s: %w", typ, err)
 	}
-	env := Envelope{ID: id.String(), Type: typ, Source: source, OccurredAt: time.Now().UTC(), Payload: payload}
+	now := time.Now()
+	env := Envelope{ID: newEventID(now), Type: typ, Source: source, OccurredAt: now.UTC(), Payload: payload}
 	if a, ok := ev.(Aggregated); ok {
 		env.AggregateID = a.AggregateID()
 	}

@@ -139,7 +139,9 @@ func (r *Runtime) UseBus(b fxevents.Bus) { r.bus = b }
 
 // Handlers returns one fxevents handler per saga, named "saga.<name>", for
 // the saga's event types; register them with the dispatcher. They are
-// Idempotent: the inbox mark of an event commits with the step.
+// idempotent: the inbox mark of an event commits with the step (through
+// fxevents.Idempotent on SQLite; on Postgres the step writes the same
+// marty_inbox row in the statement that locks the saga).
 func (r *Runtime) Handlers() []fxevents.Handler {
 	out := make([]fxevents.Handler, 0, len(r.names))
 	for _, n := range r.names {
@@ -149,7 +151,17 @@ func (r *Runtime) Handlers() []fxevents.Handler {
 }
 
 func (r *Runtime) handler(c *core) fxevents.Handler {
-	return fxevents.Idempotent(&sagaHandler{r: r, c: c, types: slices.Clone(c.order)})
+	h := &sagaHandler{r: r, c: c, types: slices.Clone(c.order)}
+	if r.pg {
+		// On Postgres the step writes the inbox row itself, in the
+		// statement that locks (or creates) the saga: one round trip
+		// fewer per step than fxevents.Idempotent's separate insert, with
+		// the same row (consumer "saga.<name>", event id) in the same
+		// transaction.
+		h.ownInbox = true
+		return h
+	}
+	return fxevents.Idempotent(h)
 }
 
 // handlerFor returns the handler of the saga named name.
@@ -165,12 +177,16 @@ type sagaHandler struct {
 	r     *Runtime
 	c     *core
 	types []string
+	// ownInbox: the handler runs its own unit of work and marks the inbox
+	// in runStep (Postgres); otherwise fxevents.Idempotent wraps it.
+	ownInbox bool
 }
 
 func (h *sagaHandler) Name() string         { return "saga." + h.c.name }
 func (h *sagaHandler) EventTypes() []string { return h.types }
 
-// Handle runs in Idempotent's transaction, after the inbox mark.
+// Handle runs in Idempotent's transaction, after the inbox mark, or (own
+// inbox) opens the transaction whose first statement marks the inbox.
 func (h *sagaHandler) Handle(ctx context.Context, env fxevents.Envelope) error {
 	env, err := h.r.up.Upcast(env)
 	if err != nil {
@@ -188,11 +204,19 @@ func (h *sagaHandler) Handle(ctx context.Context, env fxevents.Envelope) error {
 	if key == "" {
 		return fxevents.Permanent(fmt.Errorf("saga %s: event %s %s has an empty correlation key", h.c.name, env.Type, env.ID))
 	}
-	_, err = h.r.runStep(ctx, h.c, key, stepRun{
+	run := stepRun{
 		name: st.name, starts: st.starts, eventID: env.ID, eventType: env.Type,
 		fn: func(sc *stepCore) error { return st.run(sc, ev) },
+	}
+	if !h.ownInbox {
+		_, err = h.r.runStep(ctx, h.c, key, run)
+		return err
+	}
+	run.inbox = h.Name()
+	return h.r.uow.Do(ctx, func(ctx context.Context) error {
+		_, err := h.r.runStep(ctx, h.c, key, run)
+		return err
 	})
-	return err
 }
 
 // stepRun is one step to run on a saga.
@@ -202,8 +226,12 @@ type stepRun struct {
 	eventID   string
 	eventType string
 	timer     string // the timer that fired ("" for an event step)
-	links     []trace.Link
-	fn        func(sc *stepCore) error
+	// inbox, when set, is the consumer whose marty_inbox row runStep
+	// inserts for eventID (Postgres, see sagaHandler.ownInbox): an event
+	// already marked is skipped.
+	inbox string
+	links []trace.Link
+	fn    func(sc *stepCore) error
 }
 
 // sagaRow is a locked marty_saga row.
@@ -260,18 +288,10 @@ func (r *Runtime) lockSaga(db *gorm.DB, name, key string, skipLocked bool) (saga
 func (r *Runtime) runStep(ctx context.Context, c *core, key string, run stepRun) (bool, error) {
 	db := fxrepo.DB(ctx, r.db)
 	now := time.Now()
-	if run.starts {
-		// Create it unless it exists: a concurrent creator's insert makes
-		// this one wait, then do nothing, and the lock below sees its row.
-		us := now.UnixMicro()
-		if err := db.Exec(`INSERT INTO marty_saga (saga_type, saga_key, status, state, state_version, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			c.name, key, string(StatusRunning), []byte("{}"), c.stateVersion, us, us).Error; err != nil {
-			return false, fmt.Errorf("saga %s: create: %w", c.name, err)
-		}
+	row, created, dup, err := r.acquire(db, c, key, run, now)
+	if dup {
+		return false, nil // the inbox has the event: it took effect already
 	}
-	row, err := r.lockSaga(db, c.name, key, false)
-	created := err == nil && row.version == 0 // no step applied yet: this one starts it
 	if errors.Is(err, errNoSaga) {
 		r.m.ignored.WithLabelValues(c.name).Inc()
 		r.log.Debug("event for no saga ignored", zap.String("saga", c.name), zap.String("key", key), zap.String("step", run.name))
@@ -325,6 +345,110 @@ func (r *Runtime) runStep(ctx context.Context, c *core, key string, run stepRun)
 	return true, nil
 }
 
+// acquire marks the inbox (run.inbox), creates the saga (a starting step)
+// and locks its row, in as few round trips as it can: the row it returns
+// is locked until the transaction ends. dup reports an event the inbox
+// already had (nothing else was done); created, a saga no step has applied
+// to yet (this one starts it).
+func (r *Runtime) acquire(db *gorm.DB, c *core, key string, run stepRun, now time.Time) (row sagaRow, created, dup bool, err error) {
+	us := now.UnixMicro()
+	fresh := func() sagaRow {
+		return sagaRow{status: StatusRunning, state: []byte("{}"), stateVersion: c.stateVersion}
+	}
+	if run.inbox != "" && run.starts {
+		// Inbox mark and creation in one statement; a row that exists
+		// already (or a concurrent creator's, which this insert waits
+		// for) is then locked below.
+		var marked, inserted int64
+		err := db.Raw(`WITH i AS (INSERT INTO marty_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)
+				ON CONFLICT DO NOTHING RETURNING 1),
+			s AS (INSERT INTO marty_saga (saga_type, saga_key, status, state, state_version, created_at, updated_at)
+				SELECT ?::text, ?::text, ?::text, ?::bytea, ?::integer, ?::bigint, ?::bigint FROM i
+				ON CONFLICT DO NOTHING RETURNING 1)
+			SELECT (SELECT count(*) FROM i), (SELECT count(*) FROM s)`,
+			run.inbox, run.eventID, us, c.name, key, string(StatusRunning), []byte("{}"), c.stateVersion, us, us).
+			Row().Scan(&marked, &inserted)
+		switch {
+		case err != nil:
+			return sagaRow{}, false, false, fmt.Errorf("saga %s: inbox and create: %w", c.name, err)
+		case marked == 0:
+			return sagaRow{}, false, true, nil
+		case inserted == 1: // this transaction's own row: locked, no step applied
+			return fresh(), true, false, nil
+		}
+		row, err := r.lockSaga(db, c.name, key, false)
+		return row, err == nil && row.version == 0, false, err
+	}
+	if run.inbox != "" {
+		// Inbox mark and row lock in one statement. No row: no saga (the
+		// inbox mark commits, as fxevents.Idempotent's would).
+		row, marked, err := r.markAndLock(db, c.name, key, run.inbox, run.eventID, us)
+		if err == nil && !marked {
+			return sagaRow{}, false, true, nil
+		}
+		return row, err == nil && row.version == 0, false, err
+	}
+	if run.starts {
+		// Create it unless it exists: a concurrent creator's insert makes
+		// this one wait, then do nothing, and the lock below sees its row.
+		res := db.Exec(`INSERT INTO marty_saga (saga_type, saga_key, status, state, state_version, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			c.name, key, string(StatusRunning), []byte("{}"), c.stateVersion, us, us)
+		if res.Error != nil {
+			return sagaRow{}, false, false, fmt.Errorf("saga %s: create: %w", c.name, res.Error)
+		}
+		if res.RowsAffected == 1 { // inserted by this transaction, so locked by it
+			return fresh(), true, false, nil
+		}
+	}
+	row, err = r.lockSaga(db, c.name, key, false)
+	return row, err == nil && row.version == 0, false, err // version 0: no step applied yet, this one starts it
+}
+
+// markAndLock inserts the inbox row of (consumer, eventID) and locks the
+// saga's row in one statement (Postgres). marked is false for an event
+// the inbox already had; errNoSaga when there is no saga.
+func (r *Runtime) markAndLock(db *gorm.DB, name, key, consumer, eventID string, us int64) (row sagaRow, marked bool, err error) {
+	// The saga side is a LATERAL subquery so that the statement always
+	// returns the inbox count, with NULLs when there is no saga.
+	rows, err := db.Raw(`WITH i AS (INSERT INTO marty_inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)
+			ON CONFLICT DO NOTHING RETURNING 1)
+		SELECT (SELECT count(*) FROM i), s.status, s.state, s.state_version, s.version, s.compensations
+		FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT status, state, state_version, version, compensations
+			FROM marty_saga WHERE saga_type = ? AND saga_key = ? FOR UPDATE) s ON true`,
+		consumer, eventID, us, name, key).Rows()
+	if err != nil {
+		return sagaRow{}, false, fmt.Errorf("inbox and lock saga: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return sagaRow{}, false, fmt.Errorf("inbox and lock saga: %w", err)
+		}
+		return sagaRow{}, false, errors.New("inbox and lock saga: no result row")
+	}
+	var n int64
+	var status, comps *string
+	var stateVersion *int
+	var version *int64
+	if err := rows.Scan(&n, &status, &row.state, &stateVersion, &version, &comps); err != nil {
+		return sagaRow{}, false, fmt.Errorf("inbox and lock saga: %w", err)
+	}
+	switch {
+	case n == 0:
+		return sagaRow{}, false, nil
+	case status == nil:
+		return sagaRow{}, true, errNoSaga
+	}
+	row.status, row.stateVersion, row.version = Status(*status), *stateVersion, *version
+	if *comps != "" {
+		if err := json.Unmarshal([]byte(*comps), &row.comps); err != nil {
+			return sagaRow{}, false, fmt.Errorf("saga compensations: %w", err)
+		}
+	}
+	return row, true, nil
+}
+
 // safeRun calls fn, turning a panic into an error.
 func safeRun(fn func(sc *stepCore) error, sc *stepCore) (err error) {
 	defer func() {
@@ -358,28 +482,45 @@ func (r *Runtime) store(ctx context.Context, db *gorm.DB, c *core, key string, r
 		b, _ := json.Marshal(sc.comps)
 		comps = string(b)
 	}
-	res := db.Exec(`UPDATE marty_saga SET status = ?, stuck = 0, state = ?, state_version = ?, version = version + 1,
-		compensations = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END, updated_at = ?
-		WHERE saga_type = ? AND saga_key = ? AND version = ?`,
-		string(sc.status), state, c.stateVersion, comps, lastErr, lastErr, now, c.name, key, row.version)
-	if res.Error != nil {
-		return fmt.Errorf("saga %s: store: %w", c.name, res.Error)
+	step := run.name
+	if sc.label != "" {
+		step = sc.label
 	}
-	if res.RowsAffected != 1 {
-		return fmt.Errorf("saga %s: %s changed under the step (version %d)", c.name, key, row.version)
+	leaving := sc.status != StatusRunning // a step that left the running state drops its timers
+	if r.pg {
+		// One round trip: the update, the timers' drop and the history row.
+		if err := r.storePG(db, c, key, step, run, row, sc, state, comps, lastErr, now, leaving, time.Since(start)); err != nil {
+			return err
+		}
+	} else {
+		res := db.Exec(`UPDATE marty_saga SET status = ?, stuck = 0, state = ?, state_version = ?, version = version + 1,
+			compensations = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END, updated_at = ?
+			WHERE saga_type = ? AND saga_key = ? AND version = ?`,
+			string(sc.status), state, c.stateVersion, comps, lastErr, lastErr, now, c.name, key, row.version)
+		if res.Error != nil {
+			return fmt.Errorf("saga %s: store: %w", c.name, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return fmt.Errorf("saga %s: %s changed under the step (version %d)", c.name, key, row.version)
+		}
+		if leaving {
+			if err := db.Exec(`DELETE FROM marty_saga_timer WHERE saga_type = ? AND saga_key = ?`, c.name, key).Error; err != nil {
+				return fmt.Errorf("saga %s: delete timers: %w", c.name, err)
+			}
+		}
+		if err := r.history(db, c.name, key, step, run.eventID, run.eventType, sc.status, lastErr, now, time.Since(start)); err != nil {
+			return err
+		}
 	}
 	// Timers: a step that left the running state drops its timers; the
 	// compensation timer is (re)set while compensations remain.
-	if run.timer != "" {
+	if run.timer != "" && !leaving {
 		if err := db.Exec(`DELETE FROM marty_saga_timer WHERE saga_type = ? AND saga_key = ? AND name = ?`, c.name, key, run.timer).Error; err != nil {
 			return fmt.Errorf("saga %s: delete timer: %w", c.name, err)
 		}
 	}
 	soonest := time.Time{}
-	if sc.status != StatusRunning {
-		if err := db.Exec(`DELETE FROM marty_saga_timer WHERE saga_type = ? AND saga_key = ?`, c.name, key).Error; err != nil {
-			return fmt.Errorf("saga %s: delete timers: %w", c.name, err)
-		}
+	if leaving { // the timers were dropped above
 		sc.schedule, sc.cancel = map[string]time.Time{}, nil
 		if sc.status == StatusCompensating {
 			sc.schedule[compensateTimer] = time.Now()
@@ -405,19 +546,35 @@ func (r *Runtime) store(ctx context.Context, db *gorm.DB, c *core, key string, r
 			}
 		}
 	}
-	histErr := ""
-	if lastErr != "" {
-		histErr = lastErr
-	}
-	step := run.name
-	if sc.label != "" {
-		step = sc.label
-	}
-	if err := r.history(db, c.name, key, step, run.eventID, run.eventType, sc.status, histErr, now, time.Since(start)); err != nil {
-		return err
-	}
 	if !soonest.IsZero() && time.Until(soonest) < r.cfg.PollInterval {
 		fxrepo.AfterCommit(ctx, r.signal)
+	}
+	return nil
+}
+
+// storePG writes the step's state, drops the saga's timers when leaving
+// is set, and adds the history row, in one statement (Postgres): the
+// history row is inserted only if the version-checked update matched, and
+// the statement returns how many were.
+func (r *Runtime) storePG(db *gorm.DB, c *core, key, step string, run stepRun, row sagaRow, sc *stepCore,
+	state []byte, comps, lastErr string, now int64, leaving bool, d time.Duration) error {
+	q := `WITH u AS (UPDATE marty_saga SET status = ?, stuck = 0, state = ?, state_version = ?, version = version + 1,
+		compensations = ?, last_error = CASE WHEN ? = '' THEN last_error ELSE ? END, updated_at = ?
+		WHERE saga_type = ? AND saga_key = ? AND version = ? RETURNING 1)`
+	args := []any{string(sc.status), state, c.stateVersion, comps, lastErr, lastErr, now, c.name, key, row.version}
+	if leaving {
+		q += `, t AS (DELETE FROM marty_saga_timer WHERE saga_type = ? AND saga_key = ?)`
+		args = append(args, c.name, key)
+	}
+	q += ` INSERT INTO marty_saga_step (saga_type, saga_key, step, event_id, event_type, status, error, at, duration_us)
+		SELECT ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::bigint, ?::bigint FROM u`
+	args = append(args, c.name, key, step, run.eventID, run.eventType, string(sc.status), lastErr, now, d.Microseconds())
+	res := db.Exec(q, args...)
+	if res.Error != nil {
+		return fmt.Errorf("saga %s: store: %w", c.name, res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return fmt.Errorf("saga %s: %s changed under the step (version %d)", c.name, key, row.version)
 	}
 	return nil
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package fxevents_test
+
+const raceEnabled = false
