@@ -516,8 +516,7 @@ func (r *relay) relayTransport(ctx context.Context, tx pgx.Tx, locked []int32) (
 		// While the broker works: delete what it acknowledged, read on.
 		var ferr, rerr error
 		if prev != nil {
-			ferr = r.finish(exec, *prev)
-			prev = nil
+			ferr = r.finish(exec, *prev) // every path below returns or sets prev again
 		}
 		var next []outboxRow
 		more := full && ferr == nil && k+1 < pipelinedBatches && r.runCtx.Err() == nil

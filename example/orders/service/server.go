@@ -30,8 +30,9 @@ const DefaultPageSize = 20
 // another replica is seen within this interval.
 const WatchPollInterval = 500 * time.Millisecond
 
-// WatchPoll, supplied to the graph, replaces WatchPollInterval (a test
-// stretches it to show that a local change needs no poll).
+// WatchPoll is the watchers' poll interval when supplied to the graph, in
+// place of WatchPollInterval (a test stretches it to show that a local
+// change needs no poll).
 type WatchPoll time.Duration
 
 // Orders is the orders table as the server and the order saga change it:
